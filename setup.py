@@ -1,0 +1,15 @@
+from setuptools import setup
+
+setup(
+    name="guard",
+    version="0.1.0",
+    description="Entrypoint prefix that checks host limits (vm.max_map_count, open files, "
+    "overcommit, THP, somaxconn) before starting Elasticsearch, Kafka, Redis and friends",
+    packages=["guard"],
+    python_requires=">=3.9",
+    install_requires=["cffi>=1.15"],
+    extras_require={
+        "test": ["pytest", "pytest-docker", "docker", "hypothesis", "psutil"],
+    },
+    entry_points={"console_scripts": ["guard = guard.cli:main"]},
+)
