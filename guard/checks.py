@@ -1,0 +1,220 @@
+"""Requirements as data, reading the value a requirement names, and judging it.
+
+A requirement is ``KEY OP VALUE`` (``vm.max_map_count>=262144``) plus whether it is hard (refuse
+to start) or soft (warn) and where the threshold comes from. Reading goes through guard.host;
+judging is a pure function of the requirement and the observed value, so tests feed values
+without touching the host.
+"""
+
+import dataclasses
+import operator
+import re
+
+from guard import host
+from guard.host import UNLIMITED, Unreadable
+
+OPERATORS = {">=": operator.ge, "<=": operator.le, "=": operator.eq, "!=": operator.ne}
+ORDERING = (">=", "<=")
+
+THP_KEY = "transparent_hugepage"
+THP_MODES = ("always", "madvise", "never")
+
+# Human names for the knobs users meet most, used in messages before the knob itself, as in
+# Elasticsearch's "max virtual memory areas vm.max_map_count [65530] is too low".
+LABELS = {
+    "vm.max_map_count": "max virtual memory areas",
+    "vm.overcommit_memory": "memory overcommit",
+    "vm.swappiness": "swappiness",
+    "net.core.somaxconn": "TCP listen backlog",
+    "fs.file-max": "system-wide open files",
+    "nofile": "max file descriptors",
+    "nproc": "max number of threads",
+    "memlock": "max locked memory",
+    "as": "max size virtual memory",
+    "fsize": "max file size",
+    "core": "max core file size",
+    "stack": "max stack size",
+    THP_KEY: "transparent huge pages",
+}
+
+_SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$")
+_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+
+
+class SpecError(ValueError):
+    """A requirement that cannot be understood; the message names the bad value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirement:
+    key: str  # the knob: a dotted sysctl, an rlimit (nofile, nofile.hard), transparent_hugepage
+    op: str
+    value: object  # int, UNLIMITED, or a word
+    hard: bool = True  # refuse to start when not met; soft requirements only warn
+    name: str = ""  # kebab-case check name; derived from the key when empty
+    source: str = ""  # where the threshold comes from
+    hint: str = ""  # extra advice for the fix, specific to the program
+
+    def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", default_name(self.key))
+
+    @property
+    def spec(self):
+        return f"{self.key}{self.op}{format_value(self.value)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    requirement: Requirement
+    status: str  # pass | warn | fail | skip
+    actual: object = None
+    message: str = ""
+
+
+def default_name(key):
+    """``vm.max_map_count`` -> ``max-map-count``; ``net.core.somaxconn`` -> ``somaxconn``;
+    ``nofile.hard`` -> ``nofile-hard``."""
+    last = key if kind_of(key) == "rlimit" else key.rsplit(".", 1)[-1]
+    return re.sub(r"[._]+", "-", last).strip("-").lower()
+
+
+def format_value(value):
+    return "unlimited" if value == UNLIMITED else str(value)
+
+
+def rlimit_parts(key):
+    """``nofile`` -> ("nofile", "soft"); ``nofile.hard`` -> ("nofile", "hard"); else None.
+
+    The plain name means the soft limit: the one the kernel enforces on the running program.
+    Programs that raise their own soft limit up to the hard one (Redis, the JVM) are judged on
+    ``.hard`` by their profiles.
+    """
+    base, _, which = key.partition(".")
+    if base in host.RLIMITS and which in ("", "soft", "hard"):
+        return base, which or "soft"
+    return None
+
+
+def kind_of(key):
+    if key == THP_KEY:
+        return "thp"
+    if rlimit_parts(key):
+        return "rlimit"
+    return "sysctl"
+
+
+def parse_value(text, key):
+    """A VALUE of a SPEC: an integer, ``unlimited`` or a word, as the key allows."""
+    kind = kind_of(key)
+    lowered = text.lower()
+    if lowered in ("unlimited", "infinity"):
+        if kind != "rlimit":
+            raise SpecError(f"[unlimited] is only a value for resource limits, not for [{key}]")
+        return UNLIMITED
+    if re.fullmatch(r"-?[0-9]+", text):
+        number = int(text)
+        if kind == "rlimit" and number == -1:
+            return UNLIMITED  # docker --ulimit and limits.conf spell unlimited as -1
+        if kind == "rlimit" and number < 0:
+            raise SpecError(f"a resource limit cannot be negative but [{key}] was given [{text}]")
+        if kind == "thp":
+            raise SpecError(f"[{key}] takes one of [{'|'.join(THP_MODES)}] but was given [{text}]")
+        return number
+    if kind == "thp":
+        if lowered not in THP_MODES:
+            raise SpecError(f"[{key}] takes one of [{'|'.join(THP_MODES)}] but was given [{text}]")
+        return lowered
+    if kind == "rlimit":
+        raise SpecError(f"[{key}] takes a number or [unlimited] but was given [{text}]")
+    if not _WORD.match(text):
+        raise SpecError(f"value must be a number, [unlimited] or a word but was [{text}]")
+    return text
+
+
+def parse_spec(text, hard=True):
+    """``KEY OP VALUE`` -> Requirement, or SpecError naming what is wrong."""
+    match = _SPEC.match(text)
+    if not match:
+        raise SpecError(
+            f"requirement must look like KEY>=VALUE, KEY<=VALUE, KEY=VALUE or KEY!=VALUE "
+            f"(e.g. vm.max_map_count>=262144) but was [{text}]"
+        )
+    key, op, raw = match.groups()
+    key = key.replace("/", ".")  # sysctl(8) accepts vm/max_map_count too
+    if not _KEY.match(key):
+        raise SpecError(f"[{key}] is not a sysctl name, a resource limit or {THP_KEY}")
+    base, _, suffix = key.partition(".")
+    if base in host.RLIMITS and suffix not in ("", "soft", "hard"):
+        raise SpecError(f"resource limit [{key}] takes a .soft or .hard suffix, not [.{suffix}]")
+    if "." not in key and kind_of(key) == "sysctl":
+        known = ", ".join(sorted(host.RLIMITS))
+        raise SpecError(f"[{key}] is not a sysctl (they have dots), a resource limit ({known}) or {THP_KEY}")
+    value = parse_value(raw, key)
+    if op in ORDERING and isinstance(value, str):
+        raise SpecError(f"[{op}] needs a number but [{key}] was given the word [{value}]")
+    return Requirement(key=key, op=op, value=value, hard=hard, source="--require")
+
+
+def read_value(key):
+    """The observed value of a key: int, UNLIMITED or a word. Raises Unreadable."""
+    kind = kind_of(key)
+    if kind == "thp":
+        return host.read_thp()
+    if kind == "rlimit":
+        base, which = rlimit_parts(key)
+        soft, hard = host.read_rlimit(base)
+        return soft if which == "soft" else hard
+    text = host.read_sysctl(key)
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def describe(key):
+    label = LABELS.get(key) or LABELS.get(key.split(".", 1)[0] if kind_of(key) == "rlimit" else key)
+    return f"{label} {key}" if label else key
+
+
+def failure_message(req, actual):
+    """The one sentence users search for: knob, actual and required value in brackets."""
+    what, have, want = describe(req.key), format_value(actual), format_value(req.value)
+    if req.op == ">=":
+        at_least = "" if req.value == UNLIMITED else "at least "
+        return f"{what} [{have}] is too low, increase to {at_least}[{want}]"
+    if req.op == "<=":
+        return f"{what} [{have}] is too high, decrease to at most [{want}]"
+    if req.op == "=":
+        return f"{what} is [{have}] but must be [{want}]"
+    return f"{what} is [{have}] but must not be [{want}]"
+
+
+def judge(req, actual):
+    """Compare an observed value with a requirement; never reads the host."""
+    numeric = not isinstance(actual, str)
+    if numeric != (not isinstance(req.value, str)) and req.op in ORDERING:
+        return Result(req, "skip", actual, f"{describe(req.key)} is [{actual}], not a number to compare")
+    if OPERATORS[req.op](actual, req.value):
+        return Result(req, "pass", actual, f"{describe(req.key)} [{format_value(actual)}] {req.op} [{format_value(req.value)}]")
+    return Result(req, "fail" if req.hard else "warn", actual, failure_message(req, actual))
+
+
+def run_check(req):
+    try:
+        actual = read_value(req.key)
+    except Unreadable as e:
+        return Result(req, "skip", None, f"{describe(req.key)} skipped: {e}")
+    return judge(req, actual)
+
+
+def run_checks(requirements, skip=()):
+    """Every check runs; none stops the others. Skipped names give a skip result, not silence."""
+    results = []
+    for req in requirements:
+        if req.name in skip or req.key in skip:
+            results.append(Result(req, "skip", None, f"{describe(req.key)} skipped: --skip {req.name}"))
+        else:
+            results.append(run_check(req))
+    return results

@@ -1,0 +1,271 @@
+"""Command line: parse flags and GUARD_* variables, then wire the pieces. No logic of its own."""
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from guard import __version__, checks, launch, place, profiles, report
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_REFUSED = 78  # EX_CONFIG (sysexits.h), the code Elasticsearch exits with on failed bootstrap checks
+EXIT_INTERNAL = 70  # EX_SOFTWARE
+
+SUBCOMMANDS = ("check", "profiles", "maps")
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    flag: str
+    env: str
+    help: str
+    metavar: str = None
+    choices: tuple = None
+    repeatable: bool = False  # the variable takes a comma-separated list
+    switch: bool = False  # takes no value; the variable takes 1/0, true/false, yes/no
+    default: object = None
+    watch: bool = False  # belongs to supervise mode
+
+    @property
+    def dest(self):
+        return self.flag[2:].replace("-", "_")
+
+    @property
+    def takes_value(self):
+        return not self.switch
+
+
+# Every setting, defined once: the flag, its GUARD_* variable, and --help come from here.
+OPTIONS = (
+    Option("--profile", "GUARD_PROFILE", "checks for this program (default: from COMMAND's name)", "NAME"),
+    Option("--require", "GUARD_REQUIRE", "extra requirement KEY>=VALUE, KEY<=VALUE, KEY=VALUE or KEY!=VALUE, "
+           "e.g. vm.max_map_count>=262144 (repeatable)", "SPEC", repeatable=True, default=()),
+    Option("--mode", "GUARD_MODE", "enforce: refuse to start on a failed hard check; warn: start anyway",
+           choices=("enforce", "warn"), default="enforce"),
+    Option("--skip", "GUARD_SKIP", "do not run this check, by name or key (repeatable)", "CHECK",
+           repeatable=True, default=()),
+    Option("--format", "GUARD_FORMAT", "report format", choices=("text", "json"), default="text"),
+    Option("--quiet", "GUARD_QUIET", "print only failures and warnings", switch=True, default=False),
+    Option("--place", "GUARD_PLACE", "where fixes must run (default: detected)",
+           choices=("auto",) + place.PLACES, default="auto"),
+    Option("--watch", "GUARD_WATCH", "stay as PID 1: start COMMAND as a child, forward signals, reap "
+           "zombies, warn as its memory maps near vm.max_map_count", switch=True, default=False, watch=True),
+    Option("--interval", "GUARD_INTERVAL", "seconds between map samples with --watch", "SECONDS",
+           default=1.0, watch=True),
+    Option("--metrics-file", "GUARD_METRICS_FILE", "with --watch, write Prometheus metrics to this file",
+           "PATH", watch=True),
+)
+BY_FLAG = {o.flag: o for o in OPTIONS}
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+EPILOG = """\
+commands:
+  guard [OPTIONS] [--] COMMAND [ARG...]   check, then exec COMMAND (argv verbatim, no shell)
+  guard check [OPTIONS]                   check only: exit 0 (pass or warnings) or 78
+  guard profiles                          list the profiles and their requirements
+  guard maps [PID...] [--top N] [--format text|json|prometheus]
+                                          memory maps per process against vm.max_map_count
+
+environment (a flag given on the command line wins over its variable):
+{env}
+exit codes:
+  0    check passed (guard check)        78   a hard check failed (refused)
+  2    usage error                       126  COMMAND found but not executable
+  127  COMMAND not found                 70   internal error in guard
+  otherwise COMMAND's own exit code (guard has become COMMAND)
+"""
+
+
+def _env_help():
+    return "".join(f"  {o.env:<20} {o.flag}\n" for o in OPTIONS)
+
+
+def build_parser(prog, with_watch):
+    parser = argparse.ArgumentParser(
+        prog=prog, add_help=True, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Check the host limits a program needs, then start it or refuse with the fix.",
+        epilog=EPILOG.format(env=_env_help()),
+    )
+    parser.add_argument("--version", action="version", version=f"guard {__version__}")
+    for o in OPTIONS:
+        if o.watch and not with_watch:
+            continue
+        text = f"{o.help} [{o.env}]"
+        if o.switch:
+            parser.add_argument(o.flag, action="store_const", const=True, default=None, help=text)
+        elif o.repeatable:
+            parser.add_argument(o.flag, action="append", metavar=o.metavar, default=None, help=text)
+        else:
+            parser.add_argument(o.flag, metavar=o.metavar or "{" + ",".join(o.choices) + "}",
+                                default=None, help=text)
+    return parser
+
+
+def _split_at_command(args):
+    """Options end at '--' or at the first word that is not an option, like tini and env(1)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return args[:i], args[i + 1:]
+        if not arg.startswith("-") or arg == "-":
+            return args[:i], args[i:]
+        option = BY_FLAG.get(arg)
+        i += 2 if option is not None and option.takes_value else 1
+    return args, []
+
+
+def _from_env(option, environ):
+    raw = environ.get(option.env)
+    if raw is None:
+        return None
+    if option.switch:
+        word = raw.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise UsageError(f"{option.env} must be [1|0|true|false|yes|no] but was [{raw}]")
+        return word in TRUE_WORDS
+    if option.repeatable:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def _validate(option, value, origin):
+    if option.choices and value not in option.choices:
+        raise UsageError(f"{origin} must be [{'|'.join(option.choices)}] but was [{value}]")
+    if option.dest == "interval":
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds > 0 or seconds == float("inf"):
+            raise UsageError(f"{origin} must be a number of seconds above 0 but was [{value}]")
+        return seconds
+    return value
+
+
+def resolve(parsed, environ):
+    """Flag, else GUARD_* variable, else default; every value validated and named when bad."""
+    settings = {}
+    for o in OPTIONS:
+        value, origin = getattr(parsed, o.dest, None), o.flag
+        if value is None:
+            value, origin = _from_env(o, environ), o.env
+        if value is None:
+            settings[o.dest] = o.default
+            continue
+        settings[o.dest] = _validate(o, value, origin)
+    if settings["profile"] is not None and settings["profile"] not in profiles.PROFILES:
+        known = "|".join(profiles.PROFILES)
+        raise UsageError(f"profile must be [{known}] but was [{settings['profile']}]")
+    try:
+        settings["require"] = [checks.parse_spec(s) for s in settings["require"]]
+    except checks.SpecError as e:
+        raise UsageError(f"--require: {e}") from None
+    return settings
+
+
+def choose_profile(settings, command):
+    if settings["profile"]:
+        return profiles.PROFILES[settings["profile"]]
+    return profiles.detect(command) if command else None
+
+
+def run_checks(settings, command, environ):
+    """Plan, check, report. Returns the verdict; the report goes to the given streams."""
+    profile = choose_profile(settings, command)
+    if profile is None and not settings["require"]:
+        if not command:
+            raise UsageError("guard check needs --profile NAME or --require SPEC "
+                             f"(profiles: {', '.join(profiles.PROFILES)})")
+        if not settings["quiet"]:
+            sys.stderr.write(f"guard: no profile knows [{os.path.basename(command[0])}]; "
+                             "starting it unchecked (--profile NAME or GUARD_PROFILE to check)\n")
+        return "pass"
+    profile = profile or profiles.PROFILES["none"]
+    plan = profile.plan(profiles.Invocation(tuple(command), dict(environ)))
+    requirements = plan.requirements + settings["require"]
+    results = checks.run_checks(requirements, skip=set(settings["skip"]))
+    where = place.detect(environ, settings["place"])
+    program = os.path.basename(command[0]) if command else None
+    name = profile.name
+    if settings["format"] == "json":
+        out = sys.stdout if not command else sys.stderr
+        out.write(report.to_json(name, settings["mode"], where, plan.notes, results, name) + "\n")
+    else:
+        sys.stderr.write(report.to_text(name, settings["mode"], where, plan.notes, results, name,
+                                        quiet=settings["quiet"]))
+        sys.stderr.write(report.closing_line(results, settings["mode"], name, program))
+    return report.verdict(results, settings["mode"] == "enforce")
+
+
+def cmd_profiles():
+    for profile in profiles.PROFILES.values():
+        if profile.name == "none":
+            continue
+        plan = profile.plan(profiles.Invocation((), {}))
+        names = ", ".join(profile.commands)
+        sys.stdout.write(f"{profile.name}: {profile.summary} (commands: {names})\n")
+        for req in plan.requirements:
+            level = "hard" if req.hard else "soft"
+            sys.stdout.write(f"  {req.name:<26} {report.format_requirement(req):<32} {level}  {req.source}\n")
+        for note in plan.notes:
+            sys.stdout.write(f"  note: {note}\n")
+    return EXIT_OK
+
+
+def cmd_maps(args):
+    parser = argparse.ArgumentParser(prog="guard maps", description="Memory maps per process "
+                                     "against vm.max_map_count, largest first.")
+    parser.add_argument("pids", nargs="*", metavar="PID")
+    parser.add_argument("--top", type=int, default=None, metavar="N", help="show the N largest")
+    parser.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
+    parsed = parser.parse_args(args)
+    if parsed.top is not None and parsed.top < 1:
+        raise UsageError(f"--top must be at least 1 but was [{parsed.top}]")
+    from guard import mapsview
+
+    return mapsview.run(parsed.pids, parsed.top, parsed.format)
+
+
+def main(argv=None):
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args, os.environ)
+    except UsageError as e:
+        sys.stderr.write(f"guard: {e}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 128 + 2
+    except Exception as e:  # a bug in guard must say so plainly, not scroll a traceback by
+        sys.stderr.write(f"guard: internal error: {type(e).__name__}: {e} (please report it)\n")
+        return EXIT_INTERNAL
+
+
+def _main(args, environ):
+    if args and args[0] in SUBCOMMANDS:
+        sub, rest = args[0], args[1:]
+        if sub == "profiles":
+            return cmd_profiles()
+        if sub == "maps":
+            return cmd_maps(rest)
+        settings = resolve(build_parser("guard check", with_watch=False).parse_args(rest), environ)
+        return EXIT_REFUSED if run_checks(settings, [], environ) == "refuse" else EXIT_OK
+    options, command = _split_at_command(args)
+    settings = resolve(build_parser("guard", with_watch=True).parse_args(options), environ)
+    if not command:
+        raise UsageError("no COMMAND given: guard [OPTIONS] [--] COMMAND [ARG...], or guard check")
+    if run_checks(settings, command, environ) == "refuse":
+        return EXIT_REFUSED
+    if settings["watch"]:
+        from guard import supervise
+
+        return supervise.run(command, settings["interval"], settings["metrics_file"])
+    code, message = launch.exec_program(command)
+    sys.stderr.write(message + "\n")
+    return code

@@ -1,0 +1,167 @@
+"""The fix for a failed requirement, as commands to paste where they must run.
+
+Three kinds of knob, three places to change them:
+- node-level sysctls and THP belong to the kernel every container shares: the Linux host,
+  Docker Desktop's VM, or the Kubernetes node. A container cannot change them for itself.
+- namespaced sysctls (net.*, IPC) belong to the container: docker run --sysctl, compose sysctls:.
+- resource limits are inherited from whoever starts the process: docker run --ulimit, compose
+  ulimits:, ulimit/systemd on a plain host.
+"""
+
+from guard.checks import THP_KEY, format_value, kind_of, rlimit_parts
+from guard.host import UNLIMITED
+
+# Sysctls the kernel keeps per namespace, which Docker lets a container set with --sysctl
+# (Docker run reference, "Configure namespaced kernel parameters (sysctls) at runtime").
+NAMESPACED_PREFIXES = ("net.", "fs.mqueue.")
+NAMESPACED_IPC = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                  "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+# Kubernetes "safe" sysctls need no kubelet flag; everything else must be allowed with
+# --allowed-unsafe-sysctls (Kubernetes docs, "Using sysctls in a Kubernetes Cluster").
+KUBERNETES_SAFE = ("kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
+                   "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start",
+                   "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_keepalive_time",
+                   "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                   "net.ipv4.tcp_keepalive_probes")
+
+ULIMIT_LETTERS = {"nofile": "n", "nproc": "u", "memlock": "l", "as": "v", "fsize": "f", "core": "c", "stack": "s"}
+SYSTEMD_NAMES = {"nofile": "LimitNOFILE", "nproc": "LimitNPROC", "memlock": "LimitMEMLOCK", "as": "LimitAS",
+                 "fsize": "LimitFSIZE", "core": "LimitCORE", "stack": "LimitSTACK"}
+# docker --ulimit takes the names of Go's units.ParseUlimit; RLIMIT_AS is not among them.
+DOCKER_ULIMITS = ("core", "fsize", "memlock", "nofile", "nproc", "stack")
+
+
+def is_namespaced(key):
+    return key.startswith(NAMESPACED_PREFIXES) or key in NAMESPACED_IPC
+
+
+def target(req):
+    """The value to set: the threshold, or for THP's "not always" the mode the kernel docs advise."""
+    if req.key == THP_KEY and req.op == "!=":
+        return "madvise" if req.value != "madvise" else "never"
+    return req.value
+
+
+def fix(req, place, program="guard"):
+    """Multi-line fix text starting 'To fix this'; None when there is nothing sensible to set."""
+    if req.op == "!=" and req.key != THP_KEY:
+        return f"To fix this, set {req.key} to a value other than [{format_value(req.value)}]."
+    kind = kind_of(req.key)
+    if kind == "rlimit":
+        text = _rlimit_fix(req, place)
+    elif kind == "thp":
+        text = _node_fix(req.key, target(req), place, program, _thp_commands)
+    elif is_namespaced(req.key):
+        text = _namespaced_fix(req.key, target(req), place, program)
+    else:
+        text = _node_fix(req.key, target(req), place, program, _sysctl_commands)
+    return text + (f"\n{req.hint}" if req.hint else "")
+
+
+def _sysctl_commands(key, value, program):
+    return (f"sysctl -w {key}={value}",
+            f"echo '{key}={value}' > /etc/sysctl.d/99-{program}.conf")
+
+
+def _thp_commands(key, value, program):
+    return (f"echo {value} > /sys/kernel/mm/transparent_hugepage/enabled",
+            f"add transparent_hugepage={value} to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub)")
+
+
+def _node_fix(key, value, place, program, commands):
+    now, persist = commands(key, value, program)
+    lines = []
+    if place.in_container:
+        lines.append(f"{key} is a node-level setting shared by every container: it cannot be set "
+                     f"from inside a container, only on {place.where_the_kernel_is}.")
+    if place.name == "kubernetes":
+        lines += [
+            "To fix this, set it on every node that runs the pod (node image, DaemonSet), or add a "
+            "privileged initContainer to the pod:",
+            "  initContainers:",
+            f"  - name: set-{key.replace('.', '-').replace('_', '-')}",
+            "    image: busybox",
+            "    securityContext: {privileged: true}",
+            f"    command: [\"sh\", \"-c\", \"{now}\"]",
+        ]
+    elif place.name == "wsl2":
+        lines += [
+            f"To fix this, in Windows PowerShell run: wsl -d docker-desktop -u root sh -c \"{now}\"",
+            "and keep it across restarts in %USERPROFILE%\\.wslconfig:",
+            "  [wsl2]",
+            f"  kernelCommandLine = \"{_kernel_cmdline(key, value)}\"",
+        ]
+    elif place.name == "docker-desktop":
+        lines += [
+            "To fix this, change it in Docker Desktop's VM from a privileged container:",
+            f"  docker run --rm --privileged --pid=host alpine nsenter -t 1 -m -u -n -i sh -c \"{now}\"",
+            "Docker Desktop's VM forgets it on restart: run it again after each restart.",
+        ]
+    else:
+        where = "on the Docker host run as root" if place.in_container else "run as root"
+        lines += [f"To fix this, {where}: {now}", f"and keep it across reboots: {persist}"]
+    return "\n".join(lines)
+
+
+def _kernel_cmdline(key, value):
+    if key == THP_KEY:
+        return f"transparent_hugepage={value}"
+    return f"sysctl.{key}={value}"
+
+
+def _namespaced_fix(key, value, place, program):
+    if place.name == "kubernetes":
+        lines = ["To fix this, set it in the pod spec:",
+                 "  securityContext:",
+                 f"    sysctls: [{{name: {key}, value: \"{value}\"}}]"]
+        if key not in KUBERNETES_SAFE:
+            lines.append(f"{key} is not a safe sysctl: the kubelet must allow it with "
+                         f"--allowed-unsafe-sysctls={key}.")
+        return "\n".join(lines)
+    if place.in_container:
+        return "\n".join([
+            f"{key} belongs to the container's own namespace: set it where the container is created.",
+            f"To fix this, run the container with: docker run --sysctl {key}={value} ...",
+            "or in compose:",
+            "    sysctls:",
+            f"      {key}: {value}",
+            "(a container on the host network shares the host's value: there, sysctl -w on the host)",
+        ])
+    now, persist = _sysctl_commands(key, value, program)
+    return f"To fix this, run as root: {now}\nand keep it across reboots: {persist}"
+
+
+def _rlimit_fix(req, place):
+    base, which = rlimit_parts(req.key)
+    value = target(req)
+    if place.name == "kubernetes":
+        return ("To fix this, raise the container runtime's default on the node: Kubernetes has no pod "
+                f"field for resource limits (containerd: {SYSTEMD_NAMES[base]}= in its systemd unit; "
+                f"dockerd: --default-ulimit {base}={_docker(value)}:{_docker(value)}).")
+    if place.in_container:
+        if base not in DOCKER_ULIMITS:
+            return (f"To fix this, raise {base} for the container engine itself (dockerd's systemd unit "
+                    f"{SYSTEMD_NAMES[base]}={_systemd(value)}): docker --ulimit cannot set it.")
+        number = _docker(value)
+        return "\n".join([
+            f"To fix this, start the container with: docker run --ulimit {base}={number}:{number} ...",
+            "or in compose:",
+            "    ulimits:",
+            f"      {base}:",
+            f"        soft: {number}",
+            f"        hard: {number}",
+        ])
+    letter = ULIMIT_LETTERS[base]
+    return (f"To fix this, raise it for the user or service that starts the program: "
+            f"ulimit -{letter} {format_value(value)} (as root, or up to the hard limit), "
+            f"{SYSTEMD_NAMES[base]}={_systemd(value)} in its systemd unit, or "
+            f"'* - {base} {format_value(value)}' in /etc/security/limits.conf.")
+
+
+def _docker(value):
+    return -1 if value == UNLIMITED else value
+
+
+def _systemd(value):
+    return "infinity" if value == UNLIMITED else value

@@ -1,0 +1,61 @@
+"""Replacing guard with the program: same PID, same argv, same environment, no shell.
+
+Exit codes for a command that cannot be run follow the shell (POSIX 2.8.2, as tini and
+dumb-init do): 127 when it is not found, 126 when it is found but cannot be executed.
+"""
+
+import errno
+import os
+import signal
+import sys
+
+NOT_FOUND = 127
+NOT_EXECUTABLE = 126
+
+
+def original_environ():
+    """The environment guard was started with, byte for byte.
+
+    CPython may change its own environment at start (PEP 538 sets LC_CTYPE when the locale is
+    C), and the program must not inherit that. The kernel keeps the environment as it was passed
+    to execve in /proc/self/environ; setenv() in this process never touches that copy.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return dict(os.environb)
+    env = {}
+    for entry in raw.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and name:
+            env[name] = value
+    return env
+
+
+def reset_signals():
+    """Python ignores SIGPIPE and SIGXFSZ at start; an ignored signal survives exec, so without
+    this the program would never die of a broken pipe. Put back what a program expects."""
+    for name in ("SIGPIPE", "SIGXFSZ"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+def exec_failure(program, error):
+    """The message and exit code for a command that could not be started."""
+    code = NOT_FOUND if error.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE
+    return code, f"guard: exec {program} failed: {error.strerror or error}"
+
+
+def exec_program(argv):
+    """Become the program; on failure return (exit code, message)."""
+    env = original_environ()
+    reset_signals()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as e:
+        return exec_failure(argv[0], e)
+    except ValueError as e:  # an embedded NUL byte in an argument: nothing can exec that
+        return NOT_EXECUTABLE, f"guard: exec {argv[0]!r} failed: {e}"
