@@ -1,0 +1,320 @@
+"""Supervise mode: guard stays as PID 1, runs the program as its child and watches its maps.
+
+Init duties follow tini's semantics (krallin/tini, src/tini.c): every catchable signal is
+blocked in guard and taken synchronously with sigtimedwait(), so signal handling and the map
+sampling share one loop with no handler racing between bytecodes; each signal but SIGCHLD is
+forwarded to the child's pid; SIGCHLD reaps every zombie; guard returns the child's exit code,
+or 128 + the signal that killed it. Like tini, the child gets a process group of its own and,
+when guard owns the terminal, the foreground, so Ctrl-C reaches it once and not twice.
+
+The watch samples the memory maps (VMAs) of every process below guard and warns when the largest
+crosses 80, 90 and 95 % of vm.max_map_count: Elasticsearch and Kafka mmap a file per segment
+and fail hours after starting with "Map failed" when the count reaches the limit.
+"""
+
+import contextlib
+import os
+import signal
+import sys
+import tempfile
+import time
+
+from guard import host, launch, place
+
+# Not forwarded, as in tini's configure_signals(): SIGCHLD is guard's own business; the
+# synchronous ones are the kernel reporting a fault in guard itself; SIGTTIN/SIGTTOU are ignored
+# so that guard, once the child owns the terminal, can still write its warnings to it.
+SYNCHRONOUS = {signal.SIGFPE, signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT,
+               signal.SIGTRAP, signal.SIGSYS}
+TERMINAL = {signal.SIGTTIN, signal.SIGTTOU}
+UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
+FORWARDED = frozenset(signal.valid_signals() - SYNCHRONOUS - TERMINAL - UNCATCHABLE - {signal.SIGCHLD})
+WAITED = FORWARDED | {signal.SIGCHLD}
+
+# include/uapi/linux/prctl.h
+PR_SET_CHILD_SUBREAPER = 36
+
+# Warning levels in percent of vm.max_map_count, and how far below a level the count must fall
+# before that level is re-armed: a count hovering around 80 % then gives one line, not one per
+# sample.
+LEVELS = (80, 90, 95)
+HYSTERESIS = 5
+
+# Elasticsearch's MaxMapCountCheck requires 1 << 18; Kafka's and Confluent's docs use the same
+# figure. A limit already at or above it is doubled.
+RECOMMENDED_MAX_MAP_COUNT = 1 << 18
+
+
+def say(message):
+    print(f"guard: {message}", file=sys.stderr, flush=True)
+
+
+def run(argv, interval, metrics_file=None):
+    """Start argv as a child, forward signals, reap zombies, watch maps; return guard's exit code.
+
+    The signal mask and dispositions are put back as they were on return, after dropping signals
+    that came too late to forward: the child is gone and its exit code is the answer.
+    """
+    saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
+    saved_terminal = {signum: signal.signal(signum, signal.SIG_IGN) for signum in TERMINAL}
+    try:
+        _become_subreaper()
+        child = _spawn(argv, saved_mask, _owns_terminal())
+        return _supervise(child, interval, MapWatch(metrics_file))
+    finally:
+        while signal.sigtimedwait(WAITED, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
+        for signum, handler in saved_terminal.items():
+            signal.signal(signum, handler)
+
+
+def _become_subreaper():
+    """Orphans below guard are re-parented to guard, not to the real init, so guard reaps them.
+
+    Python's os module has no prctl(); one call at start does not justify C in the scanner's core,
+    so it goes through libc with ctypes, imported only when guard is not PID 1.
+    """
+    if os.getpid() == 1:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        reason = os.strerror(ctypes.get_errno())
+        say(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {reason}; orphaned processes are reaped by "
+            "PID 1, not by guard")
+
+
+def _owns_terminal():
+    """Hand the terminal to the child only if guard holds it, so `guard --watch ... &` in a
+    shell does not steal the foreground from the shell."""
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _spawn(argv, saved_mask, foreground):
+    """fork + exec as tini's spawn() does; exec failures exit the child with 127 or 126."""
+    environ = launch.original_environ()
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        # tini's isolate_child(): a process group of its own, the terminal's foreground when
+        # guard had it. SIGTTOU is still ignored here, which tcsetpgrp() from a background
+        # group needs.
+        os.setpgid(0, 0)
+        if foreground:
+            with contextlib.suppress(OSError):  # no terminal after all: nothing to hand over
+                os.tcsetpgrp(0, os.getpgrp())
+        # Dispositions to the defaults (Python ignores SIGPIPE and SIGXFSZ at start, guard
+        # ignores SIGTTIN/SIGTTOU), then the mask guard was started with: the program starts as
+        # it would have after a plain exec.
+        for signum in signal.valid_signals() - UNCATCHABLE:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
+        os.execvpe(argv[0], argv, environ)
+    except OSError as e:
+        code, message = launch.exec_failure(argv[0], e)
+        print(message, file=sys.stderr, flush=True)
+        os._exit(code)
+    except ValueError as e:  # an embedded NUL byte in an argument
+        print(f"guard: exec {argv[0]!r} failed: {e}", file=sys.stderr, flush=True)
+    finally:
+        os._exit(launch.NOT_EXECUTABLE)
+
+
+def _supervise(child, interval, watch):
+    """One loop for signals, zombies and samples: sigtimedwait() sleeps until the next sample."""
+    next_sample = time.monotonic()
+    while True:
+        code = reap(child)
+        if code is not None:
+            return code
+        now = time.monotonic()
+        if now >= next_sample:
+            watch.sample()
+            next_sample = max(next_sample + interval, now)
+            continue
+        info = signal.sigtimedwait(WAITED, next_sample - now)
+        if info is not None and info.si_signo != signal.SIGCHLD:
+            forward(child, info.si_signo)
+
+
+def reap(child):
+    """Reap every zombie below guard; the child's exit code once it is among them, else None."""
+    code = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return code
+        if pid == 0:
+            return code
+        if pid == child:
+            code = exit_code(status)
+
+
+def exit_code(status):
+    """The shell's convention: the exit status, or 128 + the number of the killing signal."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def forward(child, signum):
+    try:
+        os.kill(child, signum)
+    except ProcessLookupError:
+        pass  # the child exited and was reaped since; its code is returned next
+
+
+def count_maps(pid):
+    """Lines of /proc/PID/maps: the memory maps the kernel counts against vm.max_map_count."""
+    lines = 0
+    with open(os.path.join(host.proc_root(), str(pid), "maps"), "rb", buffering=0) as f:
+        while chunk := f.read(1 << 16):
+            lines += chunk.count(b"\n")
+    return lines
+
+
+def read_comm(pid):
+    try:
+        return host.read_text(os.path.join(host.proc_root(), str(pid), "comm"))
+    except host.Unreadable:
+        return "?"
+
+
+def descendants(pid):
+    """Pids below pid, from /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN).
+
+    A process that exits while the tree is walked is skipped: its children file is gone.
+    """
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = _children(parent)
+        found += children
+        todo += children
+    return found
+
+
+def _children(pid):
+    task = os.path.join(host.proc_root(), str(pid), "task")
+    pids = []
+    try:
+        tids = os.listdir(task)
+    except OSError:
+        return pids  # gone
+    for tid in tids:
+        try:
+            with open(os.path.join(task, tid, "children"), "rb") as f:
+                pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass  # the thread exited
+    return pids
+
+
+def level_of(percent, level):
+    """The warning level after a sample at percent, given the level before it.
+
+    Up: the highest level reached. Down: a level is left only when the count falls HYSTERESIS
+    points below it, so a count hovering at a level does not warn at every sample.
+    """
+    reached = max((lv for lv in LEVELS if percent >= lv), default=0)
+    if reached > level:
+        return reached
+    while level and percent < level - HYSTERESIS:
+        lower = [lv for lv in LEVELS if lv < level]
+        level = lower[-1] if lower else 0
+    return level
+
+
+def recommended(limit):
+    return max(RECOMMENDED_MAX_MAP_COUNT, 2 * limit)
+
+
+class MapWatch:
+    """Samples the maps below guard and says when the largest crosses a level or falls back."""
+
+    def __init__(self, metrics_file=None, root=None):
+        self.metrics_file = metrics_file
+        self.root = root or os.getpid()
+        self.level = 0
+        self.complaints = set()  # problems already reported, each said once
+        self.where = None
+
+    def sample(self):
+        try:
+            limit = int(host.read_sysctl("vm.max_map_count"))
+        except (host.Unreadable, ValueError) as e:
+            self.complain(f"cannot watch memory maps: {e}")
+            return
+        counts = {}
+        for pid in descendants(self.root):
+            try:
+                counts[pid] = count_maps(pid)
+            except FileNotFoundError:
+                pass  # exited since it was listed
+            except PermissionError as e:
+                self.complain(f"cannot count the memory maps of pid [{pid}]: {e.strerror}")
+        if counts:
+            top = max(counts, key=counts.get)
+            self.observe(top, read_comm(top), counts[top], limit)
+        if self.metrics_file:
+            self.write_metrics(counts, limit)
+
+    def observe(self, pid, comm, count, limit):
+        """Say a line when the level changes upward or falls back to 0."""
+        percent = count * 100 // limit if limit > 0 else 0
+        level = level_of(percent, self.level)
+        what = f"pid [{pid}] ({comm}) has [{count}] memory maps"
+        if level > self.level:
+            say(f"{what}, more than {level}% of vm.max_map_count [{limit}]; to fix this, raise "
+                f"vm.max_map_count on {self.kernel_place()}: sysctl -w vm.max_map_count={recommended(limit)}")
+        elif level == 0 and self.level:
+            say(f"{what}, back below {LEVELS[0] - HYSTERESIS}% of vm.max_map_count [{limit}]")
+        self.level = level
+
+    def kernel_place(self):
+        if self.where is None:
+            self.where = place.detect().where_the_kernel_is
+        return self.where
+
+    def complain(self, message):
+        if message not in self.complaints:
+            self.complaints.add(message)
+            say(message)
+
+    def write_metrics(self, counts, limit):
+        """Replace the file atomically: node_exporter's textfile collector may read it any time."""
+        text = render_metrics({pid: (read_comm(pid), n) for pid, n in counts.items()}, limit)
+        directory = os.path.dirname(os.path.abspath(self.metrics_file))
+        try:
+            fd, temp = tempfile.mkstemp(dir=directory, prefix=".guard-", suffix=".tmp")
+        except OSError as e:
+            self.complain(f"cannot write metrics to {self.metrics_file}: {e.strerror}")
+            return
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.chmod(temp, 0o644)  # mkstemp makes it 0600; node_exporter runs as another user
+            os.replace(temp, self.metrics_file)
+        except OSError as e:
+            self.complain(f"cannot write metrics to {self.metrics_file}: {e.strerror}")
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
+def render_metrics(processes, limit):
+    """Prometheus text exposition: {pid: (comm, count)} and the limit."""
+    lines = ["# HELP guard_process_map_count Memory maps (VMAs) of a process below guard.",
+             "# TYPE guard_process_map_count gauge"]
+    for pid, (comm, count) in sorted(processes.items()):
+        comm = comm.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        lines.append(f'guard_process_map_count{{pid="{pid}",comm="{comm}"}} {count}')
+    lines += ["# HELP guard_vm_max_map_count The kernel's vm.max_map_count.",
+              "# TYPE guard_vm_max_map_count gauge",
+              f"guard_vm_max_map_count {limit}"]
+    return "\n".join(lines) + "\n"

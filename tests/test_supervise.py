@@ -1,0 +1,310 @@
+"""guard --watch with real processes: exit codes, signals, zombies, and the map-count warnings."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from guard import supervise
+from hostsettings import host_settings_unchanged
+
+GUARD = [sys.executable, "-m", "guard", "--quiet", "--watch"]
+PYTHON = sys.executable
+
+
+def guard(*command, interval="1", **popen):
+    return subprocess.Popen([*GUARD, "--interval", interval, "--", *command], **popen)
+
+
+def poll(condition, timeout=10.0, what="condition"):
+    """The condition's first true value, checked every 10 ms; fails the test after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def read_file(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def stat_fields(pid):
+    """(state, ppid, pgrp) of a process, or None once it is gone (reaped)."""
+    text = read_file(f"/proc/{pid}/stat")
+    return parse_stat(text) if text else None
+
+
+def parse_stat(text):
+    state, ppid, pgrp = text[text.rindex(")") + 2:].split()[:3]
+    return state, int(ppid), int(pgrp)
+
+
+def zombies_of(parent):
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            fields = stat_fields(name)
+            if fields and fields[0] == "Z" and fields[1] == parent:
+                found.append(int(name))
+    return found
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+
+
+# --- exit codes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 42, 64, 78, 125, 126, 127, 128, 129, 137, 143, 200, 254, 255])
+def test_exit_code_of_the_child_is_guards_exit_code(code):
+    assert subprocess.run([*GUARD, "--", "sh", "-c", f"exit {code}"]).returncode == code
+
+
+def test_every_exit_code_from_0_to_255_passes_through():
+    # run() in a process of its own: it reaps every child of the process it runs in.
+    script = ("from guard import supervise\n"
+              "print([n for n in range(256) if supervise.run(['sh', '-c', f'exit {n}'], 1.0) != n])")
+    out = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+KILL_ITSELF = """
+import os, resource, signal, sys
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGSEGV and SIGABRT without a core file
+signum = int(sys.argv[1])
+if signum != signal.SIGKILL:
+    signal.signal(signum, signal.SIG_DFL)
+os.kill(os.getpid(), signum)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT, signal.SIGKILL,
+                                    signal.SIGSEGV, signal.SIGPIPE, signal.SIGTERM, signal.SIGUSR1])
+def test_child_killed_by_a_signal_gives_128_plus_its_number(signum):
+    result = subprocess.run([*GUARD, "--", PYTHON, "-c", KILL_ITSELF, str(int(signum))])
+    assert result.returncode == 128 + signum
+
+
+def test_command_not_found_is_127_and_named():
+    result = subprocess.run([*GUARD, "--", "no-such-program-anywhere"], capture_output=True, text=True)
+    assert result.returncode == 127
+    assert "guard: exec no-such-program-anywhere failed: No such file or directory" in result.stderr
+
+
+def test_command_not_executable_is_126_and_named(tmp_path):
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    result = subprocess.run([*GUARD, "--", str(script)], capture_output=True, text=True)
+    assert result.returncode == 126
+    assert f"guard: exec {script} failed: Permission denied" in result.stderr
+
+
+def test_argv_reaches_the_child_verbatim_without_a_shell():
+    args = ["$HOME", "a b", "*", "", "'quoted'", "; exit 3"]
+    out = subprocess.run([*GUARD, "--", PYTHON, "-c", "import sys; print(sys.argv[1:])", *args],
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    assert out.stdout.strip() == repr(args)
+
+
+# --- the child's start state --------------------------------------------------------------
+
+
+def status_field(text, name):
+    return next(line.split(":")[1].strip() for line in text.splitlines() if line.startswith(name + ":"))
+
+
+def test_child_starts_with_no_blocked_or_ignored_signals():
+    # guard blocks every forwarded signal and Python ignores SIGPIPE and SIGXFSZ; none of that
+    # may leak into the program. cat is the child itself, so its status is the child's.
+    out = subprocess.run([*GUARD, "--", "cat", "/proc/self/status"], capture_output=True, text=True)
+    assert int(status_field(out.stdout, "SigBlk"), 16) == 0
+    assert int(status_field(out.stdout, "SigIgn"), 16) == 0
+
+
+def test_child_runs_in_a_process_group_of_its_own():
+    out = subprocess.run([*GUARD, "--", "cat", "/proc/self/stat"], capture_output=True, text=True)
+    pid = int(out.stdout.split()[0])
+    assert parse_stat(out.stdout)[2] == pid
+
+
+# --- signals ------------------------------------------------------------------------------
+
+RECORD_SIGNALS = """
+import signal, sys, time
+log = sys.argv[1]
+def record(signum, frame):
+    with open(log, "a") as f:
+        f.write(signal.Signals(signum).name + "\\n")
+    if signum == signal.SIGTERM:
+        sys.exit(0)
+for name in sys.argv[2:]:
+    signal.signal(signal.Signals[name], record)
+open(log + ".ready", "w").close()
+while True:
+    signal.pause()
+"""
+
+FORWARDED = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT", "SIGWINCH", "SIGALRM", "SIGCONT", "SIGRTMIN"]
+
+
+def test_signals_sent_to_guard_reach_the_child(tmp_path):
+    log = str(tmp_path / "signals")
+    proc = guard(PYTHON, "-c", RECORD_SIGNALS, log, *FORWARDED, "SIGTERM")
+    try:
+        poll(lambda: os.path.exists(log + ".ready"), what="the child to install its handlers")
+        for name in FORWARDED:
+            os.kill(proc.pid, signal.Signals[name])
+            poll(lambda: read_file(log).splitlines()[-1:] == [name], what=f"{name} to reach the child")
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert read_file(log).splitlines() == FORWARDED + ["SIGTERM"]
+    finally:
+        stop(proc)
+
+
+def test_sigterm_stops_a_child_that_keeps_the_default_promptly_with_143():
+    proc = guard("sleep", "60")
+    try:
+        poll(lambda: supervise.descendants(proc.pid), what="guard to start sleep")
+        started = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+        assert time.monotonic() - started < 2
+    finally:
+        stop(proc)
+
+
+# --- zombies ------------------------------------------------------------------------------
+
+# The child forks a helper that forks the orphan and exits at once; the child reaps the helper,
+# so the orphan's parent is gone and the kernel hands it to the nearest subreaper: guard.
+ORPHAN_MAKER = """
+import os, sys, time
+out = sys.argv[1]
+helper = os.fork()
+if helper == 0:
+    helper = os.getpid()
+    orphan = os.fork()
+    if orphan == 0:
+        while os.getppid() == helper:
+            time.sleep(0.01)
+        with open(out + ".tmp", "w") as f:
+            f.write(f"{os.getpid()} {os.getppid()}")
+        os.rename(out + ".tmp", out)
+        os._exit(0)
+    os._exit(0)
+os.waitpid(helper, 0)
+time.sleep(60)
+"""
+
+
+def test_zombies_of_orphaned_grandchildren_are_reaped(tmp_path):
+    out = str(tmp_path / "orphan")
+    proc = guard(PYTHON, "-c", ORPHAN_MAKER, out)
+    try:
+        orphan, new_parent = map(int, poll(lambda: read_file(out), what="the orphan to report").split())
+        assert new_parent == proc.pid, "guard is the orphan's subreaper"
+        poll(lambda: stat_fields(orphan) is None, what=f"guard to reap the orphan [{orphan}]")
+        assert zombies_of(proc.pid) == []
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+    finally:
+        stop(proc)
+
+
+# --- watching the map count ---------------------------------------------------------------
+
+# Maps one page at a time, alternating protections so neighbours never merge into one VMA:
+# quickly up to 75 % of vm.max_map_count, then 1 % every STEP seconds until mmap fails. It then
+# unmaps everything and waits for SIGTERM, so the test sees guard's line when the count falls.
+GROW_MAPS = """
+import ctypes, errno, mmap, signal, sys, time
+step_seconds = float(sys.argv[1])
+limit = int(open("/proc/sys/vm/max_map_count").read())
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+FAILED = ctypes.c_void_p(-1).value
+mapped = []
+
+def grow(n):
+    for _ in range(n):
+        prot = mmap.PROT_READ if len(mapped) % 2 else mmap.PROT_READ | mmap.PROT_WRITE
+        addr = libc.mmap(None, mmap.PAGESIZE, prot, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+        if addr in (None, FAILED):
+            return ctypes.get_errno()
+        mapped.append(addr)
+    return 0
+
+with open("/proc/self/maps", "rb") as f:
+    present = f.read().count(b"\\n")
+error = grow(limit * 75 // 100 - present)
+while not error:
+    time.sleep(step_seconds)
+    error = grow(limit // 100)
+print(f"child: mmap failed with {errno.errorcode[error]} after {len(mapped)} new maps", file=sys.stderr, flush=True)
+for addr in mapped:
+    libc.munmap(addr, mmap.PAGESIZE)
+signal.pause()
+"""
+
+
+class Lines:
+    """guard's stderr, line by line as it comes, for waiting on a line with a timeout."""
+
+    def __init__(self, stream):
+        self.lines, self.changed = [], threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            with self.changed:
+                self.lines.append(line.rstrip("\n"))
+                self.changed.notify_all()
+
+    def wait_for(self, text, timeout):
+        with self.changed:
+            if not self.changed.wait_for(lambda: any(text in line for line in self.lines), timeout):
+                pytest.fail(f"no line with [{text}] after {timeout} s; got:\n" + "\n".join(self.lines))
+            return next(i for i, line in enumerate(self.lines) if text in line)
+
+
+def test_growing_maps_warn_at_80_90_95_percent_before_enomem_and_once_when_back():
+    with open("/proc/sys/vm/max_map_count") as f:
+        limit = int(f.read())
+    if limit > 1 << 20:
+        pytest.skip(f"vm.max_map_count [{limit}] is too high to reach in a test")
+    with host_settings_unchanged():
+        proc = guard(PYTHON, "-c", GROW_MAPS, "0.1", interval="0.05", stderr=subprocess.PIPE, text=True)
+        try:
+            lines = Lines(proc.stderr)
+            failed = lines.wait_for("child: mmap failed with ENOMEM", timeout=60)
+            back = lines.wait_for("back below 75% of vm.max_map_count", timeout=10)
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+        finally:
+            stop(proc)
+    warnings = [i for i, line in enumerate(lines.lines) if "% of vm.max_map_count" in line and i < failed]
+    assert [lines.lines[i].split("more than ")[1][:3] for i in warnings] == ["80%", "90%", "95%"]
+    first = lines.lines[warnings[0]]
+    assert first.startswith("guard: pid [")
+    assert f"of vm.max_map_count [{limit}]; to fix this, raise vm.max_map_count on " in first
+    assert first.endswith(f"sysctl -w vm.max_map_count={supervise.recommended(limit)}")
+    assert failed < back
+    assert sum("back below" in line for line in lines.lines) == 1
