@@ -8,6 +8,8 @@ setup(
     packages=["guard"],
     python_requires=">=3.9",
     install_requires=["cffi>=1.15"],
+    # The C map scanner (csrc/), compiled by cffi at install time into guard._maps.
+    cffi_modules=["csrc/build_maps.py:ffibuilder"],
     extras_require={
         "test": ["pytest", "pytest-docker", "docker", "hypothesis", "psutil"],
     },
