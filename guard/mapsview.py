@@ -1,0 +1,152 @@
+"""`guard maps`: memory mappings per process against vm.max_map_count, as text, JSON or Prometheus.
+
+Counting is guard.maps (the C scanner); this module adds the names, the percentages, the order
+and the three renderings. ``render_prometheus`` is shared with supervise mode.
+"""
+
+import json
+import os
+import sys
+from typing import NamedTuple, Optional
+
+from guard import host, maps
+from guard.report import PREFIX
+
+LIMIT_SYSCTL = "vm.max_map_count"
+
+
+class Row(NamedTuple):
+    """One process: its map count, or None and the OSError that kept it from being counted."""
+
+    pid: int
+    name: str
+    maps: Optional[int]
+    error: Optional[OSError] = None
+
+
+def read_limit():
+    """vm.max_map_count as an int, or None when it cannot be read."""
+    try:
+        return int(host.read_sysctl(LIMIT_SYSCTL))
+    except (host.Unreadable, ValueError):
+        return None
+
+
+def read_name(pid):
+    """The process's command name (/proc/PID/comm), "?" once it has exited."""
+    try:
+        return host.read_text(os.path.join(host.proc_root(), str(pid), "comm"))
+    except host.Unreadable:
+        return "?"
+
+
+def percent(count, limit):
+    """count as a percentage of limit, None without a limit."""
+    return 100.0 * count / limit if limit else None
+
+
+def largest_first(counts, failed, top=None):
+    """Rows by map count, largest first (then by pid); ``top`` keeps the largest N only.
+
+    Processes that could not be counted follow, unless ``top`` asks for the largest.
+    """
+    order = sorted(counts, key=lambda pid: (-counts[pid], pid))
+    rows = [Row(pid, read_name(pid), counts[pid]) for pid in order[:top]]
+    if top is None:
+        rows += [Row(pid, read_name(pid), None, error) for pid, error in sorted(failed.items())]
+    return rows
+
+
+def _reason(error):
+    return (error.strerror or str(error)).lower()
+
+
+def render_text(rows, limit):
+    """A table: pid, maps, % of the limit, name; the limit in the header."""
+    shown = f"[{limit}]" if limit else "[unknown]"
+    lines = [f"{LIMIT_SYSCTL} {shown}", f"{'PID':>8} {'MAPS':>9} {'% LIMIT':>8}  NAME"]
+    for row in rows:
+        share = percent(row.maps, limit) if row.maps is not None else None
+        maps_text = "-" if row.maps is None else str(row.maps)
+        share_text = "-" if share is None else f"{share:.1f}%"
+        note = f" ({_reason(row.error)})" if row.error else ""
+        lines.append(f"{row.pid:>8} {maps_text:>9} {share_text:>8}  {row.name}{note}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(rows, limit):
+    """{"max_map_count": N, "processes": [{"pid", "name", "maps", "percent", "error"}...]}."""
+    processes = []
+    for row in rows:
+        share = percent(row.maps, limit) if row.maps is not None else None
+        processes.append({
+            "pid": row.pid,
+            "name": row.name,
+            "maps": row.maps,
+            "percent": None if share is None else round(share, 2),
+            "error": _reason(row.error) if row.error else None,
+        })
+    return json.dumps({"max_map_count": limit, "processes": processes}, indent=2) + "\n"
+
+
+def _label(value):
+    """A Prometheus label value: backslash, double quote and newline escaped (exposition format)."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(rows, limit):
+    """Prometheus text exposition for node_exporter's textfile collector.
+
+    rows: Row records (or any (pid, name, maps, ...) tuples); those without a count are left
+    out. limit: vm.max_map_count, or None to leave its gauge out.
+    """
+    lines = ["# HELP guard_process_map_count Memory mappings (VMAs) of a process, which the "
+             "kernel compares with vm.max_map_count.",
+             "# TYPE guard_process_map_count gauge"]
+    for pid, name, count, *_ in rows:
+        if count is not None:
+            lines.append(f'guard_process_map_count{{pid="{pid}",comm="{_label(name)}"}} {count}')
+    if limit is not None:
+        lines += ["# HELP guard_vm_max_map_count The kernel's limit on memory mappings per "
+                  "process (vm.max_map_count).",
+                  "# TYPE guard_vm_max_map_count gauge",
+                  f"guard_vm_max_map_count {limit}"]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"text": render_text, "json": render_json, "prometheus": render_prometheus}
+
+
+def _rows_for_pids(pids, top):
+    """Rows for the pids typed (each once); exit code 1 when one is missing or unreadable."""
+    counts, failed, code = {}, {}, 0
+    for pid in dict.fromkeys(int(p) for p in pids):
+        try:
+            counts[pid] = maps.count(pid)
+        except ProcessLookupError:
+            sys.stderr.write(f"{PREFIX}no process with pid [{pid}]\n")
+            code = 1
+        except OSError as e:
+            sys.stderr.write(f"{PREFIX}cannot count the memory maps of pid [{pid}]: {_reason(e)}\n")
+            failed[pid], code = e, 1
+    return largest_first(counts, failed, top), code
+
+
+def run(pids, top, fmt):
+    """`guard maps [PID...] [--top N] [--format text|json|prometheus]`: write to stdout, return
+    the exit code (0; 1 when a pid given does not exist or cannot be read; 2 for a bad pid)."""
+    for pid in pids:
+        if not (pid.isascii() and pid.isdigit()) or int(pid) == 0:
+            sys.stderr.write(f"{PREFIX}PID must be a process id but was [{pid}]\n")
+            return 2
+    if pids:
+        rows, code = _rows_for_pids(pids, top)
+    else:
+        try:
+            scan = maps.scan()
+        except OSError as e:
+            sys.stderr.write(f"{PREFIX}cannot list processes in {e.filename}: {e.strerror}\n")
+            return 1
+        rows, code = largest_first(scan.counts, scan.failed, top), 0
+    sys.stdout.write(RENDERERS[fmt](rows, read_limit()))
+    return code
