@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from guard import host, launch, place
+from guard import host, launch, maps, place
 
 # Not forwarded, as in tini's configure_signals(): SIGCHLD is guard's own business; the
 # synchronous ones are the kernel reporting a fault in guard itself; SIGTTIN/SIGTTOU are ignored
@@ -170,15 +170,6 @@ def forward(child, signum):
         pass  # the child exited and was reaped since; its code is returned next
 
 
-def count_maps(pid):
-    """Lines of /proc/PID/maps: the memory maps the kernel counts against vm.max_map_count."""
-    lines = 0
-    with open(os.path.join(host.proc_root(), str(pid), "maps"), "rb", buffering=0) as f:
-        while chunk := f.read(1 << 16):
-            lines += chunk.count(b"\n")
-    return lines
-
-
 def read_comm(pid):
     try:
         return host.read_text(os.path.join(host.proc_root(), str(pid), "comm"))
@@ -254,10 +245,10 @@ class MapWatch:
         counts = {}
         for pid in descendants(self.root):
             try:
-                counts[pid] = count_maps(pid)
-            except FileNotFoundError:
+                counts[pid] = maps.count(pid)
+            except ProcessLookupError:
                 pass  # exited since it was listed
-            except PermissionError as e:
+            except OSError as e:
                 self.complain(f"cannot count the memory maps of pid [{pid}]: {e.strerror}")
         if counts:
             top = max(counts, key=counts.get)
