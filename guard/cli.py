@@ -67,7 +67,8 @@ TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off"
 EPILOG = """\
 commands:
   guard [OPTIONS] [--] COMMAND [ARG...]   check, then exec COMMAND (argv verbatim, no shell)
-  guard check [OPTIONS]                   check only: exit 0 (pass or warnings) or 78
+  guard check [OPTIONS] [-- COMMAND...]   check only: exit 0 (pass or warnings) or 78; COMMAND,
+                                          never run, selects the profile and its settings
   guard profiles                          list the profiles and their requirements
   guard maps [PID...] [--top N] [--format text|json|prometheus]
                                           memory maps per process against vm.max_map_count
@@ -176,12 +177,12 @@ def choose_profile(settings, command):
     return profiles.detect(command) if command else None
 
 
-def run_checks(settings, command, environ):
-    """Plan, check, report. Returns the verdict; the report goes to the given streams."""
+def run_checks(settings, command, environ, launching=True):
+    """Plan, check, report (stderr; JSON to stdout when nothing is launched). Returns the verdict."""
     profile = choose_profile(settings, command)
     if profile is None and not settings["require"]:
-        if not command:
-            raise UsageError("guard check needs --profile NAME or --require SPEC "
+        if not launching:
+            raise UsageError("guard check needs --profile NAME, --require SPEC or a known COMMAND "
                              f"(profiles: {', '.join(profiles.PROFILES)})")
         if not settings["quiet"]:
             sys.stderr.write(f"guard: no profile knows [{os.path.basename(command[0])}]; "
@@ -192,10 +193,10 @@ def run_checks(settings, command, environ):
     requirements = plan.requirements + settings["require"]
     results = checks.run_checks(requirements, skip=set(settings["skip"]))
     where = place.detect(environ, settings["place"])
-    program = os.path.basename(command[0]) if command else None
+    program = os.path.basename(command[0]) if launching else None
     name = profile.name
     if settings["format"] == "json":
-        out = sys.stdout if not command else sys.stderr
+        out = sys.stderr if launching else sys.stdout
         out.write(report.to_json(name, settings["mode"], where, plan.notes, results, name) + "\n")
     else:
         sys.stderr.write(report.to_text(name, settings["mode"], where, plan.notes, results, name,
@@ -254,8 +255,11 @@ def _main(args, environ):
             return cmd_profiles()
         if sub == "maps":
             return cmd_maps(rest)
-        settings = resolve(build_parser("guard check", with_watch=False).parse_args(rest), environ)
-        return EXIT_REFUSED if run_checks(settings, [], environ) == "refuse" else EXIT_OK
+        # guard check -- COMMAND...: the command only selects the profile and its settings (a
+        # preflight service reads the same server.properties the broker will); it never runs.
+        options, command = _split_at_command(rest)
+        settings = resolve(build_parser("guard check", with_watch=False).parse_args(options), environ)
+        return EXIT_REFUSED if run_checks(settings, command, environ, launching=False) == "refuse" else EXIT_OK
     options, command = _split_at_command(args)
     settings = resolve(build_parser("guard", with_watch=True).parse_args(options), environ)
     if not command:

@@ -45,7 +45,7 @@ def read_yaml_settings(path):
             continue
         while stack and stack[-1][0] >= indent:
             stack.pop()
-        full = ".".join([prefix for _, prefix in stack] + [_unquote(key)])
+        full = ".".join(([stack[-1][1]] if stack else []) + [_unquote(key)])
         if value.strip():
             settings[full] = _unquote(value)
         else:

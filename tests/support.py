@@ -1,0 +1,61 @@
+"""Running the installed guard as a user would, and crafting the host it reads."""
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+
+
+def guard_executable():
+    """The console script installed beside this interpreter (the package as users get it)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "guard")
+    return beside if os.path.exists(beside) else shutil.which("guard")
+
+
+RLIMIT_NAMES = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC,
+                "memlock": resource.RLIMIT_MEMLOCK, "as": resource.RLIMIT_AS,
+                "fsize": resource.RLIMIT_FSIZE}
+
+
+def _set_limits(limits):
+    def apply():
+        for name, (soft, hard) in limits.items():
+            resource.setrlimit(RLIMIT_NAMES[name], (soft, hard))
+    return apply
+
+
+def run_guard(*args, env=None, limits=None, timeout=30, cwd=None, **kwargs):
+    """guard ARGS in a child with a clean GUARD_* environment plus ``env``, and real rlimits."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    base.update(env or {})
+    return subprocess.run(
+        [guard_executable(), *args], env=base, capture_output=True, timeout=timeout, cwd=cwd or "/",
+        preexec_fn=_set_limits(limits) if limits else None, **kwargs,
+    )
+
+
+def text(completed):
+    return completed.stderr.decode(errors="replace")
+
+
+def crafted_proc(root, sysctls, osrelease="6.1.0-test"):
+    """A proc tree with the given sysctls (dotted name -> value) and a kernel release string."""
+    values = {"kernel.osrelease": osrelease, **sysctls}
+    for name, value in values.items():
+        if value is None:
+            continue
+        path = os.path.join(root, "sys", *name.split("."))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(f"{value}\n")
+    return str(root)
+
+
+def crafted_sys(root, thp="always [madvise] never"):
+    path = os.path.join(root, "kernel", "mm", "transparent_hugepage")
+    os.makedirs(path, exist_ok=True)
+    if thp is not None:
+        with open(os.path.join(path, "enabled"), "w") as f:
+            f.write(thp + "\n")
+    return str(root)

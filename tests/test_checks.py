@@ -1,0 +1,147 @@
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from guard import checks, profiles
+from guard.checks import Requirement, judge, parse_spec, run_check
+from guard.host import UNLIMITED
+from support import crafted_proc, crafted_sys
+
+
+def every_profile_requirement():
+    for profile in profiles.PROFILES.values():
+        for req in profile.plan(profiles.Invocation((), {})).requirements:
+            yield pytest.param(req, id=f"{profile.name}-{req.name}")
+
+
+def neighbours(req):
+    """(value, expected status) just below, at and just above the threshold."""
+    bad = "fail" if req.hard else "warn"
+    if req.value == UNLIMITED:
+        return [(1 << 40, bad), (UNLIMITED, "pass")]
+    if isinstance(req.value, str):
+        return [(req.value, "pass" if req.op == "=" else bad), ("madvise" if req.value != "madvise" else "never",
+                                                                  bad if req.op == "=" else "pass")]
+    below, at, above = req.value - 1, req.value, req.value + 1
+    expected = {
+        ">=": (bad, "pass", "pass"),
+        "<=": ("pass", "pass", bad),
+        "=": (bad, "pass", bad),
+        "!=": ("pass", bad, "pass"),
+    }[req.op]
+    return list(zip((below, at, above), expected))
+
+
+@pytest.mark.parametrize("req", list(every_profile_requirement()))
+def test_every_profile_check_below_at_and_above_its_threshold(req):
+    for value, expected in neighbours(req):
+        result = judge(req, value)
+        assert result.status == expected, (req, value, result)
+        if expected != "pass":
+            assert f"[{checks.format_value(value)}]" in result.message
+            assert f"[{checks.format_value(req.value)}]" in result.message
+
+
+def test_max_map_count_message_is_the_sentence_users_search_for():
+    req = Requirement("vm.max_map_count", ">=", 262144)
+    assert judge(req, 65530).message == (
+        "max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]")
+
+
+def test_unlimited_requirement_says_increase_to_unlimited():
+    req = Requirement("as", ">=", UNLIMITED)
+    assert judge(req, 1 << 30).message == (
+        f"max size virtual memory as [{1 << 30}] is too low, increase to [unlimited]")
+
+
+def test_soft_requirement_warns_where_hard_one_fails():
+    assert judge(Requirement("vm.max_map_count", ">=", 10, hard=False), 9).status == "warn"
+    assert judge(Requirement("vm.max_map_count", ">=", 10, hard=True), 9).status == "fail"
+
+
+def test_word_where_a_number_is_needed_is_skipped_not_failed():
+    result = judge(Requirement("vm.max_map_count", ">=", 10), "garbage")
+    assert result.status == "skip"
+
+
+@pytest.mark.parametrize("value,status", [(65529, "fail"), (65530, "pass"), (65531, "pass")])
+def test_sysctl_is_read_from_the_proc_root(tmp_path, monkeypatch, value, status):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {"vm.max_map_count": value}))
+    result = run_check(Requirement("vm.max_map_count", ">=", 65530))
+    assert (result.status, result.actual) == (status, value)
+
+
+def test_unreadable_value_is_skipped_not_failed(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {}))
+    result = run_check(Requirement("vm.max_map_count", ">=", 262144))
+    assert result.status == "skip"
+    assert "vm/max_map_count" in result.message and "No such file" in result.message
+
+
+def test_permission_denied_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    root = crafted_proc(tmp_path, {"vm.max_map_count": 1})
+    path = os.path.join(root, "sys", "vm", "max_map_count")
+    os.chmod(path, 0)
+    monkeypatch.setenv("GUARD_PROCFS", root)
+    # root reads through mode 0: a child without the DAC capabilities meets the real denial
+    code = ("from guard.checks import *; r = run_check(Requirement('vm.max_map_count', '>=', 5)); "
+            "print(r.status, '|', r.message)")
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    out = subprocess.run([*drop, sys.executable, "-c", code],
+                         capture_output=True, text=True, env={**os.environ, "GUARD_PROCFS": root}, cwd="/")
+    assert out.stdout.startswith("skip |"), out
+    assert "Permission denied" in out.stdout
+
+
+@pytest.mark.parametrize("thp,status", [("[always] madvise never", "fail"),
+                                        ("always [madvise] never", "pass"),
+                                        ("always madvise [never]", "pass")])
+def test_transparent_hugepage_mode_is_the_bracketed_word(tmp_path, monkeypatch, thp, status):
+    monkeypatch.setenv("GUARD_SYSFS", crafted_sys(tmp_path, thp))
+    result = run_check(parse_spec("transparent_hugepage!=always"))
+    assert result.status == status
+
+
+def test_kernel_without_thp_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_SYSFS", crafted_sys(tmp_path, thp=None))
+    assert run_check(parse_spec("transparent_hugepage!=always")).status == "skip"
+
+
+def _check_in_child(spec, limit, soft, hard):
+    """Run a check in a child whose rlimit is really set: rlimits are not faked."""
+    code = (f"import resource; resource.setrlimit(resource.{limit}, ({soft}, {hard})); "
+            f"from guard.checks import *; r = run_check(parse_spec({spec!r})); print(r.status, r.actual)")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
+                          check=True).stdout.split()
+
+
+@pytest.mark.parametrize("soft,expected", [(1023, "fail"), (1024, "pass"), (1025, "pass")])
+def test_plain_rlimit_name_is_the_soft_limit(soft, expected):
+    assert _check_in_child("nofile>=1024", "RLIMIT_NOFILE", soft, 4096) == [expected, str(soft)]
+
+
+@pytest.mark.parametrize("hard,expected", [(4095, "fail"), (4096, "pass"), (4097, "pass")])
+def test_hard_suffix_reads_the_hard_limit(hard, expected):
+    assert _check_in_child("nofile.hard>=4096", "RLIMIT_NOFILE", 100, hard) == [expected, str(hard)]
+
+
+def test_unlimited_rlimit_reads_as_unlimited():
+    infinity = resource.RLIM_INFINITY
+    assert _check_in_child("fsize>=unlimited", "RLIMIT_FSIZE", infinity, infinity) == ["pass", "inf"]
+    assert _check_in_child("fsize>=unlimited", "RLIMIT_FSIZE", 1 << 20, infinity)[0] == "fail"
+
+
+def test_every_check_runs_even_after_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {"vm.max_map_count": 1, "vm.overcommit_memory": 0}))
+    reqs = [parse_spec("vm.max_map_count>=2"), parse_spec("vm.overcommit_memory=1"), parse_spec("vm.swappiness<=1")]
+    assert [r.status for r in checks.run_checks(reqs)] == ["fail", "fail", "skip"]
+
+
+def test_skipped_checks_are_reported_as_skipped_by_name_or_key():
+    reqs = [Requirement("vm.max_map_count", ">=", 1 << 40), Requirement("nofile", ">=", 1 << 40)]
+    results = checks.run_checks(reqs, skip={"max-map-count", "nofile"})
+    assert [r.status for r in results] == ["skip", "skip"]
+    assert "--skip max-map-count" in results[0].message

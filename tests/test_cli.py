@@ -1,0 +1,111 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from guard import cli
+from support import crafted_proc, run_guard, text
+
+
+@pytest.fixture
+def host_at(tmp_path):
+    """A crafted proc root: the map count at 65530, overcommit off, somaxconn 4096."""
+    return {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
+                                                    "net.core.somaxconn": 4096})}
+
+
+@pytest.mark.parametrize("args,env,message", [
+    ([], {"GUARD_MODE": "x"}, "GUARD_MODE must be [enforce|warn] but was [x]"),
+    (["--mode", "loud"], {}, "--mode must be [enforce|warn] but was [loud]"),
+    (["--format", "xml"], {}, "--format must be [text|json] but was [xml]"),
+    ([], {"GUARD_PROFILE": "postgres"}, "but was [postgres]"),
+    ([], {"GUARD_REQUIRE": "vm.max_map_count>=1,nonsense"}, "[nonsense]"),
+    (["--require", "nofile>=many"], {}, "[many]"),
+    ([], {"GUARD_QUIET": "maybe"}, "GUARD_QUIET must be [1|0|true|false|yes|no] but was [maybe]"),
+    ([], {"GUARD_PLACE": "moon"}, "but was [moon]"),
+])
+def test_bad_values_exit_2_naming_the_value(args, env, message):
+    done = run_guard("check", *args, env={"GUARD_PROFILE": "redis", **env})
+    assert done.returncode == 2
+    assert message in text(done)
+    assert "Traceback" not in text(done)
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "soon", "nan", "inf"])
+def test_bad_watch_interval_is_a_usage_error(interval):
+    done = run_guard("--watch", "--interval", interval, "--", "true", env={"GUARD_PROFILE": "none"})
+    assert done.returncode == 2 and f"but was [{interval}]" in text(done)
+
+
+def test_unknown_flag_is_a_usage_error():
+    done = run_guard("--bogus", "--", "true")
+    assert done.returncode == 2 and "--bogus" in text(done)
+
+
+def test_no_command_is_a_usage_error():
+    assert run_guard("--mode", "warn").returncode == 2
+    done = run_guard("check")
+    assert done.returncode == 2 and "--profile" in text(done)
+
+
+def test_flag_wins_over_environment(host_at):
+    env = {**host_at, "GUARD_MODE": "warn"}
+    assert run_guard("check", "--profile", "redis", env=env).returncode == 0
+    assert run_guard("check", "--profile", "redis", "--mode", "enforce", env=env).returncode == 78
+
+
+def test_environment_requirements_and_skips_are_comma_separated(host_at):
+    env = {**host_at, "GUARD_PROFILE": "none", "GUARD_REQUIRE": "vm.max_map_count>=1, vm.overcommit_memory=1"}
+    assert run_guard("check", env=env).returncode == 78
+    assert run_guard("check", env={**env, "GUARD_SKIP": "overcommit-memory,other"}).returncode == 0
+
+
+def test_repeated_flags_add_requirements(host_at):
+    done = run_guard("check", "--require", "vm.max_map_count>=1", "--require", "vm.max_map_count>=70000",
+                     "--format", "json", env=host_at)
+    statuses = [c["status"] for c in json.loads(done.stdout)["checks"]]
+    assert statuses == ["pass", "fail"] and done.returncode == 78
+
+
+def test_check_takes_the_command_for_its_settings_without_running_it(host_at, tmp_path):
+    marker = tmp_path / "ran"
+    done = run_guard("check", "--format", "json", "--", "redis-server", "--tcp-backlog", "8192",
+                     "--", str(marker), env=host_at)
+    report = json.loads(done.stdout)
+    assert report["profile"] == "redis"
+    assert {c["key"]: c["required"] for c in report["checks"]}["net.core.somaxconn"] == 8192
+    assert not marker.exists()
+
+
+def test_options_after_the_command_belong_to_the_command(host_at):
+    done = run_guard("--mode", "warn", "--require", "vm.max_map_count>=1", "echo", "--mode", "enforce", env=host_at)
+    assert done.returncode == 0 and done.stdout == b"--mode enforce\n"
+
+
+def test_help_lists_every_variable_and_exit_code():
+    done = run_guard("--help")
+    assert done.returncode == 0
+    for option in cli.OPTIONS:
+        assert option.env in done.stdout.decode() and option.flag in done.stdout.decode()
+    for code in ("78", "126", "127"):
+        assert code in done.stdout.decode()
+
+
+def test_profiles_lists_thresholds_hardness_and_sources():
+    out = run_guard("profiles").stdout.decode()
+    for line in ("vm.max_map_count >= 262144", "MaxMapCountCheck", "vm.overcommit_memory = 1", "hard", "soft"):
+        assert line in out
+    for name in ("elasticsearch", "opensearch", "kafka", "redis", "mongodb", "cassandra", "sonarqube"):
+        assert f"{name}:" in out
+
+
+def test_module_entry_point_is_the_same_program():
+    done = subprocess.run([sys.executable, "-m", "guard", "--version"], capture_output=True, cwd="/")
+    assert done.returncode == 0 and done.stdout.startswith(b"guard ")
+
+
+def test_unknown_program_starts_unchecked_with_a_note():
+    done = run_guard("--", "true")
+    assert done.returncode == 0 and "no profile knows [true]" in text(done)
+    assert "no profile" not in text(run_guard("--quiet", "--", "true"))

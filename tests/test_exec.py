@@ -1,0 +1,100 @@
+"""guard execs the program: the same PID, argv and environment as if guard were not there."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from support import guard_executable, run_guard, text
+
+PASS = ["--require", "vm.max_map_count>=0"]  # a check that always passes, so guard execs
+
+
+def test_program_keeps_guards_pid():
+    code = "import os; print(os.getpid())"
+    proc = subprocess.Popen([guard_executable(), *PASS, "--", sys.executable, "-c", code],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    out, _ = proc.communicate(timeout=30)
+    assert int(out) == proc.pid
+
+
+ODD_ARGS = [b"", b" spaced  out ", b"--", b"--profile", b"kafka", b"$HOME", b"*", b"a\nb", b"\xff\xfe",
+            b"-E", b"x=y", "é".encode()]
+
+
+def test_argv_passes_verbatim_with_no_shell():
+    code = "import os, sys; sys.stdout.buffer.write(b'\\0'.join(os.fsencode(a) for a in sys.argv[1:]))"
+    argv = [os.fsencode(guard_executable()), *[a.encode() for a in PASS], b"--",
+            os.fsencode(sys.executable), b"-c", code.encode(), *ODD_ARGS]
+    done = subprocess.run(argv, capture_output=True, cwd="/", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(b"\0") == ODD_ARGS
+
+
+def test_environment_passes_unchanged_even_in_the_c_locale():
+    # CPython coerces the C locale by setting LC_CTYPE in its own environment (PEP 538); the
+    # program must get exactly the environment guard was given.
+    env = {"PATH": os.environ["PATH"], "ODD": "a=b c", "LANG": "C"}
+    done = subprocess.run([guard_executable(), *PASS, "--", "env", "-0"], env=env, capture_output=True, cwd="/")
+    got = dict(item.split(b"=", 1) for item in done.stdout.split(b"\0") if item)
+    assert got == {k.encode(): v.encode() for k, v in env.items()}
+
+
+def test_program_starts_with_default_signal_dispositions():
+    # Python ignores SIGPIPE; exec would pass that on and `yes | head` would never end.
+    done = run_guard(*PASS, "--", "grep", "^SigIgn", "/proc/self/status")
+    assert done.stdout.split() == [b"SigIgn:", b"0000000000000000"]
+
+
+@pytest.mark.parametrize("code", [0, 1, 3, 42, 255])
+def test_program_exit_code_is_guards(code):
+    assert run_guard(*PASS, "--", sys.executable, "-c", f"raise SystemExit({code})").returncode == code
+
+
+def test_killed_program_status_is_seen_by_guards_parent():
+    done = run_guard(*PASS, "--", sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
+    assert done.returncode == -15
+
+
+def test_missing_program_exits_127_naming_it():
+    done = run_guard(*PASS, "--", "no-such-program-here")
+    assert done.returncode == 127
+    assert "guard: exec no-such-program-here failed: No such file or directory" in text(done)
+
+
+def test_missing_path_exits_127(tmp_path):
+    assert run_guard(*PASS, "--", str(tmp_path / "nothing")).returncode == 127
+
+
+def test_file_that_is_not_executable_exits_126(tmp_path):
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\necho hi\n")
+    done = run_guard(*PASS, "--", str(script))
+    assert done.returncode == 126
+    assert f"guard: exec {script} failed: Permission denied" in text(done)
+
+
+def test_directory_exits_126(tmp_path):
+    assert run_guard(*PASS, "--", str(tmp_path)).returncode == 126
+
+
+def test_refusal_exits_78_and_never_starts_the_program(tmp_path):
+    marker = tmp_path / "started"
+    done = run_guard("--require", "vm.max_map_count>=99999999999", "--", "touch", str(marker))
+    assert done.returncode == 78
+    assert not marker.exists()
+
+
+def test_warn_mode_starts_the_program_anyway(tmp_path):
+    marker = tmp_path / "started"
+    done = run_guard("--mode", "warn", "--require", "vm.max_map_count>=99999999999", "--", "touch", str(marker))
+    assert done.returncode == 0 and marker.exists()
+    assert "[1] of [1] checks failed" in text(done)
+    assert "starting touch anyway (warn mode)" in text(done)
+
+
+def test_usage_error_exits_2_and_never_starts_the_program(tmp_path):
+    marker = tmp_path / "started"
+    assert run_guard("--mode", "x", "--", "touch", str(marker)).returncode == 2
+    assert not marker.exists()

@@ -1,0 +1,121 @@
+import pytest
+
+from guard import place
+from guard.checks import Requirement, parse_spec
+from guard.fixes import fix
+from guard.host import UNLIMITED
+from support import crafted_proc
+
+MAPS = Requirement("vm.max_map_count", ">=", 262144)
+HOST = place.Place("host", False, True)
+CONTAINER = place.Place("container", True, False)
+KUBERNETES = place.Place("kubernetes", True, False)
+WSL2 = place.Place("wsl2", True, False)
+DESKTOP = place.Place("docker-desktop", True, False)
+
+
+def test_host_fix_is_sysctl_now_and_a_persistent_line():
+    text = fix(MAPS, HOST, "elasticsearch")
+    assert text.startswith("To fix this, run as root: sysctl -w vm.max_map_count=262144")
+    assert "echo 'vm.max_map_count=262144' > /etc/sysctl.d/99-elasticsearch.conf" in text
+    assert "container" not in text
+
+
+def test_container_fix_says_plainly_it_cannot_be_set_inside():
+    text = fix(MAPS, CONTAINER)
+    assert "cannot be set from inside a container" in text
+    assert "on the Docker host run as root: sysctl -w vm.max_map_count=262144" in text
+
+
+def test_wsl2_fix_uses_the_docker_desktop_distribution_and_wslconfig():
+    text = fix(MAPS, WSL2)
+    assert 'wsl -d docker-desktop -u root sh -c "sysctl -w vm.max_map_count=262144"' in text
+    assert "[wsl2]" in text and 'kernelCommandLine = "sysctl.vm.max_map_count=262144"' in text
+
+
+def test_docker_desktop_fix_reaches_the_vm_from_a_privileged_container():
+    text = fix(MAPS, DESKTOP)
+    assert "docker run --rm --privileged --pid=host" in text and "sysctl -w vm.max_map_count=262144" in text
+
+
+def test_kubernetes_fix_is_a_privileged_init_container():
+    text = fix(MAPS, KUBERNETES)
+    assert "initContainers:" in text and "privileged: true" in text
+    assert "sysctl -w vm.max_map_count=262144" in text
+
+
+def test_rlimit_fix_in_a_container_names_ulimit_and_compose():
+    text = fix(Requirement("nofile.hard", ">=", 65535), CONTAINER)
+    assert "docker run --ulimit nofile=65535:65535" in text
+    assert "ulimits:\n      nofile:\n        soft: 65535\n        hard: 65535" in text
+
+
+def test_unlimited_rlimit_fix_uses_minus_one_for_docker():
+    assert "--ulimit memlock=-1:-1" in fix(Requirement("memlock", ">=", UNLIMITED), CONTAINER)
+
+
+def test_address_space_cannot_be_set_with_docker_ulimit():
+    text = fix(Requirement("as", ">=", UNLIMITED), CONTAINER)
+    assert "--ulimit as" not in text and "cannot set it" in text
+
+
+def test_rlimit_fix_on_a_host_names_ulimit_systemd_and_limits_conf():
+    text = fix(Requirement("nofile", ">=", 65535), HOST)
+    assert "ulimit -n 65535" in text and "LimitNOFILE=65535" in text and "limits.conf" in text
+
+
+def test_namespaced_sysctl_fix_in_a_container_is_docker_sysctl():
+    text = fix(Requirement("net.core.somaxconn", ">=", 1024), CONTAINER)
+    assert "docker run --sysctl net.core.somaxconn=1024" in text
+    assert "sysctls:\n      net.core.somaxconn: 1024" in text
+
+
+def test_namespaced_sysctl_in_kubernetes_needs_the_unsafe_allowance():
+    text = fix(Requirement("net.core.somaxconn", ">=", 1024), KUBERNETES)
+    assert "--allowed-unsafe-sysctls=net.core.somaxconn" in text
+
+
+def test_thp_fix_writes_madvise_and_carries_the_program_hint():
+    req = Requirement("transparent_hugepage", "!=", "always", hint="Or set disable-thp yes.")
+    text = fix(req, HOST)
+    assert "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled" in text
+    assert text.endswith("Or set disable-thp yes.")
+
+
+def test_not_equal_on_a_sysctl_asks_for_another_value():
+    assert "other than [2]" in fix(parse_spec("vm.overcommit_memory!=2"), HOST)
+
+
+# --- where guard runs ---
+
+@pytest.mark.parametrize("release,expected", [
+    ("5.15.133.1-microsoft-standard-WSL2", "wsl2"),
+    ("6.6.16-linuxkit", "docker-desktop"),
+    ("6.1.0-18-amd64", None),
+])
+def test_docker_desktop_is_recognised_from_the_kernel_release(tmp_path, monkeypatch, release, expected):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {}, osrelease=release))
+    found = place.detect(environ={})
+    if expected:
+        assert found.name == expected
+    else:
+        assert found.name in ("host", "container")
+
+
+def test_kubernetes_is_recognised_from_its_service_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {}))
+    found = place.detect(environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+    assert (found.name, found.in_container) == ("kubernetes", True)
+
+
+def test_container_is_recognised_from_the_init_cgroup(tmp_path, monkeypatch):
+    root = crafted_proc(tmp_path, {})
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "cgroup").write_text("12:memory:/docker/0123abcd\n")
+    monkeypatch.setenv("GUARD_PROCFS", root)
+    assert place.detect(environ={}).name == "container"
+
+
+def test_place_override_wins():
+    assert place.detect(environ={}, override="wsl2").name == "wsl2"
+    assert place.detect(environ={}, override="host").in_container is False

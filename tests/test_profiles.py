@@ -1,0 +1,217 @@
+import pytest
+
+from guard import profiles
+from guard.host import UNLIMITED
+from guard.profiles import Invocation
+
+
+def plan(name, argv=(), env=None):
+    return profiles.PROFILES[name].plan(Invocation(tuple(argv), dict(env or {})))
+
+
+def by_key(p):
+    return {r.key: r for r in p.requirements}
+
+
+def names(p):
+    return [r.name for r in p.requirements]
+
+
+# --- detection ---
+
+@pytest.mark.parametrize("argv,expected", [
+    (["/usr/share/elasticsearch/bin/elasticsearch"], "elasticsearch"),
+    (["docker-entrypoint.sh", "eswrapper"], "elasticsearch"),
+    (["/usr/local/bin/docker-entrypoint.sh", "redis-server", "--port", "0"], "redis"),
+    (["tini", "--", "redis-server"], "redis"),
+    (["gosu", "redis", "redis-server"], "redis"),
+    (["env", "A=b", "kafka-server-start.sh", "config/server.properties"], "kafka"),
+    (["opensearch-docker-entrypoint.sh"], "opensearch"),
+    (["mongod", "--bind_ip_all"], "mongodb"),
+    (["cassandra", "-f"], "cassandra"),
+    (["/opt/sonarqube/bin/linux-x86-64/sonar.sh", "console"], "sonarqube"),
+    (["python3", "redis-server"], None),
+    (["docker-entrypoint.sh", "postgres"], None),
+    ([], None),
+])
+def test_profile_is_detected_from_the_command_past_launchers(argv, expected):
+    found = profiles.detect(argv)
+    assert (found.name if found else None) == expected
+
+
+# --- Elasticsearch / OpenSearch ---
+
+def test_elasticsearch_defaults_mirror_bootstrap_checks():
+    reqs = by_key(plan("elasticsearch"))
+    assert reqs["vm.max_map_count"].value == 262144
+    assert reqs["nofile.hard"].value == 65535
+    assert reqs["nproc"].value == 4096
+    assert reqs["as"].value == reqs["fsize"].value == UNLIMITED
+    assert "memlock" not in reqs
+    assert all(r.hard for r in reqs.values())
+
+
+@pytest.mark.parametrize("argv,env", [
+    ([], {"discovery.type": "single-node"}),
+    (["elasticsearch", "-Ediscovery.type=single-node"], {}),
+    (["elasticsearch", "-E", "discovery.type=single-node"], {}),
+    ([], {"ES_SETTING_DISCOVERY_TYPE": "single-node"}),
+    ([], {"network.host": "127.0.0.1"}),
+])
+def test_single_node_or_loopback_turns_failures_into_warnings(argv, env):
+    p = plan("elasticsearch", argv, env)
+    assert not any(r.hard for r in p.requirements)
+    assert "warnings" in p.notes[0]
+
+
+def test_enforce_property_wins_over_single_node():
+    p = plan("elasticsearch", [], {"discovery.type": "single-node",
+                                   "ES_JAVA_OPTS": "-Xms1g -Des.enforce.bootstrap.checks=true"})
+    assert all(r.hard for r in p.requirements)
+
+
+def test_opensearch_reads_its_own_property_and_variables():
+    p = plan("opensearch", [], {"discovery.type": "single-node",
+                                "OPENSEARCH_JAVA_OPTS": "-Dopensearch.enforce.bootstrap.checks=true"})
+    assert all(r.hard for r in p.requirements)
+    assert not any(r.hard for r in plan("opensearch", [], {"ES_SETTING_DISCOVERY_TYPE": "x",
+                                                          "discovery.type": "single-node"}).requirements)
+
+
+def test_allow_mmap_false_drops_the_map_count_check():
+    p = plan("elasticsearch", ["elasticsearch", "-Enode.store.allow_mmap=false"])
+    assert "vm.max_map_count" not in by_key(p)
+    assert any("allow_mmap" in n for n in p.notes)
+
+
+def test_memory_lock_requires_unlimited_memlock():
+    assert by_key(plan("elasticsearch", [], {"bootstrap.memory_lock": "true"}))["memlock"].value == UNLIMITED
+
+
+def test_config_file_is_read_flat_or_nested_and_arguments_override_it(tmp_path):
+    (tmp_path / "elasticsearch.yml").write_text(
+        "cluster.name: docker-cluster\nnetwork.host: 0.0.0.0\n"
+        "bootstrap:\n  memory_lock: true\nnode:\n  store:\n    allow_mmap: false  # data on NFS\n")
+    env = {"ES_PATH_CONF": str(tmp_path)}
+    reqs = by_key(plan("elasticsearch", ["elasticsearch"], env))
+    assert "memlock" in reqs and "vm.max_map_count" not in reqs
+    reqs = by_key(plan("elasticsearch", ["elasticsearch", "-Enode.store.allow_mmap=true"], env))
+    assert "vm.max_map_count" in reqs
+
+
+def test_unreadable_config_file_leaves_the_defaults(tmp_path):
+    reqs = by_key(plan("elasticsearch", [], {"ES_PATH_CONF": str(tmp_path / "missing")}))
+    assert "vm.max_map_count" in reqs and "memlock" not in reqs
+
+
+# --- Kafka ---
+
+def make_segments(log_dir, partitions, segments_each):
+    for p in range(partitions):
+        part = log_dir / f"topic-{p}"
+        part.mkdir(parents=True)
+        for s in range(segments_each):
+            for suffix in (".log", ".index", ".timeindex"):
+                (part / f"{s * 1000:020d}{suffix}").touch()
+
+
+def test_kafka_derives_the_map_requirement_from_segments_on_disk(tmp_path):
+    logs = tmp_path / "logs"
+    make_segments(logs, partitions=10, segments_each=30)
+    props = tmp_path / "server.properties"
+    props.write_text(f"broker.id=0\nlog.dirs={logs}\n")
+    p = plan("kafka", ["kafka-server-start.sh", str(props)])
+    maps = by_key(p)["vm.max_map_count"]
+    assert maps.hard
+    assert maps.value == profiles.kafka_maps_needed(300)
+    assert maps.value >= 2 * 300
+    assert "300 segments" in p.notes[0]
+
+
+def test_kafka_many_segments_need_more_than_the_default_limit(tmp_path):
+    logs = tmp_path / "logs"
+    make_segments(logs, partitions=4, segments_each=9000)
+    p = plan("kafka", ["kafka-server-start.sh", "--override", f"log.dirs={logs}"])
+    assert by_key(p)["vm.max_map_count"].value > 65530
+
+
+def test_kafka_environment_sets_log_dirs(tmp_path):
+    logs = tmp_path / "data"
+    make_segments(logs, 1, 2)
+    assert "2 segments" in plan("kafka", ["kafka"], {"KAFKA_LOG_DIRS": str(logs)}).notes[0]
+
+
+def test_kafka_unreadable_log_dirs_fall_back_to_a_soft_default(tmp_path):
+    props = tmp_path / "server.properties"
+    props.write_text(f"log.dirs={tmp_path / 'nowhere'}\n")
+    maps = by_key(plan("kafka", ["kafka-server-start.sh", str(props)]))["vm.max_map_count"]
+    assert (maps.value, maps.hard) == (profiles.KAFKA_DEFAULT_MAP_COUNT, False)
+    assert by_key(plan("kafka"))["nofile.hard"].value == 100000
+
+
+# --- Redis ---
+
+def test_redis_defaults_follow_redis_7():
+    reqs = by_key(plan("redis", ["redis-server"]))
+    assert (reqs["vm.overcommit_memory"].op, reqs["vm.overcommit_memory"].value) == ("=", 1)
+    assert reqs["vm.overcommit_memory"].hard
+    assert reqs["net.core.somaxconn"].value == 511 and not reqs["net.core.somaxconn"].hard
+    assert reqs["nofile.hard"].value == 10032
+    assert "transparent_hugepage" not in reqs
+
+
+def test_redis_settings_come_from_the_command_line(tmp_path):
+    reqs = by_key(plan("redis", ["redis-server", "--port", "0", "--maxclients", "100",
+                                 "--tcp-backlog", "1024", "--disable-thp", "no"]))
+    assert reqs["nofile.hard"].value == 132
+    assert reqs["net.core.somaxconn"].value == 1024
+    assert reqs["transparent_hugepage"].value == "always"
+
+
+def test_redis_config_file_and_include_then_arguments_win(tmp_path):
+    extra = tmp_path / "extra.conf"
+    extra.write_text("tcp-backlog 2048\n")
+    conf = tmp_path / "redis.conf"
+    conf.write_text(f"# comment\nmaxclients 50000\ninclude {extra}\ndisable-thp no\n")
+    reqs = by_key(plan("redis", ["redis-server", str(conf), "--maxclients", "20"]))
+    assert reqs["nofile.hard"].value == 52
+    assert reqs["net.core.somaxconn"].value == 2048
+    assert "transparent_hugepage" in reqs
+
+
+def test_redis_unreadable_config_file_keeps_the_defaults(tmp_path):
+    reqs = by_key(plan("redis", ["redis-server", str(tmp_path / "missing.conf")]))
+    assert reqs["nofile.hard"].value == 10032
+
+
+# --- MongoDB, Cassandra, SonarQube ---
+
+def test_mongodb_map_count_follows_max_conns():
+    assert by_key(plan("mongodb", ["mongod", "--maxConns", "5000"]))["vm.max_map_count"].value == 10000
+    assert by_key(plan("mongodb", ["mongod", "--maxConns=7"]))["vm.max_map_count"].value == 14
+
+
+def test_cassandra_only_warns():
+    p = plan("cassandra")
+    assert by_key(p)["vm.max_map_count"].value == 1048575
+    assert not any(r.hard for r in p.requirements)
+
+
+def test_sonarqube_embedded_elasticsearch_enforces_with_an_external_database():
+    external = plan("sonarqube", [], {"SONAR_JDBC_URL": "jdbc:postgresql://db/sonar"})
+    assert {r.name: r.hard for r in external.requirements}["es-max-map-count"]
+    h2 = plan("sonarqube", [], {})
+    assert not any(r.hard for r in h2.requirements)
+    disabled = plan("sonarqube", [], {"SONAR_JDBC_URL": "jdbc:postgresql://db/sonar",
+                                      "SONAR_ES_BOOTSTRAP_CHECKS_DISABLE": "true"})
+    assert not any(r.hard for r in disabled.requirements)
+
+
+def test_every_requirement_names_its_source():
+    for profile in profiles.PROFILES.values():
+        for req in profile.plan(Invocation((), {})).requirements:
+            assert req.source, (profile.name, req.name)
+
+
+def test_elasticsearch_without_settings_is_production_like_the_official_image():
+    assert plan("elasticsearch", [], {}).notes[0].startswith("production mode")

@@ -1,0 +1,82 @@
+import json
+import resource
+
+from support import crafted_proc, crafted_sys, run_guard, text
+
+INF = resource.RLIM_INFINITY
+LIMITS = {"nofile": (1024, 1024), "nproc": (8192, 8192), "as": (INF, INF), "fsize": (INF, INF)}
+
+# The whole report, pinned once: every line a user of the elasticsearch profile sees in a
+# container on a host at the kernel's default map count and Docker's old default of 1024 files.
+ELASTICSEARCH_IN_A_CONTAINER = """\
+guard: elasticsearch: production mode (bound beyond loopback, as the official image is): checks are enforced
+guard: FAIL  max-map-count            max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
+guard: FAIL  file-descriptors         max file descriptors nofile.hard [1024] is too low, increase to at least [65535]
+guard: pass  max-threads              max number of threads nproc [8192] >= [4096]
+guard: pass  max-size-virtual-memory  max size virtual memory as [unlimited] >= [unlimited]
+guard: pass  max-file-size            max file size fsize [unlimited] >= [unlimited]
+guard: [2] of [5] checks failed for elasticsearch
+guard: [1] max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
+guard:     vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a container, only on the Docker host.
+guard:     To fix this, on the Docker host run as root: sysctl -w vm.max_map_count=262144
+guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/99-elasticsearch.conf
+guard: [2] max file descriptors nofile.hard [1024] is too low, increase to at least [65535]
+guard:     To fix this, start the container with: docker run --ulimit nofile=65535:65535 ...
+guard:     or in compose:
+guard:         ulimits:
+guard:           nofile:
+guard:             soft: 65535
+guard:             hard: 65535
+guard: check failed (exit 78): fix the failures above, or run with --mode warn (GUARD_MODE=warn) to start anyway
+"""
+
+
+def test_full_report_text_is_pinned(tmp_path):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530}), "GUARD_PLACE": "container"}
+    done = run_guard("check", "--profile", "elasticsearch", env=env, limits=LIMITS)
+    assert done.returncode == 78
+    assert done.stdout == b""
+    assert text(done) == ELASTICSEARCH_IN_A_CONTAINER
+
+
+def test_quiet_report_keeps_only_the_failure_block(tmp_path):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530}), "GUARD_PLACE": "container",
+           "GUARD_QUIET": "1"}
+    done = run_guard("check", "--profile", "elasticsearch", env=env, limits=LIMITS)
+    expected = [line for line in ELASTICSEARCH_IN_A_CONTAINER.splitlines(keepends=True)
+                if not line.startswith(("guard: FAIL", "guard: pass", "guard: elasticsearch:"))]
+    assert text(done) == "".join(expected)
+
+
+def test_json_report_on_stdout_for_check(tmp_path):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 1,
+                                                   "net.core.somaxconn": 128}),
+           "GUARD_SYSFS": crafted_sys(tmp_path / "sys"), "GUARD_PLACE": "host"}
+    done = run_guard("check", "--profile", "redis", "--format", "json", env=env,
+                     limits={"nofile": (1024, 1024)})
+    assert done.returncode == 0  # only soft requirements failed: warnings
+    report = json.loads(done.stdout)
+    assert (report["profile"], report["verdict"], report["mode"], report["place"]) == ("redis", "warn", "enforce", "host")
+    checks = {c["key"]: c for c in report["checks"]}
+    assert checks["vm.overcommit_memory"]["status"] == "pass"
+    somaxconn = checks["net.core.somaxconn"]
+    assert (somaxconn["status"], somaxconn["actual"], somaxconn["required"], somaxconn["op"]) == ("warn", 128, 511, ">=")
+    assert somaxconn["fix"].startswith("To fix this, run as root: sysctl -w net.core.somaxconn=511")
+    assert checks["nofile.hard"]["actual"] == 1024 and checks["nofile.hard"]["required"] == 10032
+    for check in report["checks"]:
+        assert set(check) >= {"name", "key", "status", "actual", "required", "message", "fix"}
+
+
+def test_json_report_goes_to_stderr_when_launching(tmp_path):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 300000}), "GUARD_FORMAT": "json"}
+    done = run_guard("--require", "vm.max_map_count>=262144", "--", "echo", "program output", env=env)
+    assert done.stdout == b"program output\n"
+    assert json.loads(done.stderr)["verdict"] == "pass"
+
+
+def test_unreadable_values_are_skipped_and_never_refuse(tmp_path):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {}), "GUARD_SYSFS": str(tmp_path / "nosys")}
+    done = run_guard("check", "--profile", "redis", "--format", "json", env=env)
+    assert done.returncode == 0, text(done)
+    statuses = {c["key"]: c["status"] for c in json.loads(done.stdout)["checks"]}
+    assert statuses["vm.overcommit_memory"] == statuses["net.core.somaxconn"] == "skip"

@@ -1,0 +1,92 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guard import cli
+from guard.checks import SpecError, parse_spec
+from guard.host import UNLIMITED
+
+
+@pytest.mark.parametrize("text,key,op,value", [
+    ("vm.max_map_count>=262144", "vm.max_map_count", ">=", 262144),
+    ("nofile>=65535", "nofile", ">=", 65535),
+    ("nofile.hard >= 65535", "nofile.hard", ">=", 65535),
+    ("vm.overcommit_memory=1", "vm.overcommit_memory", "=", 1),
+    ("transparent_hugepage!=always", "transparent_hugepage", "!=", "always"),
+    ("memlock>=unlimited", "memlock", ">=", UNLIMITED),
+    ("memlock>=-1", "memlock", ">=", UNLIMITED),
+    ("vm.swappiness<=1", "vm.swappiness", "<=", 1),
+    ("vm/max_map_count>=5", "vm.max_map_count", ">=", 5),
+    ("net.ipv4.tcp_congestion_control=bbr", "net.ipv4.tcp_congestion_control", "=", "bbr"),
+])
+def test_valid_specs(text, key, op, value):
+    req = parse_spec(text)
+    assert (req.key, req.op, req.value) == (key, op, value)
+
+
+@pytest.mark.parametrize("text,named", [
+    ("vm.max_map_count", "vm.max_map_count"),
+    ("vm.max_map_count>>5", "vm.max_map_count>>5"),
+    ("nofile>=lots", "lots"),
+    ("nofile.medium>=5", ".medium"),
+    ("transparent_hugepage=sometimes", "sometimes"),
+    ("transparent_hugepage>=always", "always"),
+    ("vm.max_map_count>=unlimited", "unlimited"),
+    ("maxmapcount>=5", "maxmapcount"),
+    ("nofile>=-5", "-5"),
+    ("", "[]"),
+])
+def test_malformed_specs_name_the_bad_value(text, named):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    assert named in str(info.value)
+
+
+SPEC_ALPHABET = st.characters(codec="utf-8", exclude_characters="\x00")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(SPEC_ALPHABET, max_size=40))
+def test_no_spec_text_crashes_the_parser(text):
+    try:
+        req = parse_spec(text)
+    except SpecError as e:
+        assert str(e)
+    else:
+        assert req.op in (">=", "<=", "=", "!=")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["vm.max_map_count", "nofile", "nofile.hard", "transparent_hugepage", "fsize", "net.core.somaxconn"]),
+       st.sampled_from([">=", "<=", "=", "!=", "=>", "=="]),
+       st.one_of(st.integers(-2**70, 2**70).map(str), st.sampled_from(["unlimited", "always", "never", "x y", ""])))
+def test_structured_specs_parse_or_fail_cleanly(key, op, value):
+    try:
+        req = parse_spec(f"{key}{op}{value}")
+    except SpecError:
+        return
+    assert req.key == key
+
+
+OPTION_ENV = [o.env for o in cli.OPTIONS]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(OPTION_ENV), st.text(SPEC_ALPHABET, max_size=30), max_size=4))
+def test_no_environment_value_crashes_option_parsing(environ):
+    parser = cli.build_parser("guard", with_watch=True)
+    try:
+        settings_ = cli.resolve(parser.parse_args([]), environ)
+    except cli.UsageError as e:
+        assert "[" in str(e)  # the bad value is named
+    else:
+        assert settings_["mode"] in ("enforce", "warn")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["--mode", "--profile", "--require", "--skip", "--format", "--quiet", "--",
+                                 "redis-server", "enforce", "warn", "json", "nofile>=1", "x", "-E", "--watch",
+                                 "--interval", "0", "-1", "1.5", "--place", "kubernetes"]), max_size=8))
+def test_no_command_line_crashes_the_split(args):
+    options, command = cli._split_at_command(args)
+    assert options + (["--"] if len(options) + len(command) < len(args) else []) + command == args
