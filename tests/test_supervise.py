@@ -308,3 +308,76 @@ def test_growing_maps_warn_at_80_90_95_percent_before_enomem_and_once_when_back(
     assert first.endswith(f"sysctl -w vm.max_map_count={supervise.recommended(limit)}")
     assert failed < back
     assert sum("back below" in line for line in lines.lines) == 1
+
+
+# --- levels, messages, metrics (no processes) ---------------------------------------------
+
+
+@pytest.mark.parametrize("percent, before, after", [
+    (79, 0, 0), (80, 0, 80), (89, 0, 80), (90, 0, 90), (95, 0, 95), (100, 0, 95),
+    (90, 80, 90), (95, 90, 95),
+    # down: a level is left only 5 points below it
+    (76, 80, 80), (75, 80, 80), (74, 80, 0), (86, 90, 90), (84, 90, 80), (91, 95, 95), (89, 95, 90), (84, 95, 80),
+    (10, 95, 0),
+])
+def test_level_goes_up_at_once_and_down_only_5_points_below(percent, before, after):
+    assert supervise.level_of(percent, before) == after
+
+
+def watcher(metrics_file=None):
+    watch = supervise.MapWatch(metrics_file, root=1)
+    watch.where = "the Docker host"  # place detection reads the host; the text is what is pinned
+    return watch
+
+
+def test_one_line_per_upward_crossing_and_one_when_back(capsys):
+    watch = watcher()
+    for count in (50000, 52430, 53000, 52000, 59000, 62300, 62000, 62500, 58000, 49500, 48000, 53000):
+        watch.observe(1234, "java", count, 65530)
+    assert capsys.readouterr().err.splitlines() == [
+        "guard: pid [1234] (java) has [52430] memory maps, more than 80% of vm.max_map_count [65530]; "
+        "to fix this, raise vm.max_map_count on the Docker host: sysctl -w vm.max_map_count=262144",
+        "guard: pid [1234] (java) has [59000] memory maps, more than 90% of vm.max_map_count [65530]; "
+        "to fix this, raise vm.max_map_count on the Docker host: sysctl -w vm.max_map_count=262144",
+        "guard: pid [1234] (java) has [62300] memory maps, more than 95% of vm.max_map_count [65530]; "
+        "to fix this, raise vm.max_map_count on the Docker host: sysctl -w vm.max_map_count=262144",
+        "guard: pid [1234] (java) has [48000] memory maps, back below 75% of vm.max_map_count [65530]",
+        "guard: pid [1234] (java) has [53000] memory maps, more than 80% of vm.max_map_count [65530]; "
+        "to fix this, raise vm.max_map_count on the Docker host: sysctl -w vm.max_map_count=262144",
+    ]
+
+
+@pytest.mark.parametrize("limit, fix", [(65530, 262144), (262144, 524288), (1000000, 2000000)])
+def test_fix_is_elasticsearchs_figure_or_double_a_limit_already_above_it(limit, fix):
+    assert supervise.recommended(limit) == fix
+
+
+def test_descendants_are_read_from_the_proc_root_and_a_vanished_pid_is_skipped(tmp_path, monkeypatch):
+    tree = {1: {1: "10 11", 2: "12"}, 10: {10: "13"}, 11: {11: ""}, 12: None, 13: {13: "14"}}
+    for pid, tasks in tree.items():
+        os.makedirs(tmp_path / str(pid) / "task", exist_ok=True)
+        for tid, children in (tasks or {}).items():
+            os.makedirs(tmp_path / str(pid) / "task" / str(tid))
+            (tmp_path / str(pid) / "task" / str(tid) / "children").write_text(children)
+    monkeypatch.setenv("GUARD_PROCFS", str(tmp_path))
+    # 12 has exited (no task files left); 14 is listed by 13 but already gone from the tree
+    assert sorted(supervise.descendants(1)) == [10, 11, 12, 13, 14]
+
+
+def test_metrics_file_is_replaced_whole_and_readable_by_the_exporter(tmp_path):
+    path = tmp_path / "guard.prom"
+    path.write_text("old\n")
+    watcher(str(path)).write_metrics({1234: 52430}, 65530)
+    text = path.read_text()
+    assert 'guard_process_map_count{pid="1234",comm="' in text
+    assert "guard_vm_max_map_count 65530\n" in text
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert os.listdir(tmp_path) == ["guard.prom"], "no temporary file left behind"
+
+
+def test_metrics_file_that_cannot_be_written_is_said_once(tmp_path, capsys):
+    watch = watcher(str(tmp_path / "missing-dir" / "guard.prom"))
+    for _ in range(3):
+        watch.write_metrics({}, 65530)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"guard: cannot write metrics to {tmp_path}/missing-dir/guard.prom: No such file or directory"]
