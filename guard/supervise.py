@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from guard import host, launch, maps, place
+from guard import host, launch, maps, mapsview, place
 
 # Not forwarded, as in tini's configure_signals(): SIGCHLD is guard's own business; the
 # synchronous ones are the kernel reporting a fault in guard itself; SIGTTIN/SIGTTOU are ignored
@@ -170,13 +170,6 @@ def forward(child, signum):
         pass  # the child exited and was reaped since; its code is returned next
 
 
-def read_comm(pid):
-    try:
-        return host.read_text(os.path.join(host.proc_root(), str(pid), "comm"))
-    except host.Unreadable:
-        return "?"
-
-
 def descendants(pid):
     """Pids below pid, from /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN).
 
@@ -237,24 +230,23 @@ class MapWatch:
         self.where = None
 
     def sample(self):
-        try:
-            limit = int(host.read_sysctl("vm.max_map_count"))
-        except (host.Unreadable, ValueError) as e:
-            self.complain(f"cannot watch memory maps: {e}")
+        limit = mapsview.read_limit()
+        if not limit:
+            self.complain(f"cannot watch memory maps: cannot read {host.sysctl_path(mapsview.LIMIT_SYSCTL)}")
             return
-        counts = {}
+        rows = []
         for pid in descendants(self.root):
             try:
-                counts[pid] = maps.count(pid)
+                rows.append(mapsview.Row(pid, mapsview.read_name(pid), maps.count(pid)))
             except ProcessLookupError:
                 pass  # exited since it was listed
             except OSError as e:
                 self.complain(f"cannot count the memory maps of pid [{pid}]: {e.strerror}")
-        if counts:
-            top = max(counts, key=counts.get)
-            self.observe(top, read_comm(top), counts[top], limit)
+        if rows:
+            top = max(rows, key=lambda row: row.maps)
+            self.observe(top.pid, top.name, top.maps, limit)
         if self.metrics_file:
-            self.write_metrics(counts, limit)
+            self.write_metrics(rows, limit)
 
     def observe(self, pid, comm, count, limit):
         """Say a line when the level changes upward or falls back to 0."""
@@ -278,9 +270,9 @@ class MapWatch:
             self.complaints.add(message)
             say(message)
 
-    def write_metrics(self, counts, limit):
+    def write_metrics(self, rows, limit):
         """Replace the file atomically: node_exporter's textfile collector may read it any time."""
-        text = render_metrics({pid: (read_comm(pid), n) for pid, n in counts.items()}, limit)
+        text = mapsview.render_prometheus(rows, limit)
         directory = os.path.dirname(os.path.abspath(self.metrics_file))
         try:
             fd, temp = tempfile.mkstemp(dir=directory, prefix=".guard-", suffix=".tmp")
@@ -296,16 +288,3 @@ class MapWatch:
             self.complain(f"cannot write metrics to {self.metrics_file}: {e.strerror}")
             with contextlib.suppress(OSError):
                 os.unlink(temp)
-
-
-def render_metrics(processes, limit):
-    """Prometheus text exposition: {pid: (comm, count)} and the limit."""
-    lines = ["# HELP guard_process_map_count Memory maps (VMAs) of a process below guard.",
-             "# TYPE guard_process_map_count gauge"]
-    for pid, (comm, count) in sorted(processes.items()):
-        comm = comm.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        lines.append(f'guard_process_map_count{{pid="{pid}",comm="{comm}"}} {count}')
-    lines += ["# HELP guard_vm_max_map_count The kernel's vm.max_map_count.",
-              "# TYPE guard_vm_max_map_count gauge",
-              f"guard_vm_max_map_count {limit}"]
-    return "\n".join(lines) + "\n"

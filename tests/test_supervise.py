@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from guard import supervise
+from guard import mapsview, supervise
 from hostsettings import host_settings_unchanged
 
 GUARD = [sys.executable, "-m", "guard", "--quiet", "--watch"]
@@ -367,9 +367,9 @@ def test_descendants_are_read_from_the_proc_root_and_a_vanished_pid_is_skipped(t
 def test_metrics_file_is_replaced_whole_and_readable_by_the_exporter(tmp_path):
     path = tmp_path / "guard.prom"
     path.write_text("old\n")
-    watcher(str(path)).write_metrics({1234: 52430}, 65530)
+    watcher(str(path)).write_metrics([mapsview.Row(1234, "java", 52430)], 65530)
     text = path.read_text()
-    assert 'guard_process_map_count{pid="1234",comm="' in text
+    assert 'guard_process_map_count{pid="1234",comm="java"} 52430\n' in text
     assert "guard_vm_max_map_count 65530\n" in text
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert os.listdir(tmp_path) == ["guard.prom"], "no temporary file left behind"
@@ -378,6 +378,6 @@ def test_metrics_file_is_replaced_whole_and_readable_by_the_exporter(tmp_path):
 def test_metrics_file_that_cannot_be_written_is_said_once(tmp_path, capsys):
     watch = watcher(str(tmp_path / "missing-dir" / "guard.prom"))
     for _ in range(3):
-        watch.write_metrics({}, 65530)
+        watch.write_metrics([], 65530)
     err = capsys.readouterr().err.splitlines()
     assert err == [f"guard: cannot write metrics to {tmp_path}/missing-dir/guard.prom: No such file or directory"]
