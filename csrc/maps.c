@@ -7,9 +7,16 @@
  *          (the kernel renders every line; d_path() for each path);
  *   ioctl: PROCMAP_QUERY (Linux 6.11), one call per VMA without names, 270-380 ns anonymous,
  *          410-450 ns file-backed.
- * AUTO starts with a small read of text and hands the rest of the process to the ioctl as soon
- * as the text turns out mostly file-backed; the switch wastes nothing because the ioctl walk
- * continues from the address where the text stopped. */
+ * AUTO picks per process, from what it has read so far:
+ *   one process (guard_maps_count, usually the big one someone watches): a 1 KiB probe of text,
+ *     then the rest goes to the ioctl walk, from the address where the text stopped, as soon as
+ *     the text turns out mostly file-backed;
+ *   a scan (guard_maps_scan, mostly small processes mapping libraries): the ioctl walk first,
+ *     back to text when a sample after the executable's VMAs is mostly anonymous (from the start:
+ *     seq_file text cannot resume at an address, so the sampled VMAs are read again).
+ * The probe would cost a scan ~10 % (a read() and a seq_file page per process), the sample would
+ * cost one small anonymous process ~30 %: each entry point takes the prior that fits its usual
+ * population (measured in bench/README.md). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -53,10 +60,13 @@ struct procmap_query {
 #define TEXT_BUFFER 16384
 /* AUTO reads this much text first: the executable's own lines, then a sample of the rest. */
 #define PROBE_BYTES 1024
-/* A line of an anonymous VMA without a name is ~49 bytes; a named one is padded to column 73
- * (seq_pad() in show_map_vma()) before the name, a path making it ~100 bytes. */
-#define UNNAMED_LINE_BYTES 60
-/* Break-even of the two paths is near 53 % anonymous VMAs, ~75 bytes a line on average. */
+/* A scan's ioctl walk samples this many VMAs after the executable's before it settles. */
+#define SAMPLE_VMAS 16
+/* walk_ioctl()'s word for "the sample says text is cheaper": below every -errno. */
+#define PREFER_TEXT LONG_MIN
+/* Break-even of the two paths is near 53 % anonymous VMAs. A line of an anonymous VMA is ~49
+ * bytes; a named one is padded to column 73 (seq_pad() in show_map_vma()) before the name, a
+ * path making it ~100 bytes: about 75 bytes a line on average at break-even. */
 #define FILE_LINE_BYTES 75
 /* Below this many processes a scan is not worth a second thread. */
 #define THREAD_MIN_PIDS 64
@@ -140,28 +150,66 @@ static uint64_t line_end_address(const char *line, const char *stop)
     return addr;
 }
 
-/* 1 when the probe's lines after the executable's (the leading named run) are mostly named,
- * i.e. file-backed: the ioctl is then the cheaper way through the rest of the process. */
+/* What a maps line ("start-end perms offset dev inode [name]") maps: 1 a file (inode set),
+ * 0 anonymous memory, -1 a named special area ([heap], [stack], [vdso]: one line each). */
+static int line_kind(const char *line, const char *end)
+{
+    const char *p = line;
+    for (int field = 0; field < 4; field++) {
+        p = memchr(p, ' ', end - p);
+        if (!p)
+            return -1;
+        p++;
+    }
+    if (p + 1 < end && !(p[0] == '0' && (p[1] == ' ' || p[1] == '\n')))
+        return 1;
+    while (p < end && (*p == '0' || *p == ' '))
+        p++;
+    return *p == '\n' ? 0 : -1;
+}
+
+/* 1 when the probe's lines after the executable's own (the leading file-backed run) map files
+ * more often than anonymous memory: the ioctl is then the cheaper way through the rest. */
 static int probe_says_files(const char *buf, size_t n)
 {
     const char *p = buf, *end = buf + n, *nl;
-    int leading = 1, named = 0, unnamed = 0;
+    int leading = 1, files = 0, anonymous = 0;
     while ((nl = memchr(p, '\n', end - p)) != NULL) {
-        int is_named = nl - p >= UNNAMED_LINE_BYTES;
-        leading = leading && is_named;
+        int kind = line_kind(p, nl + 1);
+        leading = leading && kind == 1;
         if (!leading) {
-            named += is_named;
-            unnamed += !is_named;
+            files += kind == 1;
+            anonymous += kind == 0;
         }
         p = nl + 1;
     }
-    return named >= unnamed;
+    return files >= anonymous;
+}
+
+/* Watches the start of an ioctl walk: after the executable's own VMAs (the leading file-backed
+ * run), SAMPLE_VMAS of them tell whether the process is mostly anonymous memory. */
+struct sample {
+    int leading;
+    int seen;
+    int anonymous;
+};
+
+/* 1 once the sample is complete and mostly anonymous (text is cheaper from there), else 0. */
+static int sample_says_text(struct sample *s, const struct procmap_query *q)
+{
+    int file = q->inode != 0;
+    if (s->seen >= SAMPLE_VMAS || (s->leading = s->leading && file))
+        return 0;
+    s->seen++;
+    s->anonymous += !file;
+    return s->seen == SAMPLE_VMAS && 2 * s->anonymous > SAMPLE_VMAS;
 }
 
 /* VMAs from addr up through PROCMAP_QUERY, no names asked: count or -errno (-ENOTTY, -EINVAL:
- * no such ioctl). A process without mm (kernel thread, zombie) gives ESRCH at once: 0, unless
- * text already showed it has one (had_mm), then ESRCH means it exited under us. */
-static long walk_ioctl(int fd, uint64_t addr, int had_mm)
+ * no such ioctl), or PREFER_TEXT when a sample is given and says so. A process without mm
+ * (kernel thread, zombie) gives ESRCH at once: 0, unless text already showed it has one
+ * (had_mm), then ESRCH means it exited under us. */
+static long walk_ioctl(int fd, uint64_t addr, int had_mm, struct sample *sample)
 {
     struct procmap_query q;
     long count = 0;
@@ -178,6 +226,8 @@ static long walk_ioctl(int fd, uint64_t addr, int had_mm)
                 return count;
             return -err;
         }
+        if (sample && sample_says_text(sample, &q))
+            return PREFER_TEXT;
         count++;
         addr = q.vma_end;
     }
@@ -193,11 +243,10 @@ static int mostly_files(const char *buf, size_t n, long lines, int probe)
 
 /* VMAs of an open maps file read as text from its start: count or -errno. In AUTO mode the rest
  * goes to the ioctl walk once the text looks mostly file-backed (kernels without it: on as text). */
-static long count_text(int fd, int mode)
+static long count_text(int fd, int mode, size_t want)
 {
     char buf[TEXT_BUFFER];
     struct text t = {.lines = 0, .at_line_start = 1, .tail_len = 0};
-    size_t want = mode == GUARD_MAPS_AUTO ? PROBE_BYTES : sizeof(buf);
     for (;;) {
         ssize_t got = read(fd, buf, want);
         if (got < 0 && errno == EINTR)
@@ -208,10 +257,10 @@ static long count_text(int fd, int mode)
             return t.lines - ends_with_gate(t.tail, t.tail + t.tail_len);
         long lines = count_newlines(buf, got);
         const char *line;
-        if (mode == GUARD_MAPS_AUTO && lines > 0 && mostly_files(buf, got, lines, want == PROBE_BYTES)
+        if (mode == GUARD_MAPS_AUTO && lines > 0 && mostly_files(buf, got, lines, want < sizeof(buf))
             && (line = last_complete_line(buf, got, t.at_line_start)) != NULL) {
             const char *end = (const char *)memrchr(buf, '\n', got) + 1;
-            long rest = walk_ioctl(fd, line_end_address(line, end), 1);
+            long rest = walk_ioctl(fd, line_end_address(line, end), 1, NULL);
             if (rest >= 0)
                 return t.lines + lines - ends_with_gate(line, end) + rest;
             if (rest != -ENOTTY && rest != -EINVAL)
@@ -225,13 +274,27 @@ static long count_text(int fd, int mode)
     }
 }
 
+/* VMAs of an open maps file in a scan: the ioctl walk first, as most processes are small and map
+ * mostly files; text when the sample after the executable is mostly anonymous (from the start:
+ * the text cannot resume at an address) or the kernel has no PROCMAP_QUERY. Count or -errno. */
+static long count_ioctl_first(int fd)
+{
+    struct sample sample = {.leading = 1, .seen = 0, .anonymous = 0};
+    long count = walk_ioctl(fd, 0, 0, &sample);
+    if (count == PREFER_TEXT || count == -ENOTTY || count == -EINVAL)
+        return count_text(fd, GUARD_MAPS_AUTO, TEXT_BUFFER);
+    return count;
+}
+
 /* VMAs of an open /proc/PID/maps: count or -errno. */
 static long count_fd(int fd, int mode)
 {
     if (mode == GUARD_MAPS_IOCTL)
-        return walk_ioctl(fd, 0, 0);
-    if (mode == GUARD_MAPS_AUTO || mode == GUARD_MAPS_TEXT)
-        return count_text(fd, mode);
+        return walk_ioctl(fd, 0, 0, NULL);
+    if (mode == GUARD_MAPS_TEXT)
+        return count_text(fd, mode, TEXT_BUFFER);
+    if (mode == GUARD_MAPS_AUTO)
+        return count_text(fd, mode, PROBE_BYTES);
     return -EINVAL;
 }
 
@@ -264,7 +327,7 @@ static void count_entry(const struct scan *s, struct guard_maps_entry *e)
     char name[32];
     snprintf(name, sizeof(name), "%d/maps", e->pid);
     int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
-    long count = fd < 0 ? -errno : count_fd(fd, s->mode);
+    long count = fd < 0 ? -errno : s->mode == GUARD_MAPS_AUTO ? count_ioctl_first(fd) : count_fd(fd, s->mode);
     if (fd >= 0)
         close(fd);
     e->count = count < 0 ? 0 : count;

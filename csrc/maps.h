@@ -1,6 +1,6 @@
 /* Counting the memory mappings (VMAs) of processes: what ffi.cdef() is given, nothing else. */
 
-/* How guard_maps_count() reads the maps: AUTO picks per process, the others force one path. */
+/* How the maps are read: AUTO picks per process (csrc/maps.c says how), the others force one path. */
 #define GUARD_MAPS_AUTO 0
 #define GUARD_MAPS_TEXT 1
 #define GUARD_MAPS_IOCTL 2
