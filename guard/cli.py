@@ -269,7 +269,8 @@ def _main(args, environ):
     if settings["watch"]:
         from guard import supervise
 
-        return supervise.run(command, settings["interval"], settings["metrics_file"])
+        where = place.detect(environ, settings["place"])
+        return supervise.run(command, settings["interval"], settings["metrics_file"], where)
     code, message = launch.exec_program(command)
     sys.stderr.write(message + "\n")
     return code

@@ -49,7 +49,7 @@ def say(message):
     print(f"guard: {message}", file=sys.stderr, flush=True)
 
 
-def run(argv, interval, metrics_file=None):
+def run(argv, interval, metrics_file=None, where=None):
     """Start argv as a child, forward signals, reap zombies, watch maps; return guard's exit code.
 
     The signal mask and dispositions are put back as they were on return, after dropping signals
@@ -60,7 +60,7 @@ def run(argv, interval, metrics_file=None):
     try:
         _become_subreaper()
         child = _spawn(argv, saved_mask, _owns_terminal())
-        return _supervise(child, interval, MapWatch(metrics_file))
+        return _supervise(child, interval, MapWatch(metrics_file, where=where))
     finally:
         while signal.sigtimedwait(WAITED, 0) is not None:
             pass
@@ -222,12 +222,12 @@ def recommended(limit):
 class MapWatch:
     """Samples the maps below guard and says when the largest crosses a level or falls back."""
 
-    def __init__(self, metrics_file=None, root=None):
+    def __init__(self, metrics_file=None, root=None, where=None):
         self.metrics_file = metrics_file
         self.root = root or os.getpid()
         self.level = 0
         self.complaints = set()  # problems already reported, each said once
-        self.where = None
+        self.where = where  # a guard.place.Place, detected on first need when not given
 
     def sample(self):
         limit = mapsview.read_limit()
@@ -262,8 +262,8 @@ class MapWatch:
 
     def kernel_place(self):
         if self.where is None:
-            self.where = place.detect().where_the_kernel_is
-        return self.where
+            self.where = place.detect()
+        return self.where.where_the_kernel_is
 
     def complain(self, message):
         if message not in self.complaints:

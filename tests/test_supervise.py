@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from guard import mapsview, supervise
+from guard import mapsview, place, supervise
 from hostsettings import host_settings_unchanged
 
 GUARD = [sys.executable, "-m", "guard", "--quiet", "--watch"]
@@ -325,9 +325,7 @@ def test_level_goes_up_at_once_and_down_only_5_points_below(percent, before, aft
 
 
 def watcher(metrics_file=None):
-    watch = supervise.MapWatch(metrics_file, root=1)
-    watch.where = "the Docker host"  # place detection reads the host; the text is what is pinned
-    return watch
+    return supervise.MapWatch(metrics_file, root=1, where=place.Place("container", True, False))
 
 
 def test_one_line_per_upward_crossing_and_one_when_back(capsys):
