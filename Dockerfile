@@ -1,6 +1,6 @@
-# guard's image: `docker run IMAGE check --profile elasticsearch` is a preflight check, and the
-# /opt/guard virtualenv is what a derived image copies or rebuilds to put guard in front of
-# its own entrypoint (see compose/README.md).
+# guard's image: `docker run IMAGE check --profile elasticsearch` is a preflight check for
+# images without Python (compose/README.md). guard lives in the /opt/guard virtualenv, the
+# same place the derived images in compose/ install it.
 #
 # BASE is any Debian-like image with Python 3.9+. The default needs PyPI and Debian's mirror at
 # build time; a base that already carries gcc, python3-dev, python3-cffi, python3-setuptools and
@@ -33,4 +33,4 @@ ENV PATH=/opt/guard/bin:$PATH
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin guard
 USER guard
 ENTRYPOINT ["guard"]
-CMD ["check"]
+CMD ["--help"]

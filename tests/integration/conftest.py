@@ -1,0 +1,100 @@
+"""Real containers on a real Docker engine, with guard installed in them as users install it.
+
+Without an engine the tests skip with the reason, except in CI (CI=true), where they fail:
+scripts/test installs and starts everything they need. Every container and image a run makes
+is removed by id at the end; host settings go through tests/hostsettings.py.
+"""
+
+import os
+
+import pytest
+
+docker = pytest.importorskip("docker")
+
+from containers import BASE_IMAGE, IMAGES, REPO, Made  # noqa: E402  (needs docker, checked above)
+
+
+def pytest_collection_modifyitems(items):
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.integration)
+
+
+def _unavailable(reason):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: scripts/test must provide it)", pytrace=False)
+    pytest.skip(f"{reason}; run scripts/test as root to install and start it")
+
+
+@pytest.fixture(scope="session")
+def client():
+    try:
+        c = docker.from_env(timeout=120)
+        c.ping()
+    except Exception as e:  # the SDK raises several types for "no engine"; all mean the same here
+        _unavailable(f"no Docker engine answers: {e}")
+    try:
+        c.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        _unavailable(f"base image {BASE_IMAGE} is missing (scripts/base-image builds it)")
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def made(client):
+    m = Made(client)
+    try:
+        yield m
+    finally:
+        m.remove_containers()
+        m.remove_images()
+
+
+@pytest.fixture(autouse=True)
+def _remove_containers_after_each_test(request):
+    yield
+    if "made" in request.fixturenames:
+        request.getfixturevalue("made").remove_containers()
+
+
+@pytest.fixture(scope="session")
+def guard_image(made):
+    """The product Dockerfile, built as the README says, from the local base."""
+    return made.build("guard", REPO, BASE=BASE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def redis_image(made):
+    """Stands in for the redis:7 image: Debian's redis-server behind docker-entrypoint.sh."""
+    return made.build("redis", os.path.join(IMAGES, "redis"), BASE=BASE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def guarded_redis_image(made, redis_image):
+    """compose/redis/Dockerfile: the documented way to put guard in front of an image's entrypoint."""
+    return made.build("redis-guarded", REPO, dockerfile="compose/redis/Dockerfile", REDIS_IMAGE=redis_image)
+
+
+@pytest.fixture(scope="session")
+def workloads_image(made, guard_image):
+    """guard's image with the elasticsearch and kafka-server-start.sh stand-ins."""
+    return made.build("workloads", os.path.join(IMAGES, "workloads"), GUARD_IMAGE=guard_image)
+
+
+# pytest-docker with compose v1 (ENVIRONMENT.md): the v1 command, and `up` without --wait (v2 only).
+@pytest.fixture(scope="session")
+def docker_compose_command():
+    return "docker-compose"
+
+
+@pytest.fixture(scope="session")
+def docker_setup():
+    # The session fixtures built the images (no --build: a rebuild would re-tag them).
+    return ["up -d"]
+
+
+@pytest.fixture(scope="session")
+def docker_cleanup():
+    return ["down -v --rmi local"]

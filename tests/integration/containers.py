@@ -1,0 +1,117 @@
+"""Containers and images for the integration tests: made here, removed by id at the end."""
+
+import os
+import re
+import time
+import uuid
+
+import docker
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+IMAGES = os.path.join(os.path.dirname(__file__), "images")
+# Built by scripts/base-image from Debian's packages: there is no registry to pull python:3.12-slim.
+BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "guard-base:bookworm")
+RUN_ID = uuid.uuid4().hex[:8]
+EXIT_REFUSED = 78
+
+
+class Made:
+    """What this run created. Containers are removed by id after each test; images by their tag,
+    unique to the run, at the end: an identical build elsewhere (the builder's cache) may share
+    the image's id, and removing the tag deletes the image only when nothing else holds it."""
+
+    def __init__(self, client):
+        self.client = client
+        self.containers = []
+        self.tags = []
+        self.layers = []  # images a build made on the way, such as a multi-stage build's first stage
+
+    def build(self, name, path, dockerfile="Dockerfile", **buildargs):
+        tag = f"guard-test-{name}:{RUN_ID}"
+        try:
+            _, build_log = self.client.images.build(
+                path=path, dockerfile=dockerfile, buildargs=buildargs, tag=tag, network_mode="host",
+                rm=True, forcerm=True)
+        except docker.errors.BuildError as e:
+            log = "".join(step.get("stream", "") + step.get("error", "") for step in e.build_log)
+            pytest.fail(f"building {name} failed: {e.msg}\n{log[-3000:]}", pytrace=False)
+        self.tags.append(tag)
+        self.layers += new_layers(build_log)
+        return tag
+
+    def container(self, image, command=None, **options):
+        """Create and start a container (network none unless told); removed after the test."""
+        options.setdefault("network_mode", "none")
+        container = self.client.containers.create(image, command, **options)
+        self.containers.append(container.id)
+        container.start()
+        return container
+
+    def remove_containers(self):
+        while self.containers:
+            try:
+                self.client.containers.get(self.containers.pop()).remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+
+    def remove_images(self):
+        while self.tags:
+            try:
+                self.client.images.remove(self.tags.pop())
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                if e.status_code != 409:  # 409: another run's image builds on it; it goes with theirs
+                    raise
+        while self.layers:
+            layer = self.layers.pop()
+            try:
+                if not self.client.images.get(layer).tags:
+                    self.client.images.remove(layer)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                if e.status_code != 409:
+                    raise
+
+
+def new_layers(build_log):
+    """Ids of the images the legacy builder made for a build, leaving out FROM and cache hits."""
+    made, instruction, cached = [], "", False
+    for chunk in build_log:
+        for line in chunk.get("stream", "").splitlines():
+            line = line.strip()
+            step = re.match(r"Step \d+/\d+ : (\w+)", line)
+            if step:
+                instruction, cached = step.group(1).upper(), False
+            elif line == "---> Using cache":
+                cached = True
+            elif re.fullmatch(r"---> [0-9a-f]{12}", line) and instruction != "FROM" and not cached:
+                made.append(line[5:])
+    return made
+
+
+def finish(container, timeout=60):
+    """Wait for the container to exit; return its exit code and its whole log as text."""
+    status = container.wait(timeout=timeout)["StatusCode"]
+    return status, container.logs().decode(errors="replace")
+
+
+def wait_for_log(container, text, timeout=30):
+    """Poll the log until it holds text; fail with the log if the container exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = container.logs().decode(errors="replace")
+        if text in log:
+            return log
+        container.reload()
+        if container.status == "exited":
+            break
+        time.sleep(0.1)
+    pytest.fail(f"[{text}] not in the log of {container.short_id} ({container.status}):\n{log}", pytrace=False)
+
+
+def exec_output(container, *cmd):
+    code, output = container.exec_run(list(cmd))
+    return code, output.decode(errors="replace").strip()
