@@ -72,6 +72,8 @@ def scan(proc_root=None, mode="auto", threads=0):
     for entry in entries[0:found]:
         if entry.error == 0:
             counts[entry.pid] = entry.count
+        # The race: a process listed by readdir can exit before its maps are opened (ENOENT) or
+        # while they are walked (ESRCH, its mm gone). It has no mappings left: not an error.
         elif entry.error not in (errno.ENOENT, errno.ESRCH):
             failed[entry.pid] = _error(entry.error, root, entry.pid)
     return Scan(counts, failed)

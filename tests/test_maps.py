@@ -105,6 +105,7 @@ def test_zombie_and_kernel_thread_have_no_mappings():
         time.sleep(0.01)
     try:
         assert counts_by_mode(proc.pid) == {mode: 0 for mode in MODES}
+        assert maps.scan().counts[proc.pid] == 0
     finally:
         proc.wait()
     kthreadd = 2  # the parent of all kernel threads, where /proc shows the host's
