@@ -12,8 +12,12 @@ from hostsettings import sysctl
 from pytest_docker.plugin import DockerComposeExecutor
 
 STACK_FILES = sorted(glob.glob(os.path.join(REPO, "compose", "*", "docker-compose*.yml")))
-REDIS_STACK = os.path.join(REPO, "compose", "redis", "docker-compose.yml")
-OFFLINE = os.path.join(os.path.dirname(__file__), "compose-offline.yml")
+HERE = os.path.dirname(__file__)
+# The user's files, each with what the tests change for these machines layered over it.
+PREFLIGHT_STACK = [os.path.join(REPO, "compose", "redis", "docker-compose.yml"),
+                   os.path.join(HERE, "compose-offline.yml")]
+PREFIX_STACK = [os.path.join(REPO, "compose", "redis", "docker-compose.prefix.yml"),
+                os.path.join(HERE, "compose-offline.prefix.yml")]
 _projects = itertools.count()
 
 
@@ -26,13 +30,13 @@ def test_stack_file_is_valid_compose(client, path):
 
 
 @contextlib.contextmanager
-def redis_stack(monkeypatch, command, setup, cleanup, guard_image, redis_image):
-    """The user's Redis stack with the offline override; `up` may fail; always `down`."""
+def redis_stack(files, monkeypatch, command, setup, cleanup, guard_image, redis_image):
+    """A Redis stack with the offline override: `up` may fail; `down` always runs."""
     monkeypatch.setenv("GUARD_BASE", BASE_IMAGE)
     monkeypatch.setenv("GUARD_IMAGE", guard_image)
     monkeypatch.setenv("REDIS_IMAGE", redis_image)
     project = f"guardtest{RUN_ID}{next(_projects)}"
-    compose = DockerComposeExecutor(command, [REDIS_STACK, OFFLINE], project)
+    compose = DockerComposeExecutor(command, files, project)
     try:
         up = [compose.execute(c, success_codes=range(256)).decode(errors="replace") for c in setup]
         yield project, "".join(up)
@@ -48,12 +52,12 @@ def service_containers(client, project, service):
 
 @pytest.fixture
 def stack(monkeypatch, docker_compose_command, docker_setup, docker_cleanup, guard_image, redis_image):
-    return lambda: redis_stack(monkeypatch, docker_compose_command, docker_setup, docker_cleanup,
-                               guard_image, redis_image)
+    return lambda files: redis_stack(files, monkeypatch, docker_compose_command, docker_setup,
+                                     docker_cleanup, guard_image, redis_image)
 
 
 def test_failed_preflight_never_starts_redis(client, stack):
-    with sysctl("vm.overcommit_memory", 0), stack() as (project, up):
+    with sysctl("vm.overcommit_memory", 0), stack(PREFLIGHT_STACK) as (project, up):
         assert "exited with code 78" in up
         [preflight] = service_containers(client, project, "preflight")
         status, log = finish(preflight)
@@ -65,10 +69,23 @@ def test_failed_preflight_never_starts_redis(client, stack):
 
 
 def test_passed_preflight_starts_redis(client, stack):
-    with sysctl("vm.overcommit_memory", 1), stack() as (project, up):
+    with sysctl("vm.overcommit_memory", 1), stack(PREFLIGHT_STACK) as (project, up):
         preflights = service_containers(client, project, "preflight")
         assert len(preflights) == 1, up
         assert finish(preflights[0])[0] == 0, up
         [redis] = service_containers(client, project, "redis")
         wait_for_log(redis, "Ready to accept connections")
         assert exec_output(redis, "redis-cli", "ping") == (0, "PONG")
+
+
+def test_prefix_stack_refuses_in_the_redis_container_and_starts_when_fixed(client, stack):
+    with sysctl("vm.overcommit_memory", 0), stack(PREFIX_STACK) as (project, up):
+        [redis] = service_containers(client, project, "redis")
+        status, log = finish(redis)
+    assert status == EXIT_REFUSED, up + log
+    assert "sysctl -w vm.overcommit_memory=1" in log
+    assert "Ready to accept connections" not in log
+    with sysctl("vm.overcommit_memory", 1), stack(PREFIX_STACK) as (project, up):
+        [redis] = service_containers(client, project, "redis")
+        wait_for_log(redis, "Ready to accept connections")
+        assert exec_output(redis, "cat", "/proc/1/comm") == (0, "redis-server")
