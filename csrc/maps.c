@@ -8,13 +8,13 @@
  *   ioctl: PROCMAP_QUERY (Linux 6.11), one call per VMA without names, 270-380 ns anonymous,
  *          410-450 ns file-backed.
  * AUTO picks per process, from what it has read so far:
- *   one process (guard_maps_count, usually the big one someone watches): a 1 KiB probe of text,
- *     then the rest goes to the ioctl walk, from the address where the text stopped, as soon as
- *     the text turns out mostly file-backed;
+ *   one process (guard_maps_count, usually the big one someone watches): text, page by page, and
+ *     the rest goes to the ioctl walk, from the address where the text stopped, as soon as a page
+ *     turns out mostly file-backed (long lines: the average line length tells, at no cost);
  *   a scan (guard_maps_scan, mostly small processes mapping libraries): the ioctl walk first,
  *     back to text when a sample after the executable's VMAs is mostly anonymous (from the start:
  *     seq_file text cannot resume at an address, so the sampled VMAs are read again).
- * The probe would cost a scan ~10 % (a read() and a seq_file page per process), the sample would
+ * Starting a scan with text would cost it ~10 % (a seq_file page per process), the sample would
  * cost one small anonymous process ~30 %: each entry point takes the prior that fits its usual
  * population (measured in bench/README.md). */
 #define _GNU_SOURCE
@@ -58,8 +58,6 @@ struct procmap_query {
 
 /* seq_file hands out at most about a page per read() whatever is asked; room for that. */
 #define TEXT_BUFFER 16384
-/* AUTO reads this much text first: the executable's own lines, then a sample of the rest. */
-#define PROBE_BYTES 1024
 /* A scan's ioctl walk samples this many VMAs after the executable's before it settles. */
 #define SAMPLE_VMAS 16
 /* walk_ioctl()'s word for "the sample says text is cheaper": below every -errno. */
@@ -150,42 +148,6 @@ static uint64_t line_end_address(const char *line, const char *stop)
     return addr;
 }
 
-/* What a maps line ("start-end perms offset dev inode [name]") maps: 1 a file (inode set),
- * 0 anonymous memory, -1 a named special area ([heap], [stack], [vdso]: one line each). */
-static int line_kind(const char *line, const char *end)
-{
-    const char *p = line;
-    for (int field = 0; field < 4; field++) {
-        p = memchr(p, ' ', end - p);
-        if (!p)
-            return -1;
-        p++;
-    }
-    if (p + 1 < end && !(p[0] == '0' && (p[1] == ' ' || p[1] == '\n')))
-        return 1;
-    while (p < end && (*p == '0' || *p == ' '))
-        p++;
-    return *p == '\n' ? 0 : -1;
-}
-
-/* 1 when the probe's lines after the executable's own (the leading file-backed run) map files
- * more often than anonymous memory: the ioctl is then the cheaper way through the rest. */
-static int probe_says_files(const char *buf, size_t n)
-{
-    const char *p = buf, *end = buf + n, *nl;
-    int leading = 1, files = 0, anonymous = 0;
-    while ((nl = memchr(p, '\n', end - p)) != NULL) {
-        int kind = line_kind(p, nl + 1);
-        leading = leading && kind == 1;
-        if (!leading) {
-            files += kind == 1;
-            anonymous += kind == 0;
-        }
-        p = nl + 1;
-    }
-    return files >= anonymous;
-}
-
 /* Watches the start of an ioctl walk: after the executable's own VMAs (the leading file-backed
  * run), SAMPLE_VMAS of them tell whether the process is mostly anonymous memory. */
 struct sample {
@@ -233,22 +195,20 @@ static long walk_ioctl(int fd, uint64_t addr, int had_mm, struct sample *sample)
     }
 }
 
-/* 1 when the chunk (lines of it complete) looks mostly file-backed, else 0. */
-static int mostly_files(const char *buf, size_t n, long lines, int probe)
+/* 1 when a chunk of text looks mostly file-backed (long lines: a path in most), else 0. */
+static int mostly_files(size_t n, long lines)
 {
-    if (probe)
-        return probe_says_files(buf, n);
     return (long)n > FILE_LINE_BYTES * lines;
 }
 
 /* VMAs of an open maps file read as text from its start: count or -errno. In AUTO mode the rest
  * goes to the ioctl walk once the text looks mostly file-backed (kernels without it: on as text). */
-static long count_text(int fd, int mode, size_t want)
+static long count_text(int fd, int mode)
 {
     char buf[TEXT_BUFFER];
     struct text t = {.lines = 0, .at_line_start = 1, .tail_len = 0};
     for (;;) {
-        ssize_t got = read(fd, buf, want);
+        ssize_t got = read(fd, buf, sizeof(buf));
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
@@ -257,7 +217,7 @@ static long count_text(int fd, int mode, size_t want)
             return t.lines - ends_with_gate(t.tail, t.tail + t.tail_len);
         long lines = count_newlines(buf, got);
         const char *line;
-        if (mode == GUARD_MAPS_AUTO && lines > 0 && mostly_files(buf, got, lines, want < sizeof(buf))
+        if (mode == GUARD_MAPS_AUTO && lines > 0 && mostly_files(got, lines)
             && (line = last_complete_line(buf, got, t.at_line_start)) != NULL) {
             const char *end = (const char *)memrchr(buf, '\n', got) + 1;
             long rest = walk_ioctl(fd, line_end_address(line, end), 1, NULL);
@@ -270,7 +230,6 @@ static long count_text(int fd, int mode, size_t want)
         t.lines += lines;
         t.at_line_start = buf[got - 1] == '\n';
         keep_tail(&t, buf, got);
-        want = sizeof(buf);
     }
 }
 
@@ -282,7 +241,7 @@ static long count_ioctl_first(int fd)
     struct sample sample = {.leading = 1, .seen = 0, .anonymous = 0};
     long count = walk_ioctl(fd, 0, 0, &sample);
     if (count == PREFER_TEXT || count == -ENOTTY || count == -EINVAL)
-        return count_text(fd, GUARD_MAPS_AUTO, TEXT_BUFFER);
+        return count_text(fd, GUARD_MAPS_AUTO);
     return count;
 }
 
@@ -291,10 +250,8 @@ static long count_fd(int fd, int mode)
 {
     if (mode == GUARD_MAPS_IOCTL)
         return walk_ioctl(fd, 0, 0, NULL);
-    if (mode == GUARD_MAPS_TEXT)
-        return count_text(fd, mode, TEXT_BUFFER);
-    if (mode == GUARD_MAPS_AUTO)
-        return count_text(fd, mode, PROBE_BYTES);
+    if (mode == GUARD_MAPS_TEXT || mode == GUARD_MAPS_AUTO)
+        return count_text(fd, mode);
     return -EINVAL;
 }
 
