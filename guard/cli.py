@@ -57,10 +57,19 @@ OPTIONS = (
            "zombies, warn as its memory maps near vm.max_map_count", switch=True, default=False, watch=True),
     Option("--interval", "GUARD_INTERVAL", "seconds between map samples with --watch", "SECONDS",
            default=1.0, watch=True),
+    Option("--watch-cpu", "GUARD_WATCH_CPU", "with --watch, the most of one core the map samples may "
+           "take, in percent: samples are spaced out beyond --interval to stay under it", "PERCENT",
+           default=1.5, watch=True),
     Option("--metrics-file", "GUARD_METRICS_FILE", "with --watch, write Prometheus metrics to this file",
            "PATH", watch=True),
 )
 BY_FLAG = {o.flag: o for o in OPTIONS}
+
+# Options that take a number: (exclusive low, inclusive high, what the message asks for).
+POSITIVE_NUMBERS = {
+    "interval": (0, 1e9, "a number of seconds above 0"),
+    "watch_cpu": (0, 100, "a percentage above 0, at most 100"),
+}
 
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -139,14 +148,15 @@ def _from_env(option, environ):
 def _validate(option, value, origin):
     if option.choices and value not in option.choices:
         raise UsageError(f"{origin} must be [{'|'.join(option.choices)}] but was [{value}]")
-    if option.dest == "interval":
+    if option.dest in POSITIVE_NUMBERS:
         try:
-            seconds = float(value)
+            number = float(value)
         except ValueError:
-            seconds = float("nan")
-        if not seconds > 0 or seconds == float("inf"):
-            raise UsageError(f"{origin} must be a number of seconds above 0 but was [{value}]")
-        return seconds
+            number = float("nan")
+        low, high, what = POSITIVE_NUMBERS[option.dest]
+        if not low < number <= high:
+            raise UsageError(f"{origin} must be {what} but was [{value}]")
+        return number
     return value
 
 
@@ -270,7 +280,8 @@ def _main(args, environ):
         from guard import supervise
 
         where = place.detect(environ, settings["place"])
-        return supervise.run(command, settings["interval"], settings["metrics_file"], where)
+        return supervise.run(command, settings["interval"], settings["metrics_file"], where,
+                             cpu_share=settings["watch_cpu"] / 100)
     code, message = launch.exec_program(command)
     sys.stderr.write(message + "\n")
     return code

@@ -34,6 +34,12 @@ WAITED = FORWARDED | {signal.SIGCHLD}
 # include/uapi/linux/prctl.h
 PR_SET_CHILD_SUBREAPER = 36
 
+# The watch takes at most this share of one core by default (--watch-cpu): when a sample costs more
+# CPU than that share of --interval (the kernel renders /proc/PID/maps at 0.1-0.6 us a line: 60k maps take 11-35 ms,
+# 250k maps 50-150 ms), the next sample waits longer. A watchdog must not become the load, and
+# maps pile up over hours, so a sample every few seconds instead of every second misses nothing.
+CPU_SHARE = 0.015
+
 # Warning levels in percent of vm.max_map_count, and how far below a level the count must fall
 # before that level is re-armed: a count hovering around 80 % then gives one line, not one per
 # sample.
@@ -49,7 +55,7 @@ def say(message):
     print(f"guard: {message}", file=sys.stderr, flush=True)
 
 
-def run(argv, interval, metrics_file=None, where=None):
+def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
     """Start argv as a child, forward signals, reap zombies, watch maps; return guard's exit code.
 
     The signal mask and dispositions are put back as they were on return, after dropping signals
@@ -60,7 +66,7 @@ def run(argv, interval, metrics_file=None, where=None):
     try:
         _become_subreaper()
         child = _spawn(argv, saved_mask, _owns_terminal())
-        return _supervise(child, interval, MapWatch(metrics_file, where=where))
+        return _supervise(child, interval, MapWatch(metrics_file, where=where), cpu_share or CPU_SHARE)
     finally:
         while signal.sigtimedwait(WAITED, 0) is not None:
             pass
@@ -126,7 +132,7 @@ def _spawn(argv, saved_mask, foreground):
         os._exit(launch.NOT_EXECUTABLE)
 
 
-def _supervise(child, interval, watch):
+def _supervise(child, interval, watch, cpu_share=CPU_SHARE):
     """One loop for signals, zombies and samples: sigtimedwait() sleeps until the next sample."""
     next_sample = time.monotonic()
     while True:
@@ -135,8 +141,10 @@ def _supervise(child, interval, watch):
             return code
         now = time.monotonic()
         if now >= next_sample:
+            spent = time.process_time()
             watch.sample()
-            next_sample = max(next_sample + interval, now)
+            spent = time.process_time() - spent
+            next_sample = max(next_sample + interval, now + spent / cpu_share)
             continue
         info = signal.sigtimedwait(WAITED, next_sample - now)
         if info is not None and info.si_signo != signal.SIGCHLD:
@@ -228,8 +236,10 @@ class MapWatch:
         self.level = 0
         self.complaints = set()  # problems already reported, each said once
         self.where = where  # a guard.place.Place, detected on first need when not given
+        self.samples = 0
 
     def sample(self):
+        self.samples += 1
         limit = mapsview.read_limit()
         if not limit:
             self.complain(f"cannot watch memory maps: cannot read {host.sysctl_path(mapsview.LIMIT_SYSCTL)}")
@@ -272,7 +282,10 @@ class MapWatch:
 
     def write_metrics(self, rows, limit):
         """Replace the file atomically: node_exporter's textfile collector may read it any time."""
-        text = mapsview.render_prometheus(rows, limit)
+        text = mapsview.render_prometheus(rows, limit) + (
+            "# HELP guard_watch_samples_total Samples of the memory maps taken by guard --watch.\n"
+            "# TYPE guard_watch_samples_total counter\n"
+            f"guard_watch_samples_total {self.samples}\n")
         directory = os.path.dirname(os.path.abspath(self.metrics_file))
         try:
             fd, temp = tempfile.mkstemp(dir=directory, prefix=".guard-", suffix=".tmp")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import vmaholder
 from guard import mapsview, place, supervise
 from hostsettings import host_settings_unchanged
 
@@ -16,8 +17,8 @@ GUARD = [sys.executable, "-m", "guard", "--quiet", "--watch"]
 PYTHON = sys.executable
 
 
-def guard(*command, interval="1", **popen):
-    return subprocess.Popen([*GUARD, "--interval", interval, "--", *command], **popen)
+def guard(*command, interval="1", cpu="1.5", **popen):
+    return subprocess.Popen([*GUARD, "--interval", interval, "--watch-cpu", cpu, "--", *command], **popen)
 
 
 def poll(condition, timeout=10.0, what="condition"):
@@ -291,7 +292,8 @@ def test_growing_maps_warn_at_80_90_95_percent_before_enomem_and_once_when_back(
     if limit > 1 << 20:
         pytest.skip(f"vm.max_map_count [{limit}] is too high to reach in a test")
     with host_settings_unchanged():
-        proc = guard(PYTHON, "-c", GROW_MAPS, "0.1", interval="0.05", stderr=subprocess.PIPE, text=True)
+        # every 50 ms whatever a sample costs: the workload grows 1 % of the limit every 100 ms
+        proc = guard(PYTHON, "-c", GROW_MAPS, "0.1", interval="0.05", cpu="100", stderr=subprocess.PIPE, text=True)
         try:
             lines = Lines(proc.stderr)
             failed = lines.wait_for("child: mmap failed with ENOMEM", timeout=60)
@@ -379,3 +381,32 @@ def test_metrics_file_that_cannot_be_written_is_said_once(tmp_path, capsys):
         watch.write_metrics([], 65530)
     err = capsys.readouterr().err.splitlines()
     assert err == [f"guard: cannot write metrics to {tmp_path}/missing-dir/guard.prom: No such file or directory"]
+
+
+
+def _samples_in(seconds, holder, maps, metrics_file, cpu):
+    """guard --watch at a 10 ms interval over a child holding ``maps`` maps: samples taken."""
+    proc = subprocess.Popen([*GUARD, "--interval", "0.01", "--watch-cpu", cpu, "--metrics-file",
+                             str(metrics_file), "--", holder, str(maps), "anon"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("ready")
+        time.sleep(seconds)
+    finally:
+        stop(proc)
+        proc.stdin.close()  # the holder keeps its maps until its stdin closes
+        proc.stdout.close()
+    [count] = [line.split()[1] for line in read_file(metrics_file).splitlines()
+               if line.startswith("guard_watch_samples_total ")]
+    return int(count)
+
+
+def test_watch_spaces_out_samples_to_stay_under_its_cpu_share(tmp_path):
+    holder = vmaholder.build(str(tmp_path))
+    metrics = tmp_path / "guard.prom"
+    capped = _samples_in(3, holder, 30000, metrics, cpu="1")
+    uncapped = _samples_in(3, holder, 30000, metrics, cpu="100")
+    # 30k maps take 5-20 ms of CPU to read: under a 1 % share the next sample waits 0.5-2 s, where
+    # 10 ms was asked; with the whole core the watch samples every few tens of ms.
+    assert capped <= 8, capped
+    assert uncapped >= 4 * capped, (capped, uncapped)
