@@ -6,7 +6,7 @@ judging is a pure function of the requirement and the observed value, so tests f
 without touching the host.
 """
 
-import dataclasses
+import collections
 import operator
 import re
 
@@ -46,31 +46,28 @@ class SpecError(ValueError):
     """A requirement that cannot be understood; the message names the bad value."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Requirement:
-    key: str  # the knob: a dotted sysctl, an rlimit (nofile, nofile.hard), transparent_hugepage
-    op: str
-    value: object  # int, UNLIMITED, or a word
-    hard: bool = True  # refuse to start when not met; soft requirements only warn
-    name: str = ""  # kebab-case check name; derived from the key when empty
-    source: str = ""  # where the threshold comes from
-    hint: str = ""  # extra advice for the fix, specific to the program
+# Records are named tuples, not dataclasses: guard runs before every start of the program, and
+# importing dataclasses (inspect, ast) cost a quarter of guard's start-up.
+class Requirement(collections.namedtuple("Requirement", "key op value hard name source hint")):
+    """key: the knob (a dotted sysctl, an rlimit such as nofile or nofile.hard, transparent_hugepage);
+    value: int, UNLIMITED or a word; hard: refuse to start when not met (soft ones warn); name:
+    kebab-case check name, derived from the key when empty; source: where the threshold comes from;
+    hint: extra advice for the fix, specific to the program."""
 
-    def __post_init__(self):
-        if not self.name:
-            object.__setattr__(self, "name", default_name(self.key))
+    __slots__ = ()
+
+    def __new__(cls, key, op, value, hard=True, name="", source="", hint=""):
+        return super().__new__(cls, key, op, value, hard, name or default_name(key), source, hint)
 
     @property
     def spec(self):
         return f"{self.key}{self.op}{format_value(self.value)}"
 
 
-@dataclasses.dataclass(frozen=True)
-class Result:
-    requirement: Requirement
-    status: str  # pass | warn | fail | skip
-    actual: object = None
-    message: str = ""
+class Result(collections.namedtuple("Result", "requirement status actual message", defaults=(None, ""))):
+    """status: pass | warn | fail | skip; actual: the value read (None when skipped)."""
+
+    __slots__ = ()
 
 
 def default_name(key):

@@ -1,7 +1,7 @@
 """Command line: parse flags and GUARD_* variables, then wire the pieces. No logic of its own."""
 
 import argparse
-import dataclasses
+import collections
 import os
 import sys
 
@@ -19,17 +19,12 @@ class UsageError(Exception):
     pass
 
 
-@dataclasses.dataclass(frozen=True)
-class Option:
-    flag: str
-    env: str
-    help: str
-    metavar: str = None
-    choices: tuple = None
-    repeatable: bool = False  # the variable takes a comma-separated list
-    switch: bool = False  # takes no value; the variable takes 1/0, true/false, yes/no
-    default: object = None
-    watch: bool = False  # belongs to supervise mode
+class Option(collections.namedtuple("Option", "flag env help metavar choices repeatable switch default watch",
+                                    defaults=(None, None, False, False, None, False))):
+    """repeatable: the variable takes a comma-separated list; switch: takes no value, the variable
+    takes 1/0, true/false, yes/no; watch: belongs to supervise mode."""
+
+    __slots__ = ()
 
     @property
     def dest(self):

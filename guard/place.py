@@ -5,7 +5,7 @@ A node-level setting (vm.max_map_count, THP) is changed on the Linux host, in Do
 the container is created. GUARD_PLACE overrides the detection.
 """
 
-import dataclasses
+import collections
 import os
 
 from guard import host
@@ -13,11 +13,10 @@ from guard import host
 PLACES = ("host", "container", "kubernetes", "wsl2", "docker-desktop")
 
 
-@dataclasses.dataclass(frozen=True)
-class Place:
-    name: str  # one of PLACES
-    in_container: bool
-    proc_sys_writable: bool
+class Place(collections.namedtuple("Place", "name in_container proc_sys_writable")):
+    """name: one of PLACES."""
+
+    __slots__ = ()
 
     @property
     def where_the_kernel_is(self):

@@ -6,7 +6,7 @@ threshold. A requirement is hard (guard refuses to start the program in enforce 
 program itself refuses or is certain to fail; soft (a warning) when the program copes.
 """
 
-import dataclasses
+import collections
 import glob
 import math
 import os
@@ -17,26 +17,23 @@ from guard.checks import THP_KEY, Requirement
 from guard.host import UNLIMITED
 
 
-@dataclasses.dataclass(frozen=True)
-class Invocation:
+class Invocation(collections.namedtuple("Invocation", "argv environ")):
     """The command guard is about to start, and its environment: where settings come from."""
 
-    argv: tuple = ()
-    environ: dict = dataclasses.field(default_factory=dict)
+    __slots__ = ()
+
+    def __new__(cls, argv=(), environ=None):
+        return super().__new__(cls, tuple(argv), dict(environ or {}))
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    requirements: list
-    notes: list  # how the configuration shaped the requirements, shown in the report
+# requirements, and notes: how the configuration shaped them, shown in the report.
+Plan = collections.namedtuple("Plan", "requirements notes")
 
 
-@dataclasses.dataclass(frozen=True)
-class Profile:
-    name: str
-    summary: str
-    commands: tuple  # basenames of the commands that select this profile
-    build: object  # Invocation -> Plan
+class Profile(collections.namedtuple("Profile", "name summary commands build")):
+    """commands: basenames of the commands that select this profile; build: Invocation -> Plan."""
+
+    __slots__ = ()
 
     def plan(self, invocation):
         return self.build(invocation)
@@ -52,15 +49,9 @@ ES_THREADS = 1 << 12  # MaxNumberOfThreadsCheck: 4096
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "_local_", "_local:ipv4_", "_local:ipv6_"}
 
 
-@dataclasses.dataclass(frozen=True)
-class SearchFlavour:
-    name: str
-    conf_env: str
-    conf_dir: str
-    config_file: str
-    java_opts_env: str
-    enforce_property: str
-    setting_env_prefix: str  # ES 8's ES_SETTING_DISCOVERY_TYPE style; "" when the image has none
+# setting_env_prefix: ES 8's ES_SETTING_DISCOVERY_TYPE style; "" when the image has none.
+SearchFlavour = collections.namedtuple(
+    "SearchFlavour", "name conf_env conf_dir config_file java_opts_env enforce_property setting_env_prefix")
 
 
 ELASTICSEARCH = SearchFlavour("elasticsearch", "ES_PATH_CONF", "/usr/share/elasticsearch/config",

@@ -1,6 +1,5 @@
 """Rendering the results: one line per check, then one block with every failure and its fix."""
 
-import json
 
 from guard.checks import format_value
 from guard.fixes import fix
@@ -28,6 +27,8 @@ def _json_value(value):
 
 
 def to_json(profile, mode, place, notes, results, program):
+    import json  # only here: guard's start-up pays for what it uses
+
     checks = []
     for r in results:
         req = r.requirement
