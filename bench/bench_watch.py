@@ -78,7 +78,8 @@ def measure(count, interval, seconds, settle):
     with tempfile.TemporaryDirectory() as tmp:
         ready = os.path.join(tmp, "ready")
         metrics = os.path.join(tmp, "guard.prom")
-        command = [sys.executable, "-m", "guard", "--quiet", "--watch", "--interval", str(interval),
+        guard_script = os.path.join(os.path.dirname(sys.executable), "guard")  # the installed guard
+        command = [guard_script, "--quiet", "--watch", "--interval", str(interval),
                    "--metrics-file", metrics, "--", sys.executable, "-c", WORKLOAD, str(count), ready]
         guard = subprocess.Popen(command, stderr=subprocess.DEVNULL)
         try:

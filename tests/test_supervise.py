@@ -12,8 +12,11 @@ import pytest
 import vmaholder
 from guard import mapsview, place, supervise
 from hostsettings import host_settings_unchanged
+from support import guard_executable
 
-GUARD = [sys.executable, "-m", "guard", "--quiet", "--watch"]
+# The installed console script, as users run it (python -m guard from the checkout's root would
+# import the source tree, which has no compiled scanner).
+GUARD = [guard_executable(), "--quiet", "--watch"]
 PYTHON = sys.executable
 
 
