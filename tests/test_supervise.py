@@ -82,7 +82,7 @@ def test_every_exit_code_from_0_to_255_passes_through():
     # run() in a process of its own: it reaps every child of the process it runs in.
     script = ("from guard import supervise\n"
               "print([n for n in range(256) if supervise.run(['sh', '-c', f'exit {n}'], 1.0) != n])")
-    out = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.stdout.strip() == "[]", out.stderr
 
 
