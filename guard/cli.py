@@ -83,17 +83,21 @@ exit codes:
   0    check passed (guard check)        78   a hard check failed (refused)
   2    usage error                       126  COMMAND found but not executable
   127  COMMAND not found                 70   internal error in guard
-  otherwise COMMAND's own exit code (guard has become COMMAND)
+  otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
+  exit code, or 128 + the number of the signal that killed it
 """
 
 
 def _env_help():
-    return "".join(f"  {o.env:<20} {o.flag}\n" for o in OPTIONS)
+    roots = ("  GUARD_PROCFS         where /proc is read (default /proc)\n"
+             "  GUARD_SYSFS          where /sys is read (default /sys)\n")
+    return "".join(f"  {o.env:<20} {o.flag}\n" for o in OPTIONS) + roots
 
 
 def build_parser(prog, with_watch):
+    usage = f"{prog} [OPTIONS]" + (" [--] COMMAND [ARG...]" if with_watch else " [-- COMMAND...]")
     parser = argparse.ArgumentParser(
-        prog=prog, add_help=True, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, usage=usage, add_help=True, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check the host limits a program needs, then start it or refuse with the fix.",
         epilog=EPILOG.format(env=_env_help()),
     )
