@@ -1,3 +1,7 @@
+import contextlib
+import io
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,3 +94,28 @@ def test_no_environment_value_crashes_option_parsing(environ):
 def test_no_command_line_crashes_the_split(args):
     options, command = cli._split_at_command(args)
     assert options + (["--"] if len(options) + len(command) < len(args) else []) + command == args
+
+
+WORDS = ["--profile", "--require", "--mode", "--skip", "--format", "--quiet", "--place", "--", "redis",
+         "elasticsearch", "kafka", "none", "enforce", "warn", "json", "text", "nofile>=1", "x", "host",
+         "vm.max_map_count>=1", "transparent_hugepage!=always", "redis-server", "--maxclients", "-E"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(WORDS), st.text(SPEC_ALPHABET, max_size=12)), max_size=7),
+       st.dictionaries(st.sampled_from(OPTION_ENV), st.text(SPEC_ALPHABET, max_size=20), max_size=3))
+def test_no_check_command_line_or_environment_crashes_guard(args, environ):
+    """guard check never execs, so any input can run in-process: 0, 2 or 78, never an internal error."""
+    saved = dict(os.environ)
+    os.environ.update(environ)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = cli.main(["check", *args])
+            except SystemExit as e:  # argparse's own usage errors
+                code = e.code
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert code in (0, 2, 78), err.getvalue()
+    assert "internal error" not in err.getvalue()
