@@ -4,7 +4,7 @@ Starts `guard --watch --interval I -- python -c WORKLOAD N` for a child with N m
 and 100 as the idle baseline), waits until the child has mapped them and guard has settled, then
 reads guard's utime + stime (/proc/PID/stat) over a window and its peak RSS (VmHWM).
 
-    .venv-dev/bin/python bench/bench_watch.py [--seconds 30] [--interval 1] [--maps 60000]
+    .venv/bin/python bench/bench_watch.py [--seconds 30] [--interval 1] [--maps 60000]
 """
 
 import argparse
