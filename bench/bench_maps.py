@@ -1,6 +1,6 @@
 """Benchmark of guard's map scanner against the floor and the alternatives, in one interleaved run.
 
-    .venv-dev/bin/python bench/bench_maps.py [--quick] [--no-250k]
+    .venv/bin/python bench/bench_maps.py [--quick] [--no-250k]
 
 Per process: children holding N anonymous or file-backed mappings (tests/vma_holder.c), timed
 with guard's scanner (lib.guard_maps_count, auto path), the raw floor (C read() into a buffer,
