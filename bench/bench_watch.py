@@ -125,7 +125,8 @@ def main():
     print(f"watched: {100 * watched['cpu'] / watched['elapsed']:.2f} % of one core (target <= 2 %); "
           f"peak RSS {watched['hwm'] / 1024:.1f} MiB (target <= 20 MiB); "
           f"a sample costs {1000 * watched['cpu'] / max(watched['samples'], 1) / watched['count_ms']:.2f}x "
-          f"the scanner's bare count of the same child")
+          f"the scanner's bare count of the same child; peak RSS watched / idle "
+          f"{watched['hwm'] / idle['hwm']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def _namespaced_fix(key, value, place, program):
 
 
 def _rlimit_fix(req, place):
-    base, which = rlimit_parts(req.key)
+    base, _ = rlimit_parts(req.key)
     value = target(req)
     if place.name == "kubernetes":
         return ("To fix this, raise the container runtime's default on the node: Kubernetes has no pod "
