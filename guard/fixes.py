@@ -72,7 +72,11 @@ def _thp_commands(key, value, program):
 def _node_fix(key, value, place, program, commands):
     now, persist = commands(key, value, program)
     lines = []
-    if place.in_container:
+    if place.in_container and place.proc_sys_writable and key != THP_KEY:
+        lines.append(f"{key} is a node-level setting shared by every container. This container can "
+                     f"write /proc/sys (privileged, or systempaths=unconfined), so `{now}` here changes "
+                     f"it for the whole of {place.where_the_kernel_is}, until it restarts.")
+    elif place.in_container:
         lines.append(f"{key} is a node-level setting shared by every container: it cannot be set "
                      f"from inside a container, only on {place.where_the_kernel_is}.")
     if place.name == "kubernetes":

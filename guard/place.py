@@ -73,7 +73,9 @@ def detect(environ=None, override=None):
     environ = os.environ if environ is None else environ
     writable = os.access(host.sysctl_path("vm.max_map_count"), os.W_OK)
     if override and override != "auto":
-        return Place(override, override != "host", writable)
+        # A place named by the user is that place as it usually is: a container's /proc/sys is
+        # read-only unless it was started privileged, which only detection can tell.
+        return Place(override, override != "host", writable and override == "host")
     kubernetes = bool(environ.get("KUBERNETES_SERVICE_HOST"))
     in_container = kubernetes or _in_container(environ)
     flavour = _kernel_flavour()

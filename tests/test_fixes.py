@@ -119,3 +119,17 @@ def test_container_is_recognised_from_the_init_cgroup(tmp_path, monkeypatch):
 def test_place_override_wins():
     assert place.detect(environ={}, override="wsl2").name == "wsl2"
     assert place.detect(environ={}, override="host").in_container is False
+
+
+def test_container_that_can_write_proc_sys_is_told_it_changes_the_host():
+    text = fix(MAPS, place.Place("container", True, True))
+    assert "This container can write /proc/sys" in text and "cannot be set" not in text
+    assert "on the Docker host run as root: sysctl -w vm.max_map_count=262144" in text
+
+
+def test_place_records_whether_proc_sys_is_writable(tmp_path, monkeypatch):
+    root = crafted_proc(tmp_path, {"vm.max_map_count": 65530})
+    monkeypatch.setenv("GUARD_PROCFS", root)
+    assert place.detect(environ={}).proc_sys_writable is True  # a crafted tree the test owns
+    monkeypatch.setenv("GUARD_PROCFS", str(tmp_path / "none"))
+    assert place.detect(environ={}).proc_sys_writable is False
