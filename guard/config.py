@@ -28,8 +28,9 @@ def read_yaml_settings(path):
     """Dotted settings from an Elasticsearch-style YAML file.
 
     Handles both ``discovery.type: single-node`` and the nested form
-    ``discovery:\\n  type: single-node``; lists and multi-line values are ignored (no setting
-    guard reads is a list). Elasticsearch flattens nested keys the same way.
+    ``discovery:`` / ``  type: single-node``, as Elasticsearch flattens nested keys. A block list
+    (``- 127.0.0.1`` lines) becomes one comma-separated value; a flow list stays as written
+    (``["127.0.0.1", "::1"]``); multi-line values are not read.
     """
     lines = _lines(path)
     if lines is None:
@@ -37,7 +38,12 @@ def read_yaml_settings(path):
     settings, stack = {}, []  # stack of (indent, key prefix)
     for raw in lines:
         line = re.sub(r"\s+#.*$", "", raw).rstrip()
-        if not line.strip() or line.lstrip().startswith(("#", "-", "---")):
+        item = line.strip()
+        if not item or item.startswith("#") or item == "---":
+            continue
+        if item.startswith("- ") and stack:  # a block list item: kept comma-joined, as -E takes lists
+            key = stack[-1][1]
+            settings[key] = ",".join(filter(None, [settings.get(key), _unquote(item[2:])]))
             continue
         indent = len(line) - len(line.lstrip())
         key, sep, value = line.strip().partition(":")
@@ -60,12 +66,14 @@ def read_properties(path):
         return {}
     settings, pending = {}, ""
     for raw in lines:
+        if not pending and raw.strip().startswith(("#", "!")):
+            continue  # a comment ends at its line, backslash or not (java.util.Properties.load)
         line = pending + raw.strip()
         if line.endswith("\\"):
             pending = line[:-1]
             continue
         pending = ""
-        if not line or line.startswith(("#", "!")):
+        if not line:
             continue
         match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
         if match:

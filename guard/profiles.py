@@ -7,7 +7,6 @@ program itself refuses or is certain to fail; soft (a warning) when the program 
 """
 
 import collections
-import glob
 import math
 import os
 import re
@@ -94,8 +93,13 @@ def _enforced(flavour, settings, environ):
     if settings.get("discovery.type") == "single-node":
         return False, "discovery.type=single-node: failures are warnings, as in development mode"
     bind = settings.get("transport.host") or settings.get("network.host")
-    if bind and all(h.strip() in LOOPBACK_HOSTS for h in bind.strip("[]").split(",")):
+    hosts = [h.strip().strip("'\"") for h in bind.strip().strip("[]").split(",")] if bind else []
+    if hosts and all(h in LOOPBACK_HOSTS for h in hosts):
         return False, f"bound to loopback only (network.host={bind}): failures are warnings, as in development mode"
+    if bind:
+        return True, f"production mode (network.host={bind}, beyond loopback): checks are enforced"
+    # Elasticsearch alone binds loopback; its official image sets network.host 0.0.0.0 in its
+    # elasticsearch.yml. Without the setting, guard takes the image's side: the stricter one.
     return True, "production mode (bound beyond loopback, as the official image is): checks are enforced"
 
 
@@ -162,14 +166,19 @@ def kafka_settings(invocation):
 
 
 def count_segments(log_dirs):
-    """Segments (.log files) in the partition folders of each log dir; None if none is readable."""
-    total, readable = 0, False
-    for log_dir in log_dirs:
-        if not os.path.isdir(log_dir):
-            continue
-        readable = True
-        total += len(glob.glob(os.path.join(glob.escape(log_dir), "*", "*.log")))
-    return total if readable else None
+    """Segments (.log files) in the partition folders of the log dirs, or None when a log dir or
+    a partition in it cannot be listed: a partial count would understate what the broker maps."""
+    total = 0
+    try:
+        for log_dir in log_dirs:
+            with os.scandir(log_dir) as partitions:
+                for partition in partitions:
+                    if partition.is_dir():
+                        with os.scandir(partition.path) as files:
+                            total += sum(1 for f in files if f.name.endswith(".log"))
+    except OSError:
+        return None
+    return total
 
 
 def kafka_maps_needed(segments):
@@ -187,7 +196,7 @@ def kafka_plan(invocation):
     if segments is None:
         maps = Requirement("vm.max_map_count", ">=", KAFKA_DEFAULT_MAP_COUNT, False,
                            source="guard default when log.dirs cannot be read (2 maps per segment, ops.html)")
-        note = f"log.dirs [{dirs_text}] not readable: map requirement is the default, a warning"
+        note = f"log.dirs [{dirs_text}] cannot be listed here: map requirement is the default, a warning"
     else:
         maps = Requirement("vm.max_map_count", ">=", kafka_maps_needed(segments), True,
                            source=f"{segments} segments in log.dirs x 2 maps (ops.html) + JVM, x1.5 headroom")
@@ -371,24 +380,56 @@ PROFILES = {
     )
 }
 
-# Wrappers that start the real program: look past them, their options and, for the ones that
-# take a user first (gosu redis redis-server), that user, for the real program's name.
-LAUNCHERS = {"docker-entrypoint.sh": 0, "tini": 0, "dumb-init": 0, "env": 0, "nice": 0, "numactl": 0,
-             "gosu": 1, "su-exec": 1, "setpriv": 0, "chroot": 1}
+# Wrappers that start the real program, so guard looks past them for its name: how many words
+# each takes before the program (gosu USER, chroot NEWROOT), and its options that take a value.
+LAUNCHERS = {
+    "docker-entrypoint.sh": (0, ()),
+    "tini": (0, ("-e", "-p")),
+    "dumb-init": (0, ("-r", "--rewrite")),
+    "env": (0, ("-u", "--unset", "-C", "--chdir", "-S", "--split-string")),
+    "nice": (0, ("-n", "--adjustment")),
+    "numactl": (0, ("-i", "--interleave", "-N", "--cpunodebind", "-m", "--membind", "-C", "--physcpubind",
+                    "-p", "--preferred")),
+    "setpriv": (0, ("--reuid", "--regid", "--ruid", "--euid", "--rgid", "--egid", "--groups",
+                    "--inh-caps", "--ambient-caps", "--bounding-set", "--securebits", "--pdeathsig",
+                    "--selinux-label", "--apparmor-profile")),
+    "gosu": (1, ()),
+    "su-exec": (1, ()),
+    "chroot": (1, ("--userspec", "--groups")),
+}
+
+
+def locate(argv):
+    """(profile, index of the program's word in argv), looking past launchers; (None, index of
+    the first word that is neither a launcher nor one of its arguments) when none is known."""
+    words, takes_value, i = 0, (), 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-") and arg != "-":
+            i += 2 if arg in takes_value else 1  # --opt=value is one word
+            continue
+        if words or "=" in arg:  # a launcher's own argument (gosu USER), or env's NAME=value
+            words -= 1 if words else 0
+            i += 1
+            continue
+        base = os.path.basename(arg)
+        for profile in PROFILES.values():
+            if base in profile.commands:
+                return profile, i
+        if base not in LAUNCHERS:
+            return None, i
+        words, takes_value = LAUNCHERS[base]
+        i += 1
+    return None, len(argv)
 
 
 def detect(argv):
     """The profile whose command the argv starts, looking past launchers; None if unknown."""
-    skip = 0
-    for arg in argv:
-        base = os.path.basename(arg)
-        for profile in PROFILES.values():
-            if base in profile.commands:
-                return profile
-        if skip:
-            skip -= 1
-        elif base in LAUNCHERS:
-            skip = LAUNCHERS[base]
-        elif not arg.startswith("-") and "=" not in arg:
-            return None
-    return None
+    return locate(argv)[0]
+
+
+def program_argv(profile, argv):
+    """The program's own words (its name first), without the launchers before it: where the
+    profile reads its settings (redis-server /etc/redis.conf). The whole argv when not found."""
+    found, index = locate(argv)
+    return tuple(argv[index:]) if found is profile else tuple(argv)

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from guard import profiles
@@ -30,6 +34,12 @@ def names(p):
     (["mongod", "--bind_ip_all"], "mongodb"),
     (["cassandra", "-f"], "cassandra"),
     (["/opt/sonarqube/bin/linux-x86-64/sonar.sh", "console"], "sonarqube"),
+    (["nice", "-n", "10", "redis-server"], "redis"),
+    (["setpriv", "--reuid", "redis", "--init-groups", "redis-server"], "redis"),
+    (["numactl", "--interleave", "all", "mongod"], "mongodb"),
+    (["numactl", "--interleave=all", "mongod"], "mongodb"),
+    (["gosu", "kafka", "/bin/sh", "-c", "x"], None),
+    (["chroot", "/opt/cassandra", "/bin/true"], None),
     (["python3", "redis-server"], None),
     (["docker-entrypoint.sh", "postgres"], None),
     ([], None),
@@ -37,6 +47,25 @@ def names(p):
 def test_profile_is_detected_from_the_command_past_launchers(argv, expected):
     found = profiles.detect(argv)
     assert (found.name if found else None) == expected
+
+
+@pytest.mark.parametrize("launchers", [[], ["docker-entrypoint.sh"], ["tini", "--", "gosu", "redis"],
+                                       ["env", "A=b", "nice", "-n", "5"]])
+def test_settings_are_read_from_the_program_arguments_past_launchers(tmp_path, launchers):
+    conf = tmp_path / "redis.conf"
+    conf.write_text("tcp-backlog 8192\nmaxclients 50000\n")
+    argv = [*launchers, "redis-server", str(conf), "--port", "0"]
+    reqs = by_key(plan("redis", profiles.program_argv(profiles.PROFILES["redis"], argv)))
+    assert (reqs["net.core.somaxconn"].value, reqs["nofile.hard"].value) == (8192, 50032)
+
+
+def test_kafka_settings_past_the_image_entrypoint(tmp_path):
+    logs = tmp_path / "logs"
+    make_segments(logs, 2, 3)
+    props = tmp_path / "server.properties"
+    props.write_text(f"log.dirs={logs}\n")
+    argv = ["docker-entrypoint.sh", "kafka-server-start.sh", str(props)]
+    assert "6 segments" in plan("kafka", profiles.program_argv(profiles.PROFILES["kafka"], argv)).notes[0]
 
 
 # --- Elasticsearch / OpenSearch ---
@@ -62,6 +91,17 @@ def test_single_node_or_loopback_turns_failures_into_warnings(argv, env):
     p = plan("elasticsearch", argv, env)
     assert not any(r.hard for r in p.requirements)
     assert "warnings" in p.notes[0]
+
+
+@pytest.mark.parametrize("yml", [
+    'network.host: ["127.0.0.1", "::1"]\n',
+    "network.host:\n  - 127.0.0.1\n  - '::1'\n",
+    "network:\n  host: _local_\n",
+])
+def test_loopback_lists_in_the_config_file_are_development_mode(tmp_path, yml):
+    (tmp_path / "elasticsearch.yml").write_text(yml)
+    p = plan("elasticsearch", ["elasticsearch"], {"ES_PATH_CONF": str(tmp_path)})
+    assert not any(r.hard for r in p.requirements), p.notes
 
 
 def test_enforce_property_wins_over_single_node():
@@ -133,6 +173,31 @@ def test_kafka_many_segments_need_more_than_the_default_limit(tmp_path):
     make_segments(logs, partitions=4, segments_each=9000)
     p = plan("kafka", ["kafka-server-start.sh", "--override", f"log.dirs={logs}"])
     assert by_key(p)["vm.max_map_count"].value > 65530
+
+
+def test_kafka_log_dir_that_cannot_be_listed_is_not_zero_segments(tmp_path):
+    logs = tmp_path / "logs"
+    make_segments(logs, 2, 3)
+    props = tmp_path / "server.properties"
+    props.write_text(f"log.dirs={logs}\n")
+    code = ("from guard import profiles; p = profiles.PROFILES['kafka'].plan(profiles.Invocation("
+            f"('kafka-server-start.sh', {str(props)!r}))); r = p.requirements[0]; print(r.hard, r.value, p.notes[0])")
+    # A preflight container runs as a user that cannot list the broker's volume; root lists
+    # through mode 0, so the child drops the DAC capabilities to meet the same denial.
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    os.chmod(logs, 0)
+    try:
+        out = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    finally:
+        os.chmod(logs, 0o755)
+    assert out.stdout.startswith(f"False {profiles.KAFKA_DEFAULT_MAP_COUNT}"), out
+    assert "cannot be listed" in out.stdout
+
+
+def test_properties_comment_does_not_continue_onto_the_next_line(tmp_path):
+    props = tmp_path / "server.properties"
+    props.write_text("#log.dirs=/old,\\\nlog.dirs=/real\n")
+    assert profiles.config.read_properties(str(props))["log.dirs"] == "/real"
 
 
 def test_kafka_environment_sets_log_dirs(tmp_path):
