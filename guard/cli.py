@@ -37,7 +37,8 @@ class Option(collections.namedtuple("Option", "flag env help metavar choices rep
 
 # Every setting, defined once: the flag, its GUARD_* variable, and --help come from here.
 OPTIONS = (
-    Option("--profile", "GUARD_PROFILE", "checks for this program (default: from COMMAND's name)", "NAME"),
+    Option("--profile", "GUARD_PROFILE", "checks for this program (default: from COMMAND's name)", "NAME",
+           choices=tuple(profiles.PROFILES)),
     Option("--require", "GUARD_REQUIRE", "extra requirement KEY>=VALUE, KEY<=VALUE, KEY=VALUE or KEY!=VALUE, "
            "e.g. vm.max_map_count>=262144 (repeatable)", "SPEC", repeatable=True, default=()),
     Option("--mode", "GUARD_MODE", "enforce: refuse to start on a failed hard check; warn: start anyway",
@@ -83,6 +84,7 @@ exit codes:
   0    check passed (guard check)        78   a hard check failed (refused)
   2    usage error                       126  COMMAND found but not executable
   127  COMMAND not found                 70   internal error in guard
+  1    guard maps: a pid given does not exist or cannot be read
   otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
   exit code, or 128 + the number of the signal that killed it
 """
@@ -97,7 +99,8 @@ def _env_help():
 def build_parser(prog, with_watch):
     usage = f"{prog} [OPTIONS]" + (" [--] COMMAND [ARG...]" if with_watch else " [-- COMMAND...]")
     parser = argparse.ArgumentParser(
-        prog=prog, usage=usage, add_help=True, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, usage=usage, add_help=True, allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check the host limits a program needs, then start it or refuse with the fix.",
         epilog=EPILOG.format(env=_env_help()),
     )
@@ -131,13 +134,14 @@ def _split_at_command(args):
 
 
 def _from_env(option, environ):
+    """The variable's value, or None when unset or empty (compose's ${VAR:-} gives empty)."""
     raw = environ.get(option.env)
-    if raw is None:
+    if raw is None or not raw.strip():
         return None
     if option.switch:
         word = raw.strip().lower()
         if word not in TRUE_WORDS + FALSE_WORDS:
-            raise UsageError(f"{option.env} must be [1|0|true|false|yes|no] but was [{raw}]")
+            raise UsageError(f"{option.env} must be [1|0|true|false|yes|no|on|off] but was [{raw}]")
         return word in TRUE_WORDS
     if option.repeatable:
         return [item.strip() for item in raw.split(",") if item.strip()]
@@ -160,19 +164,21 @@ def _validate(option, value, origin):
 
 
 def resolve(parsed, environ):
-    """Flag, else GUARD_* variable, else default; every value validated and named when bad."""
-    settings = {}
+    """Flag, else GUARD_* variable, else default; every value validated and named when bad.
+
+    Only the options this command takes are read: guard check ignores the --watch variables."""
+    settings, taken = {}, vars(parsed)
     for o in OPTIONS:
-        value, origin = getattr(parsed, o.dest, None), o.flag
+        if o.dest not in taken:
+            settings[o.dest] = o.default
+            continue
+        value, origin = taken[o.dest], o.flag
         if value is None:
             value, origin = _from_env(o, environ), o.env
         if value is None:
             settings[o.dest] = o.default
             continue
         settings[o.dest] = _validate(o, value, origin)
-    if settings["profile"] is not None and settings["profile"] not in profiles.PROFILES:
-        known = "|".join(profiles.PROFILES)
-        raise UsageError(f"profile must be [{known}] but was [{settings['profile']}]")
     try:
         settings["require"] = [checks.parse_spec(s) for s in settings["require"]]
     except checks.SpecError as e:
@@ -198,7 +204,7 @@ def run_checks(settings, command, environ, launching=True):
                              "starting it unchecked (--profile NAME or GUARD_PROFILE to check)\n")
         return "pass"
     profile = profile or profiles.PROFILES["none"]
-    plan = profile.plan(profiles.Invocation(tuple(command), dict(environ)))
+    plan = profile.plan(profiles.Invocation(profiles.program_argv(profile, command), environ))
     requirements = plan.requirements + settings["require"]
     results = checks.run_checks(requirements, skip=set(settings["skip"]))
     where = place.detect(environ, settings["place"])

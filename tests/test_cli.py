@@ -19,10 +19,10 @@ def host_at(tmp_path):
     ([], {"GUARD_MODE": "x"}, "GUARD_MODE must be [enforce|warn] but was [x]"),
     (["--mode", "loud"], {}, "--mode must be [enforce|warn] but was [loud]"),
     (["--format", "xml"], {}, "--format must be [text|json] but was [xml]"),
-    ([], {"GUARD_PROFILE": "postgres"}, "but was [postgres]"),
+    ([], {"GUARD_PROFILE": "postgres"}, "GUARD_PROFILE must be [elasticsearch|"),
     ([], {"GUARD_REQUIRE": "vm.max_map_count>=1,nonsense"}, "[nonsense]"),
     (["--require", "nofile>=many"], {}, "[many]"),
-    ([], {"GUARD_QUIET": "maybe"}, "GUARD_QUIET must be [1|0|true|false|yes|no] but was [maybe]"),
+    ([], {"GUARD_QUIET": "maybe"}, "GUARD_QUIET must be [1|0|true|false|yes|no|on|off] but was [maybe]"),
     ([], {"GUARD_PLACE": "moon"}, "but was [moon]"),
 ])
 def test_bad_values_exit_2_naming_the_value(args, env, message):
@@ -109,3 +109,20 @@ def test_unknown_program_starts_unchecked_with_a_note():
     done = run_guard("--", "true")
     assert done.returncode == 0 and "no profile knows [true]" in text(done)
     assert "no profile" not in text(run_guard("--quiet", "--", "true"))
+
+
+@pytest.mark.parametrize("name", ["GUARD_PROFILE", "GUARD_MODE", "GUARD_FORMAT", "GUARD_PLACE", "GUARD_QUIET",
+                                  "GUARD_REQUIRE", "GUARD_SKIP"])
+def test_empty_variable_is_unset_as_compose_writes_it(host_at, name):
+    done = run_guard("check", "--profile", "redis", env={**host_at, name: ""})
+    assert done.returncode == 78, text(done)  # overcommit 0 in the crafted tree: the check ran
+
+
+def test_watch_variables_do_not_concern_check(host_at):
+    env = {**host_at, "GUARD_INTERVAL": "soon", "GUARD_WATCH": "2", "GUARD_WATCH_CPU": "lots"}
+    assert run_guard("check", "--profile", "redis", env=env).returncode == 78
+
+
+def test_abbreviated_flags_are_not_taken_for_options():
+    done = run_guard("--prof", "redis", "redis-server")
+    assert done.returncode == 2 and "--prof" in text(done)
