@@ -13,6 +13,7 @@ from guard import host, maps
 from guard.report import PREFIX
 
 LIMIT_SYSCTL = "vm.max_map_count"
+PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h: no pid is larger on any Linux
 
 
 class Row(NamedTuple):
@@ -136,7 +137,7 @@ def run(pids, top, fmt):
     """`guard maps [PID...] [--top N] [--format text|json|prometheus]`: write to stdout, return
     the exit code (0; 1 when a pid given does not exist or cannot be read; 2 for a bad pid)."""
     for pid in pids:
-        if not (pid.isascii() and pid.isdigit()) or int(pid) == 0:
+        if not (pid.isascii() and pid.isdigit()) or not 0 < int(pid) <= PID_MAX_LIMIT:
             sys.stderr.write(f"{PREFIX}PID must be a process id but was [{pid}]\n")
             return 2
     if pids:

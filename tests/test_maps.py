@@ -18,7 +18,19 @@ import vmaholder
 from guard import maps
 from hostsettings import host_settings_unchanged
 
-MODES = ("auto", "text", "ioctl")
+def _kernel_has_procmap_query():
+    """PROCMAP_QUERY came with Linux 6.11; older kernels answer ENOTTY and guard reads text."""
+    try:
+        maps.count(os.getpid(), mode="ioctl")
+    except OSError as e:
+        if e.errno in (errno.ENOTTY, errno.EINVAL):
+            return False
+        raise
+    return True
+
+
+# The forced ioctl path only where the kernel has it; auto falls back to text everywhere.
+MODES = ("auto", "text", "ioctl") if _kernel_has_procmap_query() else ("auto", "text")
 GATE = "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
 ANON = "7f0000000000-7f0000001000 r--p 00000000 00:00 0 \n"
 FILE = "7f0000001000-7f0000002000 r--p 00000000 fe:00 4242                       /usr/lib/libfoo.so\n"

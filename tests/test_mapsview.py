@@ -87,7 +87,7 @@ def test_pid_that_cannot_be_read_exits_1_and_says_why(proc, capsys):
     assert captured.out.splitlines()[-1] == "      13         -        -  secret (is a directory)"
 
 
-@pytest.mark.parametrize("typed", ["abc", "-5", "0", "１２"])
+@pytest.mark.parametrize("typed", ["abc", "-5", "0", "１２", "4194305", "99999999999"])
 def test_pid_that_is_not_a_process_id_is_a_usage_error(typed, capsys):
     assert mapsview.run([typed], None, "text") == 2
     assert capsys.readouterr().err == f"guard: PID must be a process id but was [{typed}]\n"
