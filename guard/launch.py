@@ -42,7 +42,12 @@ def reset_signals():
 
 
 def exec_failure(program, error):
-    """The message and exit code for a command that could not be started."""
+    """The message and exit code for a command that could not be started.
+
+    A script without #! fails with ENOEXEC (126) and is not handed to /bin/sh as execvp(3) and
+    tini would: no shell comes between guard and the program, and Docker itself (runc's execve)
+    refuses such an entrypoint with "exec format error", so guard behaves as if it were not there.
+    """
     code = NOT_FOUND if error.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE
     return code, f"guard: exec {program} failed: {error.strerror or error}"
 

@@ -98,3 +98,12 @@ def test_usage_error_exits_2_and_never_starts_the_program(tmp_path):
     marker = tmp_path / "started"
     assert run_guard("--mode", "x", "--", "touch", str(marker)).returncode == 2
     assert not marker.exists()
+
+
+def test_script_without_interpreter_line_is_not_run_through_a_shell(tmp_path):
+    script = tmp_path / "noshebang"
+    script.write_text("echo ran\n")
+    script.chmod(0o755)
+    done = run_guard(*PASS, "--", str(script))
+    assert done.returncode == 126 and done.stdout == b""
+    assert "Exec format error" in text(done)
