@@ -59,10 +59,6 @@ class Requirement(collections.namedtuple("Requirement", "key op value hard name 
     def __new__(cls, key, op, value, hard=True, name="", source="", hint=""):
         return super().__new__(cls, key, op, value, hard, name or default_name(key), source, hint)
 
-    @property
-    def spec(self):
-        return f"{self.key}{self.op}{format_value(self.value)}"
-
 
 class Result(collections.namedtuple("Result", "requirement status actual message", defaults=(None, ""))):
     """status: pass | warn | fail | skip; actual: the value read (None when skipped)."""

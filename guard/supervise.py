@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from guard import host, launch, maps, mapsview, place
+from guard import host, launch, maps, mapsview, place, report
 
 # Not forwarded, as in tini's configure_signals(): SIGCHLD is guard's own business; the
 # synchronous ones are the kernel reporting a fault in guard itself; SIGTTIN/SIGTTOU are ignored
@@ -52,7 +52,7 @@ RECOMMENDED_MAX_MAP_COUNT = 1 << 18
 
 
 def say(message):
-    print(f"guard: {message}", file=sys.stderr, flush=True)
+    print(f"{report.PREFIX}{message}", file=sys.stderr, flush=True)
 
 
 def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
