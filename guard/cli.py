@@ -204,11 +204,12 @@ def run_checks(settings, command, environ, launching=True):
                              "starting it unchecked (--profile NAME or GUARD_PROFILE to check)\n")
         return "pass"
     profile = profile or profiles.PROFILES["none"]
-    plan = profile.plan(profiles.Invocation(profiles.program_argv(profile, command), environ))
+    own_argv = profiles.program_argv(profile, command)  # the program's words, past any launcher
+    plan = profile.plan(profiles.Invocation(own_argv, environ))
     requirements = plan.requirements + settings["require"]
     results = checks.run_checks(requirements, skip=set(settings["skip"]))
     where = place.detect(environ, settings["place"])
-    program = os.path.basename(command[0]) if launching else None
+    program = os.path.basename(own_argv[0]) if launching else None
     name = profile.name
     if settings["format"] == "json":
         out = sys.stderr if launching else sys.stdout

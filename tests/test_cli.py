@@ -126,3 +126,9 @@ def test_watch_variables_do_not_concern_check(host_at):
 def test_abbreviated_flags_are_not_taken_for_options():
     done = run_guard("--prof", "redis", "redis-server")
     assert done.returncode == 2 and "--prof" in text(done)
+
+
+def test_refusal_names_the_program_past_its_launcher(host_at):
+    done = run_guard("--", "docker-entrypoint.sh", "redis-server", "--port", "0", env=host_at)
+    assert done.returncode == 78
+    assert "guard: refusing to start redis-server (exit 78)" in text(done)
