@@ -192,7 +192,7 @@ def choose_profile(settings, command):
     return profiles.detect(command) if command else None
 
 
-def run_checks(settings, command, environ, launching=True):
+def run_checks(settings, command, environ, where, launching=True):
     """Plan, check, report (stderr; JSON to stdout when nothing is launched). Returns the verdict."""
     profile = choose_profile(settings, command)
     if profile is None and not settings["require"]:
@@ -208,16 +208,14 @@ def run_checks(settings, command, environ, launching=True):
     plan = profile.plan(profiles.Invocation(own_argv, environ))
     requirements = plan.requirements + settings["require"]
     results = checks.run_checks(requirements, skip=set(settings["skip"]))
-    where = place.detect(environ, settings["place"])
     program = os.path.basename(own_argv[0]) if launching else None
     name = profile.name
     if settings["format"] == "json":
         out = sys.stderr if launching else sys.stdout
-        out.write(report.to_json(name, settings["mode"], where, plan.notes, results, name) + "\n")
+        out.write(report.to_json(name, settings["mode"], where, plan.notes, results) + "\n")
     else:
-        sys.stderr.write(report.to_text(name, settings["mode"], where, plan.notes, results, name,
-                                        quiet=settings["quiet"]))
-        sys.stderr.write(report.closing_line(results, settings["mode"], name, program))
+        sys.stderr.write(report.to_text(name, where, plan.notes, results, quiet=settings["quiet"]))
+        sys.stderr.write(report.closing_line(results, settings["mode"], program))
     return report.verdict(results, settings["mode"] == "enforce")
 
 
@@ -275,17 +273,19 @@ def _main(args, environ):
         # preflight service reads the same server.properties the broker will); it never runs.
         options, command = _split_at_command(rest)
         settings = resolve(build_parser("guard check", with_watch=False).parse_args(options), environ)
-        return EXIT_REFUSED if run_checks(settings, command, environ, launching=False) == "refuse" else EXIT_OK
+        where = place.detect(environ, settings["place"])
+        verdict = run_checks(settings, command, environ, where, launching=False)
+        return EXIT_REFUSED if verdict == "refuse" else EXIT_OK
     options, command = _split_at_command(args)
     settings = resolve(build_parser("guard", with_watch=True).parse_args(options), environ)
     if not command:
         raise UsageError("no COMMAND given: guard [OPTIONS] [--] COMMAND [ARG...], or guard check")
-    if run_checks(settings, command, environ) == "refuse":
+    where = place.detect(environ, settings["place"])  # once: the report's fixes and the watch's
+    if run_checks(settings, command, environ, where) == "refuse":
         return EXIT_REFUSED
     if settings["watch"]:
         from guard import supervise
 
-        where = place.detect(environ, settings["place"])
         return supervise.run(command, settings["interval"], settings["metrics_file"], where,
                              cpu_share=settings["watch_cpu"] / 100)
     code, message = launch.exec_program(command)

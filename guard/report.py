@@ -26,7 +26,7 @@ def _json_value(value):
     return "unlimited" if value == UNLIMITED else value
 
 
-def to_json(profile, mode, place, notes, results, program):
+def to_json(profile, mode, place, notes, results):
     import json  # only here: guard's start-up pays for what it uses
 
     checks = []
@@ -41,7 +41,7 @@ def to_json(profile, mode, place, notes, results, program):
             "op": req.op,
             "hard": req.hard,
             "message": r.message,
-            "fix": fix(req, place, program) if r.status in ("fail", "warn") else None,
+            "fix": fix(req, place, profile) if r.status in ("fail", "warn") else None,
             "source": req.source,
         })
     return json.dumps({
@@ -54,7 +54,7 @@ def to_json(profile, mode, place, notes, results, program):
     }, indent=2)
 
 
-def to_text(profile, mode, place, notes, results, program, quiet=False):
+def to_text(profile, place, notes, results, quiet=False):
     lines = []
     if not quiet:
         lines += [f"{profile}: {note}" for note in notes]
@@ -66,19 +66,20 @@ def to_text(profile, mode, place, notes, results, program, quiet=False):
         for number, r in enumerate(bad, 1):
             kind = "" if r.status == "fail" else " (warning)"
             lines.append(f"[{number}]{kind} {r.message}")
-            lines += ["    " + line for line in fix(r.requirement, place, program).splitlines()]
+            lines += ["    " + line for line in fix(r.requirement, place, profile).splitlines()]
     return "".join(PREFIX + line + "\n" for line in lines)
 
 
-def closing_line(results, mode, profile, program):
-    """What guard does next, said once: refuse, start anyway, or nothing to say."""
+def closing_line(results, mode, program):
+    """What guard does next, said once: refuse, start anyway, or nothing to say (program is None
+    for guard check)."""
     outcome = verdict(results, mode == "enforce")
     if outcome == "refuse":
         start = f"refusing to start {program}" if program else "check failed"
         return (f"{PREFIX}{start} (exit 78): fix the failures above, or run with --mode warn "
                 f"(GUARD_MODE=warn) to start anyway\n")
-    if outcome == "warn" and program:
-        return f"{PREFIX}starting {program} anyway ({mode} mode)\n" if mode == "warn" else ""
+    if outcome == "warn" and program and mode == "warn":
+        return f"{PREFIX}starting {program} anyway (warn mode)\n"
     return ""
 
 
