@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Entrypoint prefix that checks host limits (vm.max_map_count, open files, "
     "overcommit, THP, somaxconn) before starting Elasticsearch, Kafka, Redis and friends",
-    packages=["guard"],
+    packages=["guard", "guard.profiles"],
     python_requires=">=3.9",
     install_requires=["cffi>=1.15"],
     # The C map scanner (csrc/), compiled by cffi at install time into guard._maps.

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from guard import profiles
+from guard import config, profiles
 from guard.host import UNLIMITED
-from guard.profiles import Invocation
+from guard.profiles import Invocation, kafka
 
 
 def plan(name, argv=(), env=None):
@@ -163,7 +163,7 @@ def test_kafka_derives_the_map_requirement_from_segments_on_disk(tmp_path):
     p = plan("kafka", ["kafka-server-start.sh", str(props)])
     maps = by_key(p)["vm.max_map_count"]
     assert maps.hard
-    assert maps.value == profiles.kafka_maps_needed(300)
+    assert maps.value == kafka.kafka_maps_needed(300)
     assert maps.value >= 2 * 300
     assert "300 segments" in p.notes[0]
 
@@ -190,14 +190,14 @@ def test_kafka_log_dir_that_cannot_be_listed_is_not_zero_segments(tmp_path):
         out = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     finally:
         os.chmod(logs, 0o755)
-    assert out.stdout.startswith(f"False {profiles.KAFKA_DEFAULT_MAP_COUNT}"), out
+    assert out.stdout.startswith(f"False {kafka.KAFKA_DEFAULT_MAP_COUNT}"), out
     assert "cannot be listed" in out.stdout
 
 
 def test_properties_comment_does_not_continue_onto_the_next_line(tmp_path):
     props = tmp_path / "server.properties"
     props.write_text("#log.dirs=/old,\\\nlog.dirs=/real\n")
-    assert profiles.config.read_properties(str(props))["log.dirs"] == "/real"
+    assert config.read_properties(str(props))["log.dirs"] == "/real"
 
 
 def test_kafka_environment_sets_log_dirs(tmp_path):
@@ -210,7 +210,7 @@ def test_kafka_unreadable_log_dirs_fall_back_to_a_soft_default(tmp_path):
     props = tmp_path / "server.properties"
     props.write_text(f"log.dirs={tmp_path / 'nowhere'}\n")
     maps = by_key(plan("kafka", ["kafka-server-start.sh", str(props)]))["vm.max_map_count"]
-    assert (maps.value, maps.hard) == (profiles.KAFKA_DEFAULT_MAP_COUNT, False)
+    assert (maps.value, maps.hard) == (kafka.KAFKA_DEFAULT_MAP_COUNT, False)
     assert by_key(plan("kafka"))["nofile.hard"].value == 100000
 
 
