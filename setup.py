@@ -7,7 +7,8 @@ setup(
     "overcommit, THP, somaxconn) before starting Elasticsearch, Kafka, Redis and friends",
     packages=["guard", "guard.profiles"],
     python_requires=">=3.9",
-    install_requires=["cffi>=1.15"],
+    # PyYAML reads elasticsearch.yml as Elasticsearch does (a real YAML parser, not a line reader).
+    install_requires=["cffi>=1.15", "PyYAML>=5.4"],
     # The C map scanner (csrc/), compiled by cffi at install time into guard._maps.
     cffi_modules=["csrc/build_maps.py:ffibuilder"],
     extras_require={
