@@ -1,10 +1,17 @@
-# guard's image: `docker run IMAGE check --profile elasticsearch` is a preflight check for
-# images without Python (compose/README.md). guard lives in the /opt/guard virtualenv, the
-# same place the derived images in compose/ install it.
+# Two things are built here, both with guard at /opt/guard/bin/guard:
+#
+#   docker build --target bundle -t guard:bundle .
+#       the self-contained folder /opt/guard (guard, a Python runtime, their libraries, its own
+#       loader and libc) in an otherwise empty image, to copy into any Linux image:
+#           COPY --from=guard:bundle /opt/guard /opt/guard
+#           ENTRYPOINT ["/opt/guard/bin/guard", "--", "/usr/local/bin/docker-entrypoint.sh"]
+#   docker build -t guard .
+#       guard's own image: `docker run guard check --profile elasticsearch` is a preflight
+#       check (compose/README.md); guard lives in the /opt/guard virtualenv.
 #
 # BASE is any Debian-like image with Python 3.9+. The default needs PyPI and Debian's mirror at
-# build time; a base that already carries gcc, python3-dev, python3-cffi, python3-setuptools and
-# python3-wheel builds offline (the tests use a debootstrap bookworm base, as there is no
+# build time; a base that already carries gcc, python3-dev, python3-cffi, python3-yaml, python3-setuptools
+# and python3-wheel builds offline (the tests use a debootstrap bookworm base, as there is no
 # registry on their machines).
 ARG BASE=python:3.12-slim
 
@@ -19,13 +26,27 @@ RUN set -eu; \
 RUN python3 -m venv --system-site-packages /opt/guard
 COPY . /src
 # The base provides the build tools: build against them with no network. Otherwise pip fetches
-# cffi and setuptools from PyPI as usual.
+# cffi, PyYAML and setuptools from PyPI as usual.
 RUN set -eu; \
-    if python3 -c 'import cffi, setuptools, wheel' 2>/dev/null; then \
+    if python3 -c 'import cffi, yaml, setuptools, wheel' 2>/dev/null; then \
         /opt/guard/bin/pip install --no-cache-dir --no-index --no-build-isolation /src; \
     else \
         /opt/guard/bin/pip install --no-cache-dir /src; \
     fi
+
+# The bundle (bundle/make_bundle.py): built from the interpreter guard was just installed for,
+# then run once at its final path before it is kept.
+FROM build AS bundle-build
+RUN set -eu; \
+    mv /opt/guard /opt/guard-venv; \
+    /opt/guard-venv/bin/python3 /src/bundle/make_bundle.py --prefix /opt/guard; \
+    /opt/guard/bin/guard profiles >/dev/null; \
+    /opt/guard/bin/guard check --profile none --require 'nofile>=1' >/dev/null
+
+FROM scratch AS bundle
+COPY --from=bundle-build /opt/guard /opt/guard
+ENTRYPOINT ["/opt/guard/bin/guard"]
+CMD ["--help"]
 
 FROM ${BASE}
 COPY --from=build /opt/guard /opt/guard

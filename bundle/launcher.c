@@ -1,0 +1,88 @@
+/*
+ * /opt/guard/bin/guard in the bundle: an embedded Python that runs guard.cli.main with this
+ * process's argv and nothing else from the image it is copied into.
+ *
+ * Why a launcher and not the python binary: the interpreter must start guard without a script
+ * path, a -m flag or a PYTHON* variable (the program guard execs must get the environment guard
+ * got, byte for byte, so nothing can be added to it), and without a shell (distroless and
+ * scratch images have none). The ELF interpreter (PT_INTERP) and DT_RPATH of this binary point
+ * into GUARD_PREFIX/lib (set at link time by bundle/make_bundle.py), so the loader, libc and
+ * libpython come from the bundle, not from the image.
+ *
+ * The configuration is the one `python -I -S -B` gives, plus:
+ * - UTF-8 mode and no setlocale(): argv and paths decode as UTF-8 with surrogateescape (bytes
+ *   round-trip to execve unchanged) and no locale file of the image is ever opened;
+ * - an explicit module search path, so nothing is probed outside the bundle;
+ * - Python's usual signal handlers (SIGINT -> KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored), as
+ *   the pip-installed guard has them; guard puts the defaults back before it execs the program.
+ * Reference: Python/C API "Python Initialization Configuration" (PyConfig, PyPreConfig).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#ifndef GUARD_PREFIX
+#define GUARD_PREFIX "/opt/guard"
+#endif
+#ifndef GUARD_PYTHON /* the stdlib folder under lib/: python3.11 */
+#error "define GUARD_PYTHON, e.g. -DGUARD_PYTHON='\"python3.11\"'"
+#endif
+
+#define LIB GUARD_PREFIX "/lib/" GUARD_PYTHON
+
+static const char *const search_path[] = {LIB, LIB "/lib-dynload", LIB "/site-packages"};
+
+static const wchar_t run_guard[] = L"import sys\nfrom guard.cli import main\nsys.exit(main())\n";
+
+/* Exits with Python's message when status is an error; returns otherwise. */
+static void check(PyStatus status, PyConfig *config)
+{
+    if (PyStatus_Exception(status)) {
+        if (config)
+            PyConfig_Clear(config);
+        Py_ExitStatusException(status);
+    }
+}
+
+/* Fills config from argv; exits with Python's message on failure. */
+static void configure(PyConfig *config, int argc, char **argv)
+{
+    size_t i;
+
+    PyConfig_InitIsolatedConfig(config);
+    config->site_import = 0;
+    config->write_bytecode = 0;  /* a read-only root and any UID: nothing is written */
+    config->install_signal_handlers = 1;
+    config->pathconfig_warnings = 0;
+    config->parse_argv = 0;  /* sys.argv is argv as given: guard parses it */
+    check(PyConfig_SetBytesString(config, &config->program_name, GUARD_PREFIX "/bin/guard"), config);
+    check(PyConfig_SetBytesString(config, &config->executable, GUARD_PREFIX "/bin/guard"), config);
+    check(PyConfig_SetBytesString(config, &config->home, GUARD_PREFIX), config);
+    check(PyConfig_SetBytesArgv(config, argc, argv), config);
+    check(PyConfig_SetString(config, &config->run_command, run_guard), config);
+    config->module_search_paths_set = 1;
+    for (i = 0; i < sizeof(search_path) / sizeof(search_path[0]); i++) {
+        wchar_t *path = Py_DecodeLocale(search_path[i], NULL);
+        if (!path) {
+            PyConfig_Clear(config);
+            Py_ExitStatusException(PyStatus_NoMemory());
+        }
+        check(PyWideStringList_Append(&config->module_search_paths, path), config);
+        PyMem_RawFree(path);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    PyPreConfig preconfig;
+    PyConfig config;
+
+    PyPreConfig_InitIsolatedConfig(&preconfig);
+    preconfig.utf8_mode = 1;
+    preconfig.configure_locale = 0;
+    check(Py_PreInitialize(&preconfig), NULL);
+
+    configure(&config, argc, argv);
+    check(Py_InitializeFromConfig(&config), &config);
+    PyConfig_Clear(&config);
+    return Py_RunMain();
+}
