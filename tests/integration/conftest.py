@@ -11,7 +11,7 @@ import pytest
 
 docker = pytest.importorskip("docker")
 
-from containers import BASE_IMAGE, IMAGES, REPO, Made  # noqa: E402  (needs docker, checked above)
+from containers import BASE_IMAGE, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, REPO, Made  # noqa: E402,I001
 
 
 def pytest_collection_modifyitems(items):
@@ -34,10 +34,11 @@ def client():
         c.ping()
     except Exception as e:  # the SDK raises several types for "no engine"; all mean the same here
         _unavailable(f"no Docker engine answers: {e}")
-    try:
-        c.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        _unavailable(f"base image {BASE_IMAGE} is missing (scripts/base-image builds it)")
+    for image in (BASE_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, NO_LIBC_IMAGE):
+        try:
+            c.images.get(image)
+        except docker.errors.ImageNotFound:
+            _unavailable(f"base image {image} is missing (scripts/base-image builds it)")
     yield c
     c.close()
 
@@ -66,15 +67,48 @@ def guard_image(made):
 
 
 @pytest.fixture(scope="session")
-def redis_image(made):
-    """Stands in for the redis:7 image: Debian's redis-server behind docker-entrypoint.sh."""
-    return made.build("redis", os.path.join(IMAGES, "redis"), BASE=BASE_IMAGE)
+def bundle_image(made):
+    """The bundle, built as the README says: docker build --target bundle, from the local base."""
+    return made.build("bundle", REPO, target="bundle", BASE=BASE_IMAGE)
 
 
 @pytest.fixture(scope="session")
-def guarded_redis_image(made, redis_image):
-    """compose/redis/Dockerfile: the documented way to put guard in front of an image's entrypoint."""
-    return made.build("redis-guarded", REPO, dockerfile="compose/redis/Dockerfile", REDIS_IMAGE=redis_image)
+def redis_image(made):
+    """Stands in for the redis:7 image, with no Python: Debian's redis-server behind
+    docker-entrypoint.sh."""
+    return made.build("redis", os.path.join(IMAGES, "redis"), TARGET_IMAGE=NO_PYTHON_IMAGE)
+
+
+def vendor_image(made, name):
+    """A stand-in for a vendor's image (tests/integration/images/vendors/NAME), with no Python."""
+    return made.build(f"vendor-{name}", os.path.join(IMAGES, "vendors", name), TARGET_IMAGE=NO_PYTHON_IMAGE)
+
+
+def guarded(made, name, bundle_image, **buildargs):
+    """compose/NAME/Dockerfile built over its stand-in: the documented way to put guard in front
+    of an image's entrypoint, by copying the bundle in."""
+    return made.build(f"{name}-guarded", os.path.join(REPO, "compose", name), GUARD_BUNDLE=bundle_image,
+                      **buildargs)
+
+
+@pytest.fixture(scope="session")
+def guarded_redis_image(made, bundle_image, redis_image):
+    return guarded(made, "redis", bundle_image, REDIS_IMAGE=redis_image)
+
+
+@pytest.fixture(scope="session")
+def guarded_elasticsearch_image(made, bundle_image):
+    return guarded(made, "elasticsearch", bundle_image, ELASTICSEARCH_IMAGE=vendor_image(made, "elasticsearch"))
+
+
+@pytest.fixture(scope="session")
+def guarded_opensearch_image(made, bundle_image):
+    return guarded(made, "opensearch", bundle_image, OPENSEARCH_IMAGE=vendor_image(made, "opensearch"))
+
+
+@pytest.fixture(scope="session")
+def guarded_kafka_image(made, bundle_image):
+    return guarded(made, "kafka", bundle_image, KAFKA_IMAGE=vendor_image(made, "kafka"))
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,10 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 IMAGES = os.path.join(os.path.dirname(__file__), "images")
 # Built by scripts/base-image from Debian's packages: there is no registry to pull python:3.12-slim.
 BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "guard-base:bookworm")
+# Images that have nothing of guard's, made by scripts/base-image: the bundle is copied into them.
+NO_PYTHON_IMAGE = "guard-target:bookworm-nopython"  # Redis and tini, no Python
+OLD_GLIBC_IMAGE = "guard-target:bullseye"  # glibc 2.31, Redis 6.0
+NO_LIBC_IMAGE = "guard-target:busybox"  # a static busybox and nothing else
 RUN_ID = uuid.uuid4().hex[:8]
 EXIT_REFUSED = 78
 
@@ -27,12 +31,12 @@ class Made:
         self.tags = []
         self.layers = []  # images a build made on the way, such as a multi-stage build's first stage
 
-    def build(self, name, path, dockerfile="Dockerfile", **buildargs):
+    def build(self, name, path, dockerfile="Dockerfile", target=None, **buildargs):
         tag = f"guard-test-{name}:{RUN_ID}"
         try:
             _, build_log = self.client.images.build(
-                path=path, dockerfile=dockerfile, buildargs=buildargs, tag=tag, network_mode="host",
-                rm=True, forcerm=True)
+                path=path, dockerfile=dockerfile, target=target, buildargs=buildargs, tag=tag,
+                network_mode="host", rm=True, forcerm=True)
         except docker.errors.BuildError as e:
             log = "".join(step.get("stream", "") + step.get("error", "") for step in e.build_log)
             pytest.fail(f"building {name} failed: {e.msg}\n{log[-3000:]}", pytrace=False)
@@ -115,3 +119,14 @@ def wait_for_log(container, text, timeout=30):
 def exec_output(container, *cmd):
     code, output = container.exec_run(list(cmd))
     return code, output.decode(errors="replace").strip()
+
+
+def wait_for_process(container, comm, timeout=30):
+    """Poll until a process named comm runs in the container (sleep writes no log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code, names = exec_output(container, "sh", "-c", "cat /proc/[0-9]*/comm")
+        if comm in names.split():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {comm} process in {container.short_id} after {timeout} s")

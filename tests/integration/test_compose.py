@@ -30,10 +30,11 @@ def test_stack_file_is_valid_compose(client, path):
 
 
 @contextlib.contextmanager
-def redis_stack(files, monkeypatch, command, setup, cleanup, guard_image, redis_image):
+def redis_stack(files, monkeypatch, command, setup, cleanup, guard_image, bundle_image, redis_image):
     """A Redis stack with the offline override: `up` may fail; `down` always runs."""
     monkeypatch.setenv("GUARD_BASE", BASE_IMAGE)
     monkeypatch.setenv("GUARD_IMAGE", guard_image)
+    monkeypatch.setenv("GUARD_BUNDLE", bundle_image)
     monkeypatch.setenv("REDIS_IMAGE", redis_image)
     project = f"guardtest{RUN_ID}{next(_projects)}"
     compose = DockerComposeExecutor(command, files, project)
@@ -51,9 +52,10 @@ def service_containers(client, project, service):
 
 
 @pytest.fixture
-def stack(monkeypatch, docker_compose_command, docker_setup, docker_cleanup, guard_image, redis_image):
+def stack(monkeypatch, docker_compose_command, docker_setup, docker_cleanup, guard_image, bundle_image,
+          redis_image):
     return lambda files: redis_stack(files, monkeypatch, docker_compose_command, docker_setup,
-                                     docker_cleanup, guard_image, redis_image)
+                                     docker_cleanup, guard_image, bundle_image, redis_image)
 
 
 def test_failed_preflight_never_starts_redis(client, stack):

@@ -2,7 +2,7 @@
 
 import time
 
-from containers import exec_output, finish, wait_for_log
+from containers import exec_output, finish, wait_for_log, wait_for_process
 
 # Prints each signal it gets on stdout (the container log); SIGTERM ends it with 0.
 RECORD_SIGNALS = """
@@ -63,13 +63,3 @@ def test_orphaned_processes_are_reaped_by_guard_as_pid_1(made, guard_image):
     container.stop(timeout=10)
     assert finish(container)[0] == 143
 
-
-def wait_for_process(container, comm, timeout=30):
-    """Poll until a process named comm runs in the container (sleep writes no log)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code, names = exec_output(container, "sh", "-c", "cat /proc/[0-9]*/comm")
-        if comm in names.split():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no {comm} process in {container.short_id} after {timeout} s")

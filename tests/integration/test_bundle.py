@@ -1,0 +1,144 @@
+"""The bundle (docker build --target bundle) in images that have nothing of guard's.
+
+Each case copies /opt/guard into an image, the one COPY line of the README, and runs every
+command from it: the check, the prefix exec, --watch, maps and profiles. The images: Redis with
+no Python at all; glibc 2.31, older than the build's; no libc at all, only a static busybox (the
+stand-in for Alpine/musl and distroless); and the first again, read-only and as an arbitrary UID,
+as OpenShift runs it.
+"""
+
+import collections
+import json
+import os
+import time
+
+import docker
+import pytest
+from containers import (EXIT_REFUSED, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE,
+                        exec_output, finish, wait_for_log, wait_for_process)
+from hostsettings import sysctl
+
+GUARD = "/opt/guard/bin/guard"
+ES_SENTENCE = "max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]"
+REDIS_READY = "Ready to accept connections"
+
+
+class Case(collections.namedtuple("Case", "target has_redis options")):
+    """target: the image the bundle is copied into; options: how its containers are run."""
+
+
+# Where Redis keeps its data and where the metrics go: the only places written, so that the
+# read-only case can run the same commands.
+WRITABLE = {"tmpfs": {"/data": "", "/run/guard": ""}}
+CASES = {
+    "no-python": Case(NO_PYTHON_IMAGE, True, WRITABLE),
+    "old-glibc": Case(OLD_GLIBC_IMAGE, True, WRITABLE),
+    "no-libc": Case(NO_LIBC_IMAGE, False, WRITABLE),
+    "read-only-uid-4242": Case(NO_PYTHON_IMAGE, True, {**WRITABLE, "read_only": True, "user": "4242:0"}),
+}
+
+
+@pytest.fixture(scope="session", params=CASES)
+def bundled(request, made, bundle_image):
+    """(case, image): the case's target image with the bundle copied in."""
+    case = CASES[request.param]
+    image = made.build(f"bundled-{request.param}", os.path.join(IMAGES, "bundled"),
+                       BUNDLE_IMAGE=bundle_image, TARGET_IMAGE=case.target)
+    return case, image
+
+
+def run(made, bundled, command, **options):
+    case, image = bundled
+    return made.container(image, command, **{**case.options, **options})
+
+
+def test_the_image_has_nothing_guard_needs(made, bundled):
+    case, image = bundled
+    if case.target == NO_LIBC_IMAGE:
+        probe = "ls -d /lib* /usr/lib* /usr 2>/dev/null; exit 0"  # no loader, no libc, nothing
+        assert finish(run(made, bundled, ["sh", "-c", probe])) == (0, "")
+    else:
+        status, log = finish(run(made, bundled, ["sh", "-c", "command -v python3 python3.11 python python3.9"]))
+        assert status != 0 and log == "", f"the image has a Python: {log}"
+    if case.target == OLD_GLIBC_IMAGE:
+        status, log = finish(run(made, bundled, ["ldd", "--version"]))
+        assert "GLIBC 2.31" in log
+
+
+def test_check_refuses_elasticsearch_with_its_own_sentence_and_the_container_fixes(made, bundled):
+    limits = [docker.types.Ulimit(name="nofile", soft=1024, hard=1024)]
+    with sysctl("vm.max_map_count", 65530):
+        status, log = finish(run(made, bundled, [GUARD, "check", "--profile", "elasticsearch"], ulimits=limits))
+    assert status == EXIT_REFUSED, log
+    assert "[2] of [5] checks failed for elasticsearch" in log
+    assert ES_SENTENCE in log
+    assert "only on the Docker host" in log
+    assert "on the Docker host run as root: sysctl -w vm.max_map_count=262144" in log
+    assert "docker run --ulimit nofile=65535:65535" in log
+
+
+def test_prefix_makes_redis_pid_1_and_docker_stop_gives_its_exit_code(made, bundled):
+    case, _ = bundled
+    if not case.has_redis:
+        pytest.skip("this image has no redis-server; the prefix exec is tested with sleep below")
+    redis = ["redis-server", "--dir", "/data", "--save", "", "--appendonly", "no"]
+    with sysctl("vm.overcommit_memory", 1):
+        container = run(made, bundled, [GUARD, "--", *redis])
+        log = wait_for_log(container, REDIS_READY)
+    assert "checks failed" not in log
+    assert exec_output(container, "cat", "/proc/1/comm") == (0, "redis-server")
+    assert exec_output(container, "redis-cli", "ping") == (0, "PONG")
+    started = time.monotonic()
+    container.stop(timeout=10)
+    status, log = finish(container)
+    # Redis got docker stop's SIGTERM itself and exited 0 ("ready to exit"), without the 10 s wait.
+    assert status == 0, log
+    assert time.monotonic() - started < 5, log
+
+
+def test_prefix_execs_the_program_as_pid_1_and_it_gets_the_stop_signal(made, bundled):
+    # A shell that exits 42 on SIGTERM (PID 1 ignores signals it has no handler for).
+    program = ["sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done"]
+    container = run(made, bundled, [GUARD, "--profile", "none", "--", *program])
+    wait_for_log(container, "ready")
+    assert exec_output(container, "cat", "/proc/1/comm") == (0, "sh")
+    started = time.monotonic()
+    container.stop(timeout=10)
+    assert finish(container)[0] == 42
+    assert time.monotonic() - started < 5, "docker stop had to wait for its timeout"
+
+
+def test_watch_stays_pid_1_writes_metrics_and_passes_the_stop_on(made, bundled):
+    metrics = "/run/guard/maps.prom"
+    container = run(made, bundled, [GUARD, "--watch", "--interval", "0.2", "--metrics-file", metrics,
+                                    "--profile", "none", "--", "sleep", "1000"])
+    wait_for_process(container, "sleep")
+    assert exec_output(container, "cat", "/proc/1/comm") == (0, "guard")
+    deadline = time.monotonic() + 10
+    while "guard_watch_samples_total" not in exec_output(container, "cat", metrics)[1]:
+        assert time.monotonic() < deadline, "no metrics written"
+        time.sleep(0.1)
+    text = exec_output(container, "cat", metrics)[1]
+    assert 'comm="sleep"' in text
+    assert "guard_vm_max_map_count" in text
+    container.stop(timeout=10)
+    assert finish(container)[0] == 143
+
+
+def test_maps_counts_the_processes_of_the_container(made, bundled):
+    status, out = finish(run(made, bundled, [GUARD, "maps", "--format", "json"]))
+    assert status == 0, out
+    report = json.loads(out)
+    with open("/proc/sys/vm/max_map_count") as f:
+        assert report["max_map_count"] == int(f.read())
+    [me] = [p for p in report["processes"] if p["pid"] == 1]
+    assert me["name"] == "guard" and me["maps"] > 0, report
+
+
+def test_profiles_and_version_answer(made, bundled):
+    status, out = finish(run(made, bundled, [GUARD, "profiles"]))
+    assert status == 0, out
+    assert "elasticsearch: Elasticsearch bootstrap checks" in out
+    status, out = finish(run(made, bundled, [GUARD, "--version"]))
+    assert (status, out.split()[0]) == (0, "guard"), out
+
