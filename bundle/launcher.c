@@ -1,6 +1,7 @@
 /*
- * /opt/guard/bin/guard in the bundle: an embedded Python that runs guard.cli.main with this
- * process's argv and nothing else from the image it is copied into.
+ * /opt/guard/libexec/guard in the bundle, started by bin/guard (bundle/start.c): an embedded
+ * Python that runs guard.cli.main with this process's argv and nothing else from the image it is
+ * copied into.
  *
  * Why a launcher and not the python binary: the interpreter must start guard without a script
  * path, a -m flag or a PYTHON* variable (the program guard execs must get the environment guard
@@ -14,11 +15,16 @@
  *   round-trip to execve unchanged) and no locale file of the image is ever opened;
  * - an explicit module search path, so nothing is probed outside the bundle;
  * - Python's usual signal handlers (SIGINT -> KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored), as
- *   the pip-installed guard has them; guard puts the defaults back before it execs the program.
+ *   the pip-installed guard has them; guard puts the defaults back before it execs the program;
+ * - when bin/guard passed the environment as received in a memfd (GUARD_BUNDLE_ENVIRON_FD), the
+ *   option -X guard_environ_fd=N in its place: guard reads the program's environment from there.
  * Reference: Python/C API "Python Initialization Configuration" (PyConfig, PyPreConfig).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <wchar.h>
 
 #ifndef GUARD_PREFIX
 #define GUARD_PREFIX "/opt/guard"
@@ -28,6 +34,7 @@
 #endif
 
 #define LIB GUARD_PREFIX "/lib/" GUARD_PYTHON
+#define FD_VARIABLE "GUARD_BUNDLE_ENVIRON_FD"
 
 static const char *const search_path[] = {LIB, LIB "/lib-dynload", LIB "/site-packages"};
 
@@ -43,8 +50,25 @@ static void check(PyStatus status, PyConfig *config)
     }
 }
 
+/* The memfd bin/guard named, made close-on-exec (neither the program nor --watch's child gets
+ * it) and its variable removed, so guard's settings and os.environ never show it; -1 if none. */
+static int received_environ_fd(void)
+{
+    const char *text = getenv(FD_VARIABLE);
+    char *end;
+    long fd;
+
+    if (!text)
+        return -1;
+    fd = strtol(text, &end, 10);
+    unsetenv(FD_VARIABLE);
+    if (*text == '\0' || *end != '\0' || fd <= 2 || fd > 1 << 20 || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -1;
+    return (int)fd;
+}
+
 /* Fills config from argv; exits with Python's message on failure. */
-static void configure(PyConfig *config, int argc, char **argv)
+static void configure(PyConfig *config, int argc, char **argv, int environ_fd)
 {
     size_t i;
 
@@ -59,6 +83,11 @@ static void configure(PyConfig *config, int argc, char **argv)
     check(PyConfig_SetBytesString(config, &config->home, GUARD_PREFIX), config);
     check(PyConfig_SetBytesArgv(config, argc, argv), config);
     check(PyConfig_SetString(config, &config->run_command, run_guard), config);
+    if (environ_fd >= 0) {
+        wchar_t option[64];
+        swprintf(option, sizeof(option) / sizeof(option[0]), L"guard_environ_fd=%d", environ_fd);
+        check(PyWideStringList_Append(&config->xoptions, option), config);
+    }
     config->module_search_paths_set = 1;
     for (i = 0; i < sizeof(search_path) / sizeof(search_path[0]); i++) {
         wchar_t *path = Py_DecodeLocale(search_path[i], NULL);
@@ -81,7 +110,7 @@ int main(int argc, char **argv)
     preconfig.configure_locale = 0;
     check(Py_PreInitialize(&preconfig), NULL);
 
-    configure(&config, argc, argv);
+    configure(&config, argc, argv, received_environ_fd());
     check(Py_InitializeFromConfig(&config), &config);
     PyConfig_Clear(&config);
     return Py_RunMain();

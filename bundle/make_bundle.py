@@ -5,9 +5,12 @@
 Run by the Dockerfile's bundle stage with the interpreter guard was installed for (guard, its C
 scanner, _cffi_backend and yaml importable). It writes PREFIX:
 
-    bin/guard                      bundle/launcher.c, linked so that its ELF interpreter and
-                                   DT_RPATH are PREFIX/lib: the loader, libc and libpython come
-                                   from here, never from the image the folder is copied into
+    bin/guard                      bundle/start.c, static: starts libexec/guard without the
+                                   image's LD_* variables (LD_PRELOAD would load the image's
+                                   libraries into the bundle's libc)
+    libexec/guard                  bundle/launcher.c, an embedded Python linked so that its ELF
+                                   interpreter and DT_RPATH are PREFIX/lib: the loader, libc and
+                                   libpython come from here, never from the image
     lib/                           the loader, libc, libpython and every library `ldd` names
     lib/pythonX.Y/                 the standard library as bytecode only (no sources)
     lib/pythonX.Y/lib-dynload/     its extension modules
@@ -150,6 +153,12 @@ def build_launcher(output, prefix, libdir):
     return needed                   # the extension modules' own dependencies
 
 
+def build_start(output, prefix):
+    """bundle/start.c, linked statically: no loader reads the environment before it runs."""
+    run("gcc", "-std=gnu99", "-O2", "-Wall", "-Wextra", "-Werror", "-static", f'-DGUARD_PREFIX="{prefix}"',
+        os.path.join(HERE, "start.c"), "-o", output)
+
+
 def find_dlopened(name, known):
     """Where glibc would find a dlopen'ed library: beside libc."""
     folder = os.path.dirname(known["libc.so.6"])
@@ -210,11 +219,13 @@ def main():
         sys.exit(f"make_bundle: {prefix} is not empty")
     libdir = os.path.join(prefix, "lib")
     site = os.path.join(libdir, PYTHON, "site-packages")
-    os.makedirs(os.path.join(prefix, "bin"), exist_ok=True)
+    for folder in ("bin", "libexec"):
+        os.makedirs(os.path.join(prefix, folder), exist_ok=True)
     copy_stdlib(os.path.join(libdir, PYTHON))
     copy_packages(site)
     to_bytecode(os.path.join(libdir, PYTHON))
-    needed = build_launcher(os.path.join(prefix, "bin", "guard"), prefix, libdir)
+    needed = build_launcher(os.path.join(prefix, "libexec", "guard"), prefix, libdir)
+    build_start(os.path.join(prefix, "bin", "guard"), prefix)
     copy_libraries(prefix, libdir, needed)
     strip(prefix)
     make_readable(prefix)

@@ -13,16 +13,33 @@ NOT_FOUND = 127
 NOT_EXECUTABLE = 126
 
 
-def original_environ():
-    """The environment guard was started with, byte for byte.
+def received_environ_block():
+    """The environment guard was started with: the NUL-terminated entries execve was given.
 
     CPython may change its own environment at start (PEP 538 sets LC_CTYPE when the locale is
     C), and the program must not inherit that. The kernel keeps the environment as it was passed
-    to execve in /proc/self/environ; setenv() in this process never touches that copy.
+    to execve in /proc/self/environ; setenv() in this process never touches that copy. In the
+    bundle, bin/guard starts guard's Python without the image's LD_* variables and passes the
+    environment as it received it in a memfd, named by -X guard_environ_fd (bundle/start.c).
+    Raises OSError when neither can be read.
     """
-    try:
+    fd = sys._xoptions.get("guard_environ_fd")
+    if fd is None:
         with open("/proc/self/environ", "rb") as f:
-            raw = f.read()
+            return f.read()
+    chunks, offset = [], 0
+    while True:
+        chunk = os.pread(int(fd), 1 << 16, offset)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        offset += len(chunk)
+
+
+def original_environ():
+    """The environment guard was started with, byte for byte (received_environ_block)."""
+    try:
+        raw = received_environ_block()
     except OSError:
         return dict(os.environb)
     env = {}

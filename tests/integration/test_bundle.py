@@ -10,6 +10,8 @@ as OpenShift runs it.
 import collections
 import json
 import os
+import shutil
+import subprocess
 import time
 
 import docker
@@ -142,3 +144,35 @@ def test_profiles_and_version_answer(made, bundled):
     status, out = finish(run(made, bundled, [GUARD, "--version"]))
     assert (status, out.split()[0]) == (0, "guard"), out
 
+
+
+MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"  # Debian's musl, at the path Alpine gives it
+
+
+@pytest.fixture(scope="session")
+def alpine_like_image(made, bundle_image, tmp_path_factory):
+    """musl as the libc, a musl program and a musl library to preload, with the bundle copied in."""
+    source = os.path.join(IMAGES, "musl")
+    context = tmp_path_factory.mktemp("musl")
+    shutil.copy(os.path.join(source, "Dockerfile"), context)
+    shutil.copy(os.path.realpath(MUSL_LOADER), context / "ld-musl-x86_64.so.1")
+    for command in (["musl-gcc", "-O2", "-o", context / "program", os.path.join(source, "program.c")],
+                    ["musl-gcc", "-O2", "-shared", "-fPIC", "-o", context / "libpreloaded.so",
+                     os.path.join(source, "preloaded.c")]):
+        subprocess.run(command, check=True)
+    return made.build("alpine-like", str(context), BUNDLE_IMAGE=bundle_image, TARGET_IMAGE=NO_LIBC_IMAGE)
+
+
+def test_the_images_ld_preload_reaches_the_program_and_does_not_break_guard(made, alpine_like_image):
+    # A musl library loaded into the bundle's glibc would kill guard before its first line
+    # (the control below): bin/guard starts guard's Python without LD_* and hands the program
+    # the environment as it came.
+    env = {"LD_PRELOAD": "/usr/lib/libpreloaded.so"}
+    status, log = finish(made.container(alpine_like_image, [GUARD, "--profile", "none", "--", "/usr/bin/program"],
+                                        environment=env))
+    assert status == 0, log
+    assert "program started with LD_PRELOAD=/usr/lib/libpreloaded.so" in log
+    assert "musl library preloaded" in log  # by the program's own loader
+    status, log = finish(made.container(alpine_like_image, ["/opt/guard/libexec/guard", "--version"],
+                                        environment=env))
+    assert status == 127 and "error while loading shared libraries" in log, log
