@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from guard import config, profiles
+from guard import profiles
 from guard.host import UNLIMITED
 from guard.profiles import Invocation, kafka
 
@@ -139,9 +139,16 @@ def test_config_file_is_read_flat_or_nested_and_arguments_override_it(tmp_path):
     assert "vm.max_map_count" in reqs
 
 
-def test_unreadable_config_file_leaves_the_defaults(tmp_path):
-    reqs = by_key(plan("elasticsearch", [], {"ES_PATH_CONF": str(tmp_path / "missing")}))
+def test_unreadable_config_file_leaves_the_defaults_and_says_which_file(tmp_path):
+    p = plan("elasticsearch", [], {"ES_PATH_CONF": str(tmp_path / "missing")})
+    reqs = by_key(p)
     assert "vm.max_map_count" in reqs and "memlock" not in reqs
+    assert p.notes[1] == (f"elasticsearch.yml: cannot read {tmp_path}/missing/elasticsearch.yml: "
+                          "No such file or directory; judged without its settings")
+
+
+def test_the_default_config_file_missing_is_no_news():
+    assert len(plan("elasticsearch", ["elasticsearch"], {}).notes) == 1  # only the mode
 
 
 # --- Kafka ---
@@ -194,16 +201,29 @@ def test_kafka_log_dir_that_cannot_be_listed_is_not_zero_segments(tmp_path):
     assert "cannot be listed" in out.stdout
 
 
-def test_properties_comment_does_not_continue_onto_the_next_line(tmp_path):
-    props = tmp_path / "server.properties"
-    props.write_text("#log.dirs=/old,\\\nlog.dirs=/real\n")
-    assert config.read_properties(str(props))["log.dirs"] == "/real"
-
-
 def test_kafka_environment_sets_log_dirs(tmp_path):
     logs = tmp_path / "data"
     make_segments(logs, 1, 2)
     assert "2 segments" in plan("kafka", ["kafka"], {"KAFKA_LOG_DIRS": str(logs)}).notes[0]
+
+
+def test_kafka_a_folder_that_is_not_a_partition_is_skipped_and_said(tmp_path):
+    logs = tmp_path / "logs"
+    make_segments(logs, 2, 3)
+    (logs / "lost+found").mkdir(mode=0o700)
+    (logs / "topic-0.0123456789abcdef0123456789abcdef-delete").mkdir()
+    (logs / "topic-0.0123456789abcdef0123456789abcdef-delete" / "00000000000000000000.log").touch()
+    code = ("from guard import profiles; p = profiles.PROFILES['kafka'].plan(profiles.Invocation("
+            f"('kafka-server-start.sh', '--override', 'log.dirs={logs}'))); r = p.requirements[0]; "
+            "print(r.hard, r.value); print(*p.notes, sep='\\n')")
+    # As a broker's user who cannot list lost+found (0700, root's): root drops the DAC capabilities.
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    os.chown(logs / "lost+found", 0, 0) if os.geteuid() == 0 else None
+    out = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"True {kafka.kafka_maps_needed(7)}", out
+    assert lines[1] == f"log.dirs [{logs}] holds 7 segments in 3 partitions"
+    assert lines[2] == f"not partitions, so not counted: {logs}/lost+found"
 
 
 def test_kafka_unreadable_log_dirs_fall_back_to_a_soft_default(tmp_path):
@@ -244,9 +264,42 @@ def test_redis_config_file_and_include_then_arguments_win(tmp_path):
     assert "transparent_hugepage" in reqs
 
 
-def test_redis_unreadable_config_file_keeps_the_defaults(tmp_path):
-    reqs = by_key(plan("redis", ["redis-server", str(tmp_path / "missing.conf")]))
-    assert reqs["nofile.hard"].value == 10032
+def test_redis_unreadable_config_file_keeps_the_defaults_and_says_which_file(tmp_path):
+    p = plan("redis", ["redis-server", str(tmp_path / "missing.conf")])
+    assert by_key(p)["nofile.hard"].value == 10032
+    assert p.notes[0] == (f"config file: cannot read {tmp_path}/missing.conf: No such file or directory; "
+                          "judged without its settings")
+
+
+@pytest.mark.parametrize("args,maxclients,backlog", [
+    (["--maxclients", "100", "--tcp-backlog", "1024"], 100, 1024),
+    (["--maxclients 100"], 100, 511),  # name and value in one word, as redis-server takes it
+    (["--save", "--maxclients", "7"], 7, 511),  # --save then an option: save ""
+    (["--requirepass", "--maxclients", "7"], 10000, 511),  # after a bare name, --maxclients is its value
+    (["--maxclients", "abc"], 10000, 511),
+    (["--maxclients", "0"], 10000, 511),
+    (["--tcp-backlog", "99999999999"], 10000, 511),
+])
+def test_redis_command_line_is_read_as_redis_reads_it(args, maxclients, backlog):
+    reqs = by_key(plan("redis", ["redis-server", *args]))
+    assert (reqs["nofile.hard"].value, reqs["net.core.somaxconn"].value) == (maxclients + 32, backlog)
+
+
+def test_redis_include_on_the_command_line_is_followed(tmp_path):
+    (tmp_path / "a.conf").write_text("maxclients 300\n")
+    reqs = by_key(plan("redis", ["redis-server", "--include", str(tmp_path / "a.conf")]))
+    assert reqs["nofile.hard"].value == 332
+
+
+def test_redis_settings_from_stdin_are_left_to_redis_and_said():
+    p = plan("redis", ["redis-server", "--port", "0", "-"])
+    assert p.notes[0].startswith("redis-server reads more settings from its standard input ('-')")
+
+
+def test_a_value_redis_refuses_is_a_note_naming_it():
+    p = plan("redis", ["redis-server", "--maxclients", "1e4"])
+    assert "maxclients [1e4] must be a whole number from [1] to [4294967295]: redis-server refuses it; " \
+           "judged on the default [10000]" in p.notes
 
 
 # --- MongoDB, Cassandra, SonarQube ---
@@ -254,6 +307,12 @@ def test_redis_unreadable_config_file_keeps_the_defaults(tmp_path):
 def test_mongodb_map_count_follows_max_conns():
     assert by_key(plan("mongodb", ["mongod", "--maxConns", "5000"]))["vm.max_map_count"].value == 10000
     assert by_key(plan("mongodb", ["mongod", "--maxConns=7"]))["vm.max_map_count"].value == 14
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "-5", "0", "", "1e3", "\u0663"])
+def test_mongodb_max_conns_mongod_refuses_is_a_note_not_a_crash(value):
+    p = plan("mongodb", ["mongod", "--maxConns", value])
+    assert p.notes[0].startswith(f"--maxConns [{value}] is not a positive whole number: mongod refuses it")
 
 
 def test_cassandra_only_warns():
@@ -270,6 +329,29 @@ def test_sonarqube_embedded_elasticsearch_enforces_with_an_external_database():
     disabled = plan("sonarqube", [], {"SONAR_JDBC_URL": "jdbc:postgresql://db/sonar",
                                       "SONAR_ES_BOOTSTRAP_CHECKS_DISABLE": "true"})
     assert not any(r.hard for r in disabled.requirements)
+
+
+@pytest.mark.parametrize("env,enforced", [
+    ({"SONAR_JDBC_URL": ""}, False),  # compose's ${SONAR_JDBC_URL:-}: JdbcSettings picks H2
+    ({"SONAR_JDBC_URL": "   "}, False),  # Props trims
+    ({"SONAR_JDBC_URL": "jdbc:h2:tcp://localhost:9092/sonar"}, False),
+    ({"SONAR_JDBC_URL": "jdbc:postgresql://db/sonar", "SONAR_EMBEDDEDDATABASE_PORT": "9092"}, False),
+    ({"SONAR_JDBC_URL": "jdbc:postgresql://db/sonar", "SONAR_EMBEDDEDDATABASE_PORT": ""}, True),
+    ({"SONAR_ES_BOOTSTRAP_CHECKS_DISABLE": ""}, True),  # present, and parseBoolean("") is false
+    ({"SONAR_ES_BOOTSTRAP_CHECKS_DISABLE": "TRUE", "SONAR_JDBC_URL": "jdbc:oracle:x"}, False),
+])
+def test_sonarqube_decides_the_database_as_sonarqube_does(env, enforced):
+    p = plan("sonarqube", [], env)
+    assert {r.name: r.hard for r in p.requirements}["es-max-map-count"] == enforced, p.notes
+
+
+def test_sonarqube_reads_its_properties_file_and_the_environment_wins(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "sonar.properties").write_text("sonar.jdbc.url=jdbc:postgresql://db/sonar\n")
+    home = {"SONARQUBE_HOME": str(tmp_path)}
+    assert {r.name: r.hard for r in plan("sonarqube", [], home).requirements}["es-file-descriptors"]
+    h2 = plan("sonarqube", [], {**home, "SONAR_JDBC_URL": ""})
+    assert not {r.name: r.hard for r in h2.requirements}["es-file-descriptors"]
 
 
 def test_every_requirement_names_its_source():

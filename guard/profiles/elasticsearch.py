@@ -15,6 +15,10 @@ ES_FILE_DESCRIPTORS = (1 << 16) - 1  # FileDescriptorCheck: 65535
 ES_THREADS = 1 << 12  # MaxNumberOfThreadsCheck: 4096
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "_local_", "_local:ipv4_", "_local:ipv6_"}
+# ES Settings.Builder.replacePropertyPlaceholders: ${NAME} or ${NAME:default}, from the
+# environment, else from another setting. Values rarely nest; past this many, guard stops.
+PLACEHOLDER = re.compile(r"\$\{([^${}]*)\}")
+PLACEHOLDER_ROUNDS = 32
 
 
 # setting_env_prefix: ES 8's ES_SETTING_DISCOVERY_TYPE style; "" when the image has none.
@@ -34,11 +38,46 @@ def _setting_from_env_name(name, prefix):
     return body.replace("__", "\0").replace("_", ".").replace("\0", "_")
 
 
+def _replace_placeholders(value, settings, environ):
+    """value with ${NAME} and ${NAME:default} replaced; KeyError naming one that is unset."""
+    for _ in range(PLACEHOLDER_ROUNDS):
+        match = PLACEHOLDER.search(value)
+        if match is None:
+            break
+        name, sep, default = match.group(1).partition(":")
+        found = environ.get(name, settings.get(name) if isinstance(settings.get(name), str) else None)
+        if found is None and not sep:
+            raise KeyError(name)
+        value = value[:match.start()] + (default if found is None else found) + value[match.end():]
+    return value
+
+
+def _resolve_placeholders(settings, environ, notes):
+    resolved, unset = {}, []
+    for key, value in settings.items():
+        try:
+            if isinstance(value, list):
+                resolved[key] = [_replace_placeholders(item, settings, environ) for item in value]
+            else:
+                resolved[key] = _replace_placeholders(value, settings, environ)
+        except KeyError as e:
+            unset.append(f"[{key}] names ${{{e.args[0]}}}")
+    if unset:
+        more = f" and [{len(unset) - 1}] more" if len(unset) > 1 else ""
+        notes.append(f"{unset[0]}{more}, which is not set: the program refuses to start with an unresolved "
+                     "placeholder; judged without that setting")
+    return resolved
+
+
 def search_settings(flavour, invocation):
-    """Settings in the precedence the image applies them: file < environment < -E arguments."""
+    """(settings, notes, whether the config file was read), in the precedence the image applies
+    them: file < environment < -E arguments, then ${...} placeholders resolved."""
     env = invocation.environ
+    named = bool(env.get(flavour.conf_env))
     conf_dir = env.get(flavour.conf_env) or flavour.conf_dir
-    settings = config.read_yaml_settings(os.path.join(conf_dir, flavour.config_file))
+    from_file, notes = config.read_yaml_settings(os.path.join(conf_dir, flavour.config_file),
+                                                 flavour.config_file, named=named)
+    settings = dict(from_file or {})
     for name, value in env.items():
         # The official images turn variables named like settings (lowercase, with a dot) into -E.
         if re.fullmatch(r"[-a-z0-9_]+(\.[-a-z0-9_]+)+", name):
@@ -51,7 +90,7 @@ def search_settings(flavour, invocation):
         key, sep, value = pair.partition("=")
         if sep:
             settings[key] = value
-    return settings
+    return _resolve_placeholders(settings, env, notes), notes, from_file is not None
 
 
 def _enforced(flavour, settings, environ):
@@ -62,7 +101,7 @@ def _enforced(flavour, settings, environ):
     if settings.get("discovery.type") == "single-node":
         return False, "discovery.type=single-node: failures are warnings, as in development mode"
     bind = settings.get("transport.host") or settings.get("network.host")
-    hosts = [h.strip().strip("'\"") for h in bind.strip().strip("[]").split(",")] if bind else []
+    hosts = bind if isinstance(bind, list) else [h.strip() for h in (bind or "").split(",") if h.strip()]
     if hosts and all(h in LOOPBACK_HOSTS for h in hosts):
         return False, f"bound to loopback only (network.host={bind}): failures are warnings, as in development mode"
     if bind:
@@ -72,14 +111,26 @@ def _enforced(flavour, settings, environ):
     return True, "production mode (bound beyond loopback, as the official image is): checks are enforced"
 
 
+def _boolean(settings, key, default, notes):
+    """A boolean setting as Booleans.parseBoolean reads it: only "true" or "false"."""
+    value = settings.get(key, default)
+    if value in ("true", "false"):
+        return value == "true"
+    notes.append(f"{key} [{value}] must be [true] or [false]: the program refuses it; judged on the default [{default}]")
+    return default == "true"
+
+
 def search_plan(flavour, invocation):
-    settings = search_settings(flavour, invocation)
+    settings, file_notes, _ = search_settings(flavour, invocation)
     hard, mode_note = _enforced(flavour, settings, invocation.environ)
+    notes = [mode_note] + file_notes
     source = "BootstrapChecks."
     reqs = []
-    if settings.get("node.store.allow_mmap", "true").lower() != "false":
+    if _boolean(settings, "node.store.allow_mmap", "true", notes):
         reqs.append(Requirement("vm.max_map_count", ">=", ES_MAX_MAP_COUNT, hard,
                                 source=source + "MaxMapCountCheck (1 << 18)"))
+    else:
+        notes.append("node.store.allow_mmap=false: the map count check is dropped")
     reqs += [
         # The JVM raises its soft descriptor limit to the hard one at start (HotSpot -XX:+MaxFDLimit,
         # on by default), so the hard limit is what Elasticsearch sees.
@@ -92,10 +143,7 @@ def search_plan(flavour, invocation):
         Requirement("fsize", ">=", UNLIMITED, hard, name="max-file-size",
                     source=source + "MaxFileSizeCheck"),
     ]
-    if settings.get("bootstrap.memory_lock", "false").lower() == "true":
+    if _boolean(settings, "bootstrap.memory_lock", "false", notes):
         reqs.append(Requirement("memlock", ">=", UNLIMITED, hard, name="memory-lock",
                                 source=source + "MlockallCheck (bootstrap.memory_lock=true)"))
-    notes = [mode_note]
-    if not any(r.key == "vm.max_map_count" for r in reqs):
-        notes.append("node.store.allow_mmap=false: the map count check is dropped")
     return Plan(reqs, notes)
