@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -7,6 +9,7 @@ import pytest
 from guard import profiles
 from guard.host import UNLIMITED
 from guard.profiles import Invocation, kafka
+from support import guard_executable
 
 
 def plan(name, argv=(), env=None):
@@ -149,6 +152,109 @@ def test_unreadable_config_file_leaves_the_defaults_and_says_which_file(tmp_path
 
 def test_the_default_config_file_missing_is_no_news():
     assert len(plan("elasticsearch", ["elasticsearch"], {}).notes) == 1  # only the mode
+
+
+def es_conf(tmp_path, yml):
+    (tmp_path / "elasticsearch.yml").write_text(yml)
+    return {"ES_PATH_CONF": str(tmp_path)}
+
+
+@pytest.mark.parametrize("yml,env,enforced", [
+    ("discovery: {type: single-node}\nnetwork.host: 0.0.0.0\n", {}, False),
+    ("x: |\n  discovery.type: single-node\nnetwork.host: 0.0.0.0\n", {}, True),
+    ("cluster.name: docker-cluster\n", {}, False),  # the file sets no host: ES binds _local_
+    ("network.host: 0.0.0.0\n", {}, True),
+    ("network.host: '::'\n", {}, True),
+    ("network.host: 169.254.1.1\n", {}, True),  # link-local is beyond loopback to enforceLimits
+    ("network.host: '[::1]'\n", {}, False),
+    ("network.host: ::ffff:127.0.0.1\n", {}, False),
+    ("network.host: localhost\n", {}, False),
+    ("transport.host: 127.0.0.1\nnetwork.host: 0.0.0.0\n", {}, False),  # only HTTP is beyond
+    ("network.host: 0.0.0.0\ntransport.bind_host: 127.0.0.1\ntransport.publish_host: 127.0.0.1\n", {}, False),
+    ("network.bind_host: 127.0.0.1\nnetwork.publish_host: 10.0.0.1\n", {}, True),
+    ("network.host: _local:ipv4_\n", {}, False),
+    ("network.host: ${BIND}\n", {"BIND": "127.0.0.1"}, False),
+    ("network.host: ${BIND}\n", {"BIND": "0.0.0.0"}, True),
+    ("network.host: ${UNSET_IN_THIS_TEST:127.0.0.1}\n", {}, False),
+    ("discovery.type: ${MODE}\n", {"MODE": "single-node", "network.host": "0.0.0.0"}, False),
+])
+def test_production_mode_is_decided_as_enforce_limits_decides(tmp_path, yml, env, enforced):
+    p = plan("elasticsearch", ["elasticsearch"], {**es_conf(tmp_path, yml), **env})
+    assert all(r.hard == enforced for r in p.requirements), p.notes
+    assert p.notes[0].startswith("production mode" if enforced else ("bound and published", "discovery.type"))
+
+
+def test_an_unresolved_placeholder_is_a_note_and_the_setting_is_left_out(tmp_path):
+    p = plan("elasticsearch", ["elasticsearch"], es_conf(tmp_path, "network.host: ${NOT_SET_HERE}\n"))
+    assert p.notes[1] == ("[network.host] names ${NOT_SET_HERE}, which is not set: the program refuses to "
+                          "start with an unresolved placeholder; judged without that setting")
+    assert not any(r.hard for r in p.requirements)  # the file was read and sets no host: _local_
+
+
+@pytest.mark.parametrize("yml,reason", [
+    ("network.host: [0.0.0.0\n", "not valid YAML"),
+    ("discovery.type: a\ndiscovery.type: b\n", "duplicate key [discovery.type] at line 2"),
+    ("network.host:\n", "[network.host] has no value (line 1)"),
+])
+def test_yaml_elasticsearch_refuses_is_a_note_and_the_rest_is_judged(tmp_path, yml, reason):
+    env = {**es_conf(tmp_path, yml), "discovery.type": "single-node"}
+    p = plan("elasticsearch", ["elasticsearch"], env)
+    assert p.notes[1].startswith(f"elasticsearch.yml [{tmp_path}/elasticsearch.yml] cannot be used: {reason}")
+    assert p.notes[1].endswith("the program refuses it too; judged without its settings")
+    assert not any(r.hard for r in p.requirements)  # discovery.type from the environment still counts
+
+
+def test_a_boolean_elasticsearch_refuses_is_a_note_and_the_default(tmp_path):
+    p = plan("elasticsearch", ["elasticsearch"], es_conf(tmp_path, "bootstrap.memory_lock: yes\n"))
+    assert "memlock" not in by_key(p)
+    assert "bootstrap.memory_lock [yes] must be [true] or [false]: the program refuses it; " \
+           "judged on the default [false]" in p.notes
+
+
+NETNS = shutil.which("unshare") and shutil.which("ip")
+
+
+def mode_in_fresh_network(tmp_path, setup, *es_args):
+    """guard check's JSON for elasticsearch ES_ARGS, run in a network namespace of its own (only
+    its loopback interface, set up with ip commands): the interfaces are real, and the host's
+    are untouched."""
+    if os.geteuid() != 0 or not NETNS:
+        pytest.skip("needs root, unshare(1) and ip(8) for a network namespace of its own")
+    (tmp_path / "elasticsearch.yml").write_text("cluster.name: netns\n")
+    script = "".join(f"ip {command} && " for command in setup) + 'exec "$@"'
+    argv = ["unshare", "--net", "sh", "-c", script, "sh", guard_executable(), "check", "--format", "json",
+            "--", "elasticsearch", *es_args]
+    done = subprocess.run(argv, capture_output=True, timeout=60, env={**os.environ, "ES_PATH_CONF": str(tmp_path)})
+    if done.returncode not in (0, 78) and b"unshare" in done.stderr:
+        pytest.skip(f"unshare --net is not allowed here: {done.stderr.decode(errors='replace')}")
+    report = json.loads(done.stdout)
+    return all(c["hard"] for c in report["checks"]), report["notes"][0]
+
+
+LO_UP = ["link set lo up"]
+LO_WITH_A_SERVICE_ADDRESS = LO_UP + ["addr add 10.9.8.7/32 dev lo"]
+
+
+@pytest.mark.parametrize("setup,args,enforced,note", [
+    (LO_UP, ["-Enetwork.host=_local_"], False, "network.host [_local_] = 127.0.0.1, ::1"),
+    (LO_UP, ["-Enetwork.host=_lo_"], False, "network.host [_lo_] = 127.0.0.1, ::1"),
+    (LO_UP, [], False, "the default [_local_]"),
+    (LO_UP, ["-Enetwork.bind_host=127.0.0.1", "-Enetwork.publish_host=0.0.0.0"], False, "loopback only"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.host=_lo_"], True, "network.host [_lo_] = 10.9.8.7"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.host=_local_"], False, "loopback only"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.host=_site_"], True, "network.host [_site_] = 10.9.8.7"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.host=_lo:ipv6_"], False, "network.host [_lo:ipv6_] = ::1"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.bind_host=127.0.0.1", "-Enetwork.publish_host=0.0.0.0"], True,
+     "network.publish_host [0.0.0.0] = 10.9.8.7"),
+    (LO_UP, ["-Enetwork.host=_eth9_"], True, "[_eth9_] matches no network interface here"),
+    ([], ["-Enetwork.host=_local_"], True, "[_local_]: no up-and-running loopback addresses here"),
+    ([], ["-Enetwork.host=_lo_"], True, "[_lo_] matches interface [lo], which is not up"),
+], ids=["local", "lo", "default", "publish-wildcard-only-lo", "lo-with-service-address", "local-skips-it",
+        "site", "lo-ipv6", "publish-wildcard", "no-such-interface", "lo-down", "lo-down-by-name"])
+def test_special_hosts_resolve_against_the_real_interfaces(tmp_path, setup, args, enforced, note):
+    hard, mode = mode_in_fresh_network(tmp_path, setup, *args)
+    assert hard == enforced, mode
+    assert note in mode
 
 
 # --- Kafka ---
