@@ -460,6 +460,35 @@ def test_sonarqube_reads_its_properties_file_and_the_environment_wins(tmp_path):
     assert not {r.name: r.hard for r in h2.requirements}["es-file-descriptors"]
 
 
+# --- settings given by the launchers in front of the program ---
+
+SINGLE_NODE = {"discovery.type": "single-node"}
+
+
+@pytest.mark.parametrize("launchers,environ,enforced", [
+    (["env", "discovery.type=single-node"], {}, False),
+    (["env", "-i", "PATH=/usr/bin", "discovery.type=single-node"], {}, False),
+    (["env", "discovery.type=single-node", "env", "-u", "discovery.type"], {}, True),
+    (["env", "--unset=discovery.type"], SINGLE_NODE, True),
+    (["env", "-i"], SINGLE_NODE, True),
+    (["env", "-"], SINGLE_NODE, True),
+    (["gosu", "es", "env", "-udiscovery.type"], SINGLE_NODE, True),
+    (["tini", "--", "env", "ES_JAVA_OPTS=-Des.enforce.bootstrap.checks=true", "gosu", "es"], SINGLE_NODE, True),
+])
+def test_env_launcher_assignments_reach_the_program(launchers, environ, enforced):
+    found = profiles.invocation(profiles.PROFILES["elasticsearch"], [*launchers, "elasticsearch"], environ)
+    assert found.argv == ("elasticsearch",)
+    p = profiles.PROFILES["elasticsearch"].plan(found)
+    assert all(r.hard == enforced for r in p.requirements), p.notes
+
+
+def test_env_launcher_log_dirs_reach_the_kafka_profile(tmp_path):
+    make_segments(tmp_path / "logs", 3, 2)
+    argv = ["env", f"KAFKA_LOG_DIRS={tmp_path / 'logs'}", "kafka-server-start.sh"]
+    found = profiles.invocation(profiles.PROFILES["kafka"], argv, {"KAFKA_LOG_DIRS": "/elsewhere"})
+    assert profiles.PROFILES["kafka"].plan(found).notes[0].endswith("holds 6 segments in 3 partitions")
+
+
 def test_every_requirement_names_its_source():
     for profile in profiles.PROFILES.values():
         for req in profile.plan(Invocation((), {})).requirements:
