@@ -204,11 +204,11 @@ def run_checks(settings, command, environ, where, launching=True):
                              "starting it unchecked (--profile NAME or GUARD_PROFILE to check)\n")
         return "pass"
     profile = profile or profiles.PROFILES["none"]
-    own_argv = profiles.program_argv(profile, command)  # the program's words, past any launcher
-    plan = profile.plan(profiles.Invocation(own_argv, environ))
+    own = profiles.invocation(profile, command, environ)  # its words and environment, past launchers
+    plan = profile.plan(own)
     requirements = plan.requirements + settings["require"]
     results = checks.run_checks(requirements, skip=set(settings["skip"]))
-    program = os.path.basename(own_argv[0]) if launching else None
+    program = os.path.basename(own.argv[0]) if launching else None
     name = profile.name
     if settings["format"] == "json":
         out = sys.stderr if launching else sys.stdout

@@ -5,14 +5,35 @@ Reading is kept apart from judging: every reader returns the observed value or r
 live here only, overridable with GUARD_PROCFS and GUARD_SYSFS so tests can feed crafted trees.
 """
 
+import collections
+import errno
 import os
 import resource
+import stat
 
 UNLIMITED = float("inf")
 
+# The most guard reads of one file. Host values are a few bytes; the largest stock configuration
+# file among the programs guard knows, Redis's redis.conf, is about 110 KiB. 1 MiB is ten times
+# that, and libyaml composes it in half a second: a bigger file is not read, with the reason.
+FILE_LIMIT = 1 << 20
+
+# What a path is when it is not a regular file, and why guard leaves it alone.
+_CONSUMED = "reading it would wait for a writer or take what the program is to read"
+_DEVICE = "opening a device can act on it, and reading it may never end"
+FILE_KINDS = ((stat.S_ISDIR, "a directory", "a directory holds no settings"),
+              (stat.S_ISFIFO, "a FIFO or pipe", _CONSUMED),
+              (stat.S_ISSOCK, "a socket", _CONSUMED),
+              (stat.S_ISCHR, "a character device", _DEVICE),
+              (stat.S_ISBLK, "a block device", _DEVICE))
+
 
 class Unreadable(Exception):
-    """A host value that cannot be read; the check that wanted it is skipped with this reason."""
+    """A file or value that cannot be read, with the reason; ``missing`` when it does not exist."""
+
+    def __init__(self, reason, missing=False):
+        super().__init__(reason)
+        self.missing = missing
 
 
 def proc_root():
@@ -23,13 +44,66 @@ def sys_root():
     return os.environ.get("GUARD_SYSFS") or "/sys"
 
 
+def _not_regular(path, mode):
+    kind, why = next(((kind, why) for test, kind, why in FILE_KINDS if test(mode)), ("of an unknown kind", ""))
+    return Unreadable(f"{path} is {kind}, not a regular file: not read ({why})" if why else
+                      f"{path} is {kind}, not a regular file: not read")
+
+
+def _too_large(path, size, limit, more=False):
+    return Unreadable(f"{path} is [{size}{'+' if more else ''}] bytes, more than the [{limit}] guard reads: not read")
+
+
+def _cannot_read(path, error):
+    missing = error.errno in (errno.ENOENT, errno.ENOTDIR)
+    return Unreadable(f"cannot read {path}: {error.strerror or error}", missing=missing)
+
+
+def read_bytes(path, limit=FILE_LIMIT):
+    """The content of a regular file, or Unreadable naming the file and the reason.
+
+    Only a regular file is opened, and what is opened is checked again before it is read.
+    Opening a FIFO waits for a writer (or lets through a writer that waits for the program),
+    reading a pipe or a terminal takes bytes the program was to read, and opening a device can
+    act on it: none of these is guard's to touch. /proc and /sys files are regular files whose
+    st_size (0, 4096) says nothing of their length, so they are read, up to the limit.
+    """
+    try:
+        before = os.stat(path)
+    except OSError as e:
+        raise _cannot_read(path, e) from None
+    except ValueError:  # a NUL byte in the path: no file has that name
+        raise Unreadable(f"cannot read {path!r}: a path cannot hold a NUL byte", missing=True) from None
+    if not stat.S_ISREG(before.st_mode):
+        raise _not_regular(path, before.st_mode)
+    if before.st_size > limit:
+        raise _too_large(path, before.st_size, limit)
+    try:
+        # O_NONBLOCK: should the path have been swapped for a FIFO since the stat, open returns.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _cannot_read(path, e) from None
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(opened.st_mode):
+            raise Unreadable(f"{path} changed while guard opened it: not read")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        raise _too_large(path, size, limit, more=True)
+    except OSError as e:
+        raise _cannot_read(path, e) from None
+    finally:
+        os.close(fd)
+
+
 def read_text(path):
     """The stripped text of a host file, or Unreadable naming the file and the reason."""
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read().strip()
-    except OSError as e:
-        raise Unreadable(f"cannot read {path}: {e.strerror or e}") from None
+    return read_bytes(path).decode("ascii", errors="replace").strip()
 
 
 def sysctl_path(name):
@@ -87,3 +161,103 @@ def read_rlimit(name):
     except (OSError, ValueError) as e:
         raise Unreadable(f"getrlimit({RLIMITS[name]}) failed: {e}") from None
     return _limit_value(soft), _limit_value(hard)
+
+
+# Network interfaces as the JVM's NetworkInterface sees them for Elasticsearch, asked of the
+# kernel over rtnetlink(7) (as getifaddrs(3) does): no file is read, and a reply that does not
+# come within the timeout is an error, not a wait.
+Interface = collections.namedtuple("Interface", "name up addresses")
+NETLINK_TIMEOUT = 2.0
+_RTM_GETLINK, _RTM_GETADDR = 18, 22
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NLM_F_REQUEST_DUMP = 0x1 | 0x300
+_IFLA_IFNAME, _IFA_ADDRESS, _IFA_LOCAL = 3, 1, 2
+# JDK NetworkInterface.isUp: both IFF_UP and IFF_RUNNING (netdevice(7)).
+_IFF_UP_RUNNING = 0x1 | 0x40
+
+
+def _netlink_dump(sock, kind, body, seq):
+    """The bodies of the replies to one rtnetlink dump request."""
+    import struct
+
+    sock.send(struct.pack("=IHHII", 16 + len(body), kind, _NLM_F_REQUEST_DUMP, seq, 0) + body)
+    while True:
+        data, offset = sock.recv(1 << 16), 0
+        while offset + 16 <= len(data):
+            length, msg_type = struct.unpack_from("=IH", data, offset)
+            if msg_type == _NLMSG_DONE:
+                return
+            if msg_type == _NLMSG_ERROR or length < 16:
+                raise OSError(errno.EPROTO, "netlink error reply")
+            yield data[offset + 16:offset + length]
+            offset += (length + 3) & ~3
+
+
+def _netlink_attributes(body, offset):
+    import struct
+
+    attributes = {}
+    while offset + 4 <= len(body):
+        length, kind = struct.unpack_from("=HH", body, offset)
+        if length < 4:
+            break
+        attributes.setdefault(kind, body[offset + 4:offset + length])
+        offset += (length + 3) & ~3
+    return attributes
+
+
+def network_interfaces():
+    """Every interface (name, up, [ipaddress addresses]), or Unreadable with the reason."""
+    import ipaddress
+    import socket
+    import struct
+
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+            sock.settimeout(NETLINK_TIMEOUT)
+            links = {}
+            for body in _netlink_dump(sock, _RTM_GETLINK, bytes(16), 1):  # struct ifinfomsg
+                _, _, index, flags, _ = struct.unpack_from("=BxHiII", body)
+                name = _netlink_attributes(body, 16).get(_IFLA_IFNAME, b"").split(b"\0")[0]
+                links[index] = Interface(os.fsdecode(name), flags & _IFF_UP_RUNNING == _IFF_UP_RUNNING, [])
+            for body in _netlink_dump(sock, _RTM_GETADDR, bytes(8), 2):  # struct ifaddrmsg
+                family, _, _, _, index = struct.unpack_from("=BBBBI", body)
+                attributes = _netlink_attributes(body, 8)
+                # IFA_LOCAL is the interface's own IPv4 address (IFA_ADDRESS the peer's on a
+                # point-to-point link); IPv6 gives IFA_ADDRESS only.
+                raw = attributes.get(_IFA_LOCAL) or attributes.get(_IFA_ADDRESS)
+                if index in links and family in (socket.AF_INET, socket.AF_INET6) and len(raw or b"") in (4, 16):
+                    links[index].addresses.append(ipaddress.ip_address(raw))
+    except (OSError, struct.error) as e:
+        raise Unreadable(f"cannot list the network interfaces (rtnetlink): {getattr(e, 'strerror', None) or e}")
+    return list(links.values())
+
+
+# A name server that does not answer would hold guard for resolv.conf's timeouts times its
+# attempts; guard waits this long, then says so.
+RESOLVE_TIMEOUT = 2.0
+
+
+def resolve_name(name, timeout=RESOLVE_TIMEOUT):
+    """The addresses a host name resolves to (getaddrinfo, as the JVM's InetAddress does), or
+    Unreadable: unknown, or no answer within the timeout (the lookup is left to finish alone)."""
+    import ipaddress
+    import socket
+    import threading
+
+    found = {}
+
+    def lookup():
+        try:
+            found["addresses"] = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError, ValueError) as e:
+            found["error"] = getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+    thread = threading.Thread(target=lookup, name="guard-resolve", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "addresses" in found:
+        return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found["addresses"]]
+    if "error" in found:
+        raise Unreadable(f"cannot resolve [{name}]: {found['error']}")
+    raise Unreadable(f"resolving [{name}] took more than [{timeout:g}] seconds")

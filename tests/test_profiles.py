@@ -1,12 +1,15 @@
+import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from guard import config, profiles
+from guard import profiles
 from guard.host import UNLIMITED
 from guard.profiles import Invocation, kafka
+from support import guard_executable
 
 
 def plan(name, argv=(), env=None):
@@ -139,9 +142,119 @@ def test_config_file_is_read_flat_or_nested_and_arguments_override_it(tmp_path):
     assert "vm.max_map_count" in reqs
 
 
-def test_unreadable_config_file_leaves_the_defaults(tmp_path):
-    reqs = by_key(plan("elasticsearch", [], {"ES_PATH_CONF": str(tmp_path / "missing")}))
+def test_unreadable_config_file_leaves_the_defaults_and_says_which_file(tmp_path):
+    p = plan("elasticsearch", [], {"ES_PATH_CONF": str(tmp_path / "missing")})
+    reqs = by_key(p)
     assert "vm.max_map_count" in reqs and "memlock" not in reqs
+    assert p.notes[1] == (f"elasticsearch.yml: cannot read {tmp_path}/missing/elasticsearch.yml: "
+                          "No such file or directory; judged without its settings")
+
+
+def test_the_default_config_file_missing_is_no_news():
+    assert len(plan("elasticsearch", ["elasticsearch"], {}).notes) == 1  # only the mode
+
+
+def es_conf(tmp_path, yml):
+    (tmp_path / "elasticsearch.yml").write_text(yml)
+    return {"ES_PATH_CONF": str(tmp_path)}
+
+
+@pytest.mark.parametrize("yml,env,enforced", [
+    ("discovery: {type: single-node}\nnetwork.host: 0.0.0.0\n", {}, False),
+    ("x: |\n  discovery.type: single-node\nnetwork.host: 0.0.0.0\n", {}, True),
+    ("cluster.name: docker-cluster\n", {}, False),  # the file sets no host: ES binds _local_
+    ("network.host: 0.0.0.0\n", {}, True),
+    ("network.host: '::'\n", {}, True),
+    ("network.host: 169.254.1.1\n", {}, True),  # link-local is beyond loopback to enforceLimits
+    ("network.host: '[::1]'\n", {}, False),
+    ("network.host: ::ffff:127.0.0.1\n", {}, False),
+    ("network.host: localhost\n", {}, False),
+    ("transport.host: 127.0.0.1\nnetwork.host: 0.0.0.0\n", {}, False),  # only HTTP is beyond
+    ("network.host: 0.0.0.0\ntransport.bind_host: 127.0.0.1\ntransport.publish_host: 127.0.0.1\n", {}, False),
+    ("network.bind_host: 127.0.0.1\nnetwork.publish_host: 10.0.0.1\n", {}, True),
+    ("network.host: _local:ipv4_\n", {}, False),
+    ("network.host: ${BIND}\n", {"BIND": "127.0.0.1"}, False),
+    ("network.host: ${BIND}\n", {"BIND": "0.0.0.0"}, True),
+    ("network.host: ${UNSET_IN_THIS_TEST:127.0.0.1}\n", {}, False),
+    ("discovery.type: ${MODE}\n", {"MODE": "single-node", "network.host": "0.0.0.0"}, False),
+])
+def test_production_mode_is_decided_as_enforce_limits_decides(tmp_path, yml, env, enforced):
+    p = plan("elasticsearch", ["elasticsearch"], {**es_conf(tmp_path, yml), **env})
+    assert all(r.hard == enforced for r in p.requirements), p.notes
+    assert p.notes[0].startswith("production mode" if enforced else ("bound and published", "discovery.type"))
+
+
+def test_an_unresolved_placeholder_is_a_note_and_the_setting_is_left_out(tmp_path):
+    p = plan("elasticsearch", ["elasticsearch"], es_conf(tmp_path, "network.host: ${NOT_SET_HERE}\n"))
+    assert p.notes[1] == ("[network.host] names ${NOT_SET_HERE}, which is not set: the program refuses to "
+                          "start with an unresolved placeholder; judged without that setting")
+    assert not any(r.hard for r in p.requirements)  # the file was read and sets no host: _local_
+
+
+@pytest.mark.parametrize("yml,reason", [
+    ("network.host: [0.0.0.0\n", "not valid YAML"),
+    ("discovery.type: a\ndiscovery.type: b\n", "duplicate key [discovery.type] at line 2"),
+    ("network.host:\n", "[network.host] has no value (line 1)"),
+])
+def test_yaml_elasticsearch_refuses_is_a_note_and_the_rest_is_judged(tmp_path, yml, reason):
+    env = {**es_conf(tmp_path, yml), "discovery.type": "single-node"}
+    p = plan("elasticsearch", ["elasticsearch"], env)
+    assert p.notes[1].startswith(f"elasticsearch.yml [{tmp_path}/elasticsearch.yml] cannot be used: {reason}")
+    assert p.notes[1].endswith("the program refuses it too; judged without its settings")
+    assert not any(r.hard for r in p.requirements)  # discovery.type from the environment still counts
+
+
+def test_a_boolean_elasticsearch_refuses_is_a_note_and_the_default(tmp_path):
+    p = plan("elasticsearch", ["elasticsearch"], es_conf(tmp_path, "bootstrap.memory_lock: yes\n"))
+    assert "memlock" not in by_key(p)
+    assert "bootstrap.memory_lock [yes] must be [true] or [false]: the program refuses it; " \
+           "judged on the default [false]" in p.notes
+
+
+NETNS = shutil.which("unshare") and shutil.which("ip")
+
+
+def mode_in_fresh_network(tmp_path, setup, *es_args):
+    """guard check's JSON for elasticsearch ES_ARGS, run in a network namespace of its own (only
+    its loopback interface, set up with ip commands): the interfaces are real, and the host's
+    are untouched."""
+    if os.geteuid() != 0 or not NETNS:
+        pytest.skip("needs root, unshare(1) and ip(8) for a network namespace of its own")
+    (tmp_path / "elasticsearch.yml").write_text("cluster.name: netns\n")
+    script = "".join(f"ip {command} && " for command in setup) + 'exec "$@"'
+    argv = ["unshare", "--net", "sh", "-c", script, "sh", guard_executable(), "check", "--format", "json",
+            "--", "elasticsearch", *es_args]
+    done = subprocess.run(argv, capture_output=True, timeout=60, env={**os.environ, "ES_PATH_CONF": str(tmp_path)})
+    if done.returncode not in (0, 78) and b"unshare" in done.stderr:
+        pytest.skip(f"unshare --net is not allowed here: {done.stderr.decode(errors='replace')}")
+    report = json.loads(done.stdout)
+    return all(c["hard"] for c in report["checks"]), report["notes"][0]
+
+
+LO_UP = ["link set lo up"]
+LO_WITH_A_SERVICE_ADDRESS = LO_UP + ["addr add 10.9.8.7/32 dev lo"]
+
+
+@pytest.mark.parametrize("setup,args,enforced,note", [
+    (LO_UP, ["-Enetwork.host=_local_"], False, "network.host [_local_] = 127.0.0.1, ::1"),
+    (LO_UP, ["-Enetwork.host=_lo_"], False, "network.host [_lo_] = 127.0.0.1, ::1"),
+    (LO_UP, [], False, "the default [_local_]"),
+    (LO_UP, ["-Enetwork.bind_host=127.0.0.1", "-Enetwork.publish_host=0.0.0.0"], False, "loopback only"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.host=_lo_"], True, "network.host [_lo_] = 10.9.8.7"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.host=_local_"], False, "loopback only"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.host=_site_"], True, "network.host [_site_] = 10.9.8.7"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.host=_lo:ipv6_"], False, "network.host [_lo:ipv6_] = ::1"),
+    (LO_WITH_A_SERVICE_ADDRESS, ["-Enetwork.bind_host=127.0.0.1", "-Enetwork.publish_host=0.0.0.0"], True,
+     "network.publish_host [0.0.0.0] = 10.9.8.7"),
+    (LO_UP, ["-Enetwork.host=_eth9_"], True, "[_eth9_] matches no network interface here"),
+    ([], ["-Enetwork.host=_local_"], True, "[_local_]: no up-and-running loopback addresses here"),
+    ([], ["-Enetwork.host=_lo_"], True, "[_lo_] matches interface [lo], which is not up"),
+], ids=["local", "lo", "default", "publish-wildcard-only-lo", "lo-with-service-address", "local-skips-it",
+        "site", "lo-ipv6", "publish-wildcard", "no-such-interface", "lo-down", "lo-down-by-name"])
+def test_special_hosts_resolve_against_the_real_interfaces(tmp_path, setup, args, enforced, note):
+    hard, mode = mode_in_fresh_network(tmp_path, setup, *args)
+    assert hard == enforced, mode
+    assert note in mode
 
 
 # --- Kafka ---
@@ -194,16 +307,29 @@ def test_kafka_log_dir_that_cannot_be_listed_is_not_zero_segments(tmp_path):
     assert "cannot be listed" in out.stdout
 
 
-def test_properties_comment_does_not_continue_onto_the_next_line(tmp_path):
-    props = tmp_path / "server.properties"
-    props.write_text("#log.dirs=/old,\\\nlog.dirs=/real\n")
-    assert config.read_properties(str(props))["log.dirs"] == "/real"
-
-
 def test_kafka_environment_sets_log_dirs(tmp_path):
     logs = tmp_path / "data"
     make_segments(logs, 1, 2)
     assert "2 segments" in plan("kafka", ["kafka"], {"KAFKA_LOG_DIRS": str(logs)}).notes[0]
+
+
+def test_kafka_a_folder_that_is_not_a_partition_is_skipped_and_said(tmp_path):
+    logs = tmp_path / "logs"
+    make_segments(logs, 2, 3)
+    (logs / "lost+found").mkdir(mode=0o700)
+    (logs / "topic-0.0123456789abcdef0123456789abcdef-delete").mkdir()
+    (logs / "topic-0.0123456789abcdef0123456789abcdef-delete" / "00000000000000000000.log").touch()
+    code = ("from guard import profiles; p = profiles.PROFILES['kafka'].plan(profiles.Invocation("
+            f"('kafka-server-start.sh', '--override', 'log.dirs={logs}'))); r = p.requirements[0]; "
+            "print(r.hard, r.value); print(*p.notes, sep='\\n')")
+    # As a broker's user who cannot list lost+found (0700, root's): root drops the DAC capabilities.
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    os.chown(logs / "lost+found", 0, 0) if os.geteuid() == 0 else None
+    out = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"True {kafka.kafka_maps_needed(7)}", out
+    assert lines[1] == f"log.dirs [{logs}] holds 7 segments in 3 partitions"
+    assert lines[2] == f"not partitions, so not counted: {logs}/lost+found"
 
 
 def test_kafka_unreadable_log_dirs_fall_back_to_a_soft_default(tmp_path):
@@ -244,9 +370,42 @@ def test_redis_config_file_and_include_then_arguments_win(tmp_path):
     assert "transparent_hugepage" in reqs
 
 
-def test_redis_unreadable_config_file_keeps_the_defaults(tmp_path):
-    reqs = by_key(plan("redis", ["redis-server", str(tmp_path / "missing.conf")]))
-    assert reqs["nofile.hard"].value == 10032
+def test_redis_unreadable_config_file_keeps_the_defaults_and_says_which_file(tmp_path):
+    p = plan("redis", ["redis-server", str(tmp_path / "missing.conf")])
+    assert by_key(p)["nofile.hard"].value == 10032
+    assert p.notes[0] == (f"config file: cannot read {tmp_path}/missing.conf: No such file or directory; "
+                          "judged without its settings")
+
+
+@pytest.mark.parametrize("args,maxclients,backlog", [
+    (["--maxclients", "100", "--tcp-backlog", "1024"], 100, 1024),
+    (["--maxclients 100"], 100, 511),  # name and value in one word, as redis-server takes it
+    (["--save", "--maxclients", "7"], 7, 511),  # --save then an option: save ""
+    (["--requirepass", "--maxclients", "7"], 10000, 511),  # after a bare name, --maxclients is its value
+    (["--maxclients", "abc"], 10000, 511),
+    (["--maxclients", "0"], 10000, 511),
+    (["--tcp-backlog", "99999999999"], 10000, 511),
+])
+def test_redis_command_line_is_read_as_redis_reads_it(args, maxclients, backlog):
+    reqs = by_key(plan("redis", ["redis-server", *args]))
+    assert (reqs["nofile.hard"].value, reqs["net.core.somaxconn"].value) == (maxclients + 32, backlog)
+
+
+def test_redis_include_on_the_command_line_is_followed(tmp_path):
+    (tmp_path / "a.conf").write_text("maxclients 300\n")
+    reqs = by_key(plan("redis", ["redis-server", "--include", str(tmp_path / "a.conf")]))
+    assert reqs["nofile.hard"].value == 332
+
+
+def test_redis_settings_from_stdin_are_left_to_redis_and_said():
+    p = plan("redis", ["redis-server", "--port", "0", "-"])
+    assert p.notes[0].startswith("redis-server reads more settings from its standard input ('-')")
+
+
+def test_a_value_redis_refuses_is_a_note_naming_it():
+    p = plan("redis", ["redis-server", "--maxclients", "1e4"])
+    assert "maxclients [1e4] must be a whole number from [1] to [4294967295]: redis-server refuses it; " \
+           "judged on the default [10000]" in p.notes
 
 
 # --- MongoDB, Cassandra, SonarQube ---
@@ -254,6 +413,12 @@ def test_redis_unreadable_config_file_keeps_the_defaults(tmp_path):
 def test_mongodb_map_count_follows_max_conns():
     assert by_key(plan("mongodb", ["mongod", "--maxConns", "5000"]))["vm.max_map_count"].value == 10000
     assert by_key(plan("mongodb", ["mongod", "--maxConns=7"]))["vm.max_map_count"].value == 14
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "-5", "0", "", "1e3", "\u0663"])
+def test_mongodb_max_conns_mongod_refuses_is_a_note_not_a_crash(value):
+    p = plan("mongodb", ["mongod", "--maxConns", value])
+    assert p.notes[0].startswith(f"--maxConns [{value}] is not a positive whole number: mongod refuses it")
 
 
 def test_cassandra_only_warns():
@@ -270,6 +435,58 @@ def test_sonarqube_embedded_elasticsearch_enforces_with_an_external_database():
     disabled = plan("sonarqube", [], {"SONAR_JDBC_URL": "jdbc:postgresql://db/sonar",
                                       "SONAR_ES_BOOTSTRAP_CHECKS_DISABLE": "true"})
     assert not any(r.hard for r in disabled.requirements)
+
+
+@pytest.mark.parametrize("env,enforced", [
+    ({"SONAR_JDBC_URL": ""}, False),  # compose's ${SONAR_JDBC_URL:-}: JdbcSettings picks H2
+    ({"SONAR_JDBC_URL": "   "}, False),  # Props trims
+    ({"SONAR_JDBC_URL": "jdbc:h2:tcp://localhost:9092/sonar"}, False),
+    ({"SONAR_JDBC_URL": "jdbc:postgresql://db/sonar", "SONAR_EMBEDDEDDATABASE_PORT": "9092"}, False),
+    ({"SONAR_JDBC_URL": "jdbc:postgresql://db/sonar", "SONAR_EMBEDDEDDATABASE_PORT": ""}, True),
+    ({"SONAR_ES_BOOTSTRAP_CHECKS_DISABLE": ""}, True),  # present, and parseBoolean("") is false
+    ({"SONAR_ES_BOOTSTRAP_CHECKS_DISABLE": "TRUE", "SONAR_JDBC_URL": "jdbc:oracle:x"}, False),
+])
+def test_sonarqube_decides_the_database_as_sonarqube_does(env, enforced):
+    p = plan("sonarqube", [], env)
+    assert {r.name: r.hard for r in p.requirements}["es-max-map-count"] == enforced, p.notes
+
+
+def test_sonarqube_reads_its_properties_file_and_the_environment_wins(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "sonar.properties").write_text("sonar.jdbc.url=jdbc:postgresql://db/sonar\n")
+    home = {"SONARQUBE_HOME": str(tmp_path)}
+    assert {r.name: r.hard for r in plan("sonarqube", [], home).requirements}["es-file-descriptors"]
+    h2 = plan("sonarqube", [], {**home, "SONAR_JDBC_URL": ""})
+    assert not {r.name: r.hard for r in h2.requirements}["es-file-descriptors"]
+
+
+# --- settings given by the launchers in front of the program ---
+
+SINGLE_NODE = {"discovery.type": "single-node"}
+
+
+@pytest.mark.parametrize("launchers,environ,enforced", [
+    (["env", "discovery.type=single-node"], {}, False),
+    (["env", "-i", "PATH=/usr/bin", "discovery.type=single-node"], {}, False),
+    (["env", "discovery.type=single-node", "env", "-u", "discovery.type"], {}, True),
+    (["env", "--unset=discovery.type"], SINGLE_NODE, True),
+    (["env", "-i"], SINGLE_NODE, True),
+    (["env", "-"], SINGLE_NODE, True),
+    (["gosu", "es", "env", "-udiscovery.type"], SINGLE_NODE, True),
+    (["tini", "--", "env", "ES_JAVA_OPTS=-Des.enforce.bootstrap.checks=true", "gosu", "es"], SINGLE_NODE, True),
+])
+def test_env_launcher_assignments_reach_the_program(launchers, environ, enforced):
+    found = profiles.invocation(profiles.PROFILES["elasticsearch"], [*launchers, "elasticsearch"], environ)
+    assert found.argv == ("elasticsearch",)
+    p = profiles.PROFILES["elasticsearch"].plan(found)
+    assert all(r.hard == enforced for r in p.requirements), p.notes
+
+
+def test_env_launcher_log_dirs_reach_the_kafka_profile(tmp_path):
+    make_segments(tmp_path / "logs", 3, 2)
+    argv = ["env", f"KAFKA_LOG_DIRS={tmp_path / 'logs'}", "kafka-server-start.sh"]
+    found = profiles.invocation(profiles.PROFILES["kafka"], argv, {"KAFKA_LOG_DIRS": "/elsewhere"})
+    assert profiles.PROFILES["kafka"].plan(found).notes[0].endswith("holds 6 segments in 3 partitions")
 
 
 def test_every_requirement_names_its_source():

@@ -17,7 +17,7 @@ from guard.profiles.plan import Invocation, Plan, Profile
 from guard.profiles.redis import redis_plan
 from guard.profiles.sonarqube import sonarqube_plan
 
-__all__ = ["Invocation", "Plan", "Profile", "PROFILES", "detect", "locate", "program_argv"]
+__all__ = ["Invocation", "Plan", "Profile", "PROFILES", "detect", "invocation", "locate", "program_argv"]
 
 
 
@@ -63,28 +63,58 @@ LAUNCHERS = {
 }
 
 
-def locate(argv):
-    """(profile, index of the program's word in argv), looking past launchers; (None, index of
-    the first word that is neither a launcher nor one of its arguments) when none is known."""
-    words, takes_value, i = 0, (), 0
+def _env_option(arg, following):
+    """What an option of env(1) does to the environment: -i clears it, -u NAME unsets NAME."""
+    if arg in ("-i", "--ignore-environment"):
+        return [("clear",)]
+    if arg in ("-u", "--unset") and following is not None:
+        return [("unset", following)]
+    if arg.startswith("--unset="):
+        return [("unset", arg[len("--unset="):])]
+    if arg.startswith("-u") and not arg.startswith("--"):
+        return [("unset", arg[2:])]
+    return []
+
+
+def _walk(argv):
+    """(profile, index of the program's word in argv, what env(1) launchers before it do to the
+    environment), looking past launchers; (None, index of the first word that is neither a
+    launcher nor one of its arguments, ...) when no profile knows it."""
+    words, takes_value, launcher, i, changes = 0, (), None, 0, []
     while i < len(argv):
         arg = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if launcher == "env" and arg == "-":  # env - is env -i
+            changes.append(("clear",))
+            i += 1
+            continue
         if arg.startswith("-") and arg != "-":
+            if launcher == "env":
+                changes += _env_option(arg, following)
             i += 2 if arg in takes_value else 1  # --opt=value is one word
             continue
         if words or "=" in arg:  # a launcher's own argument (gosu USER), or env's NAME=value
+            if launcher == "env" and not words:
+                changes.append(("set",) + tuple(arg.split("=", 1)))
             words -= 1 if words else 0
             i += 1
             continue
         base = os.path.basename(arg)
         for profile in PROFILES.values():
             if base in profile.commands:
-                return profile, i
+                return profile, i, changes
         if base not in LAUNCHERS:
-            return None, i
+            return None, i, changes
+        launcher = base
         words, takes_value = LAUNCHERS[base]
         i += 1
-    return None, len(argv)
+    return None, len(argv), changes
+
+
+def locate(argv):
+    """(profile, index of the program's word in argv), looking past launchers; (None, index of
+    the first word that is neither a launcher nor one of its arguments) when none is known."""
+    return _walk(argv)[:2]
 
 
 def detect(argv):
@@ -95,5 +125,20 @@ def detect(argv):
 def program_argv(profile, argv):
     """The program's own words (its name first), without the launchers before it: where the
     profile reads its settings (redis-server /etc/redis.conf). The whole argv when not found."""
-    found, index = locate(argv)
-    return tuple(argv[index:]) if found is profile else tuple(argv)
+    return invocation(profile, argv, {}).argv
+
+
+def invocation(profile, argv, environ):
+    """What the program will see: its own words (the whole argv when the profile does not know
+    it) and its environment, with what env(1) in front of it sets (env NAME=value), unsets
+    (-u NAME) or clears (-i)."""
+    found, index, changes = _walk(argv)
+    seen = dict(environ)
+    for change in changes:
+        if change[0] == "clear":
+            seen.clear()
+        elif change[0] == "unset":
+            seen.pop(change[1], None)
+        else:
+            seen[change[1]] = change[2]
+    return Invocation(tuple(argv[index:]) if found is profile else tuple(argv), seen)

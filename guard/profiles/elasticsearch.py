@@ -4,7 +4,7 @@ import collections
 import os
 import re
 
-from guard import config
+from guard import config, host
 from guard.checks import Requirement
 from guard.host import UNLIMITED
 from guard.profiles.plan import Plan
@@ -14,7 +14,17 @@ ES_MAX_MAP_COUNT = 1 << 18  # MaxMapCountCheck: 262144
 ES_FILE_DESCRIPTORS = (1 << 16) - 1  # FileDescriptorCheck: 65535
 ES_THREADS = 1 << 12  # MaxNumberOfThreadsCheck: 4096
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]", "_local_", "_local:ipv4_", "_local:ipv6_"}
+# Where the transport binds and what it publishes, each with its fallbacks: TransportSettings
+# BIND_HOST and PUBLISH_HOST fall back to transport.host; when that is empty too, TcpTransport
+# takes NetworkService's network.bind_host / network.publish_host, which fall back to
+# network.host; with none set, NetworkService binds and publishes DEFAULT_NETWORK_HOST, _local_.
+BIND_SETTINGS = ("transport.bind_host", "transport.host", "network.bind_host", "network.host")
+PUBLISH_SETTINGS = ("transport.publish_host", "transport.host", "network.publish_host", "network.host")
+DEFAULT_HOST = "_local_"
+# ES Settings.Builder.replacePropertyPlaceholders: ${NAME} or ${NAME:default}, from the
+# environment, else from another setting. Values rarely nest; past this many, guard stops.
+PLACEHOLDER = re.compile(r"\$\{([^${}]*)\}")
+PLACEHOLDER_ROUNDS = 32
 
 
 # setting_env_prefix: ES 8's ES_SETTING_DISCOVERY_TYPE style; "" when the image has none.
@@ -34,11 +44,46 @@ def _setting_from_env_name(name, prefix):
     return body.replace("__", "\0").replace("_", ".").replace("\0", "_")
 
 
+def _replace_placeholders(value, settings, environ):
+    """value with ${NAME} and ${NAME:default} replaced; KeyError naming one that is unset."""
+    for _ in range(PLACEHOLDER_ROUNDS):
+        match = PLACEHOLDER.search(value)
+        if match is None:
+            break
+        name, sep, default = match.group(1).partition(":")
+        found = environ.get(name, settings.get(name) if isinstance(settings.get(name), str) else None)
+        if found is None and not sep:
+            raise KeyError(name)
+        value = value[:match.start()] + (default if found is None else found) + value[match.end():]
+    return value
+
+
+def _resolve_placeholders(settings, environ, notes):
+    resolved, unset = {}, []
+    for key, value in settings.items():
+        try:
+            if isinstance(value, list):
+                resolved[key] = [_replace_placeholders(item, settings, environ) for item in value]
+            else:
+                resolved[key] = _replace_placeholders(value, settings, environ)
+        except KeyError as e:
+            unset.append(f"[{key}] names ${{{e.args[0]}}}")
+    if unset:
+        more = f" and [{len(unset) - 1}] more" if len(unset) > 1 else ""
+        notes.append(f"{unset[0]}{more}, which is not set: the program refuses to start with an unresolved "
+                     "placeholder; judged without that setting")
+    return resolved
+
+
 def search_settings(flavour, invocation):
-    """Settings in the precedence the image applies them: file < environment < -E arguments."""
+    """(settings, notes, whether the config file was read), in the precedence the image applies
+    them: file < environment < -E arguments, then ${...} placeholders resolved."""
     env = invocation.environ
+    named = bool(env.get(flavour.conf_env))
     conf_dir = env.get(flavour.conf_env) or flavour.conf_dir
-    settings = config.read_yaml_settings(os.path.join(conf_dir, flavour.config_file))
+    from_file, notes = config.read_yaml_settings(os.path.join(conf_dir, flavour.config_file),
+                                                 flavour.config_file, named=named)
+    settings = dict(from_file or {})
     for name, value in env.items():
         # The official images turn variables named like settings (lowercase, with a dot) into -E.
         if re.fullmatch(r"[-a-z0-9_]+(\.[-a-z0-9_]+)+", name):
@@ -51,35 +96,181 @@ def search_settings(flavour, invocation):
         key, sep, value = pair.partition("=")
         if sep:
             settings[key] = value
-    return settings
+    return _resolve_placeholders(settings, env, notes), notes, from_file is not None
 
 
-def _enforced(flavour, settings, environ):
+def _hosts(settings, keys):
+    """(the first of keys that holds hosts, its hosts as a list) or (None, []). A list setting
+    given as text is split at commas (Settings.getAsList)."""
+    for key in keys:
+        value = settings.get(key)
+        hosts = value if isinstance(value, list) else (value or "").split(",")
+        hosts = [h.strip() for h in hosts if h.strip()]
+        if hosts:
+            return key, hosts
+    return None, []
+
+
+# java.net.InetAddress's address classes, which NetworkUtils and BootstrapChecks use; they differ
+# from Python's ipaddress (a unique-local fc00::/7 address is not site-local to Java).
+def java_loopback(address):
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def java_link_local(address):
+    return address in _network("169.254.0.0/16" if address.version == 4 else "fe80::/10")
+
+
+def java_site_local(address):
+    if address.version == 6:
+        return address in _network("fec0::/10")
+    return any(address in _network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def _network(text):
+    import ipaddress
+
+    return ipaddress.ip_network(text)
+
+
+SPECIAL_HOSTS = {  # NetworkService.resolveInternal, NetworkUtils.get*Addresses
+    "local": ("loopback", java_loopback),
+    "site": ("site-local", java_site_local),
+    "global": ("global", lambda a: not (java_loopback(a) or java_site_local(a) or java_link_local(a))),
+}
+
+
+class HostResolver:
+    """Elasticsearch host specifications to addresses, as NetworkService.resolveInternal does,
+    with this machine's interfaces (guard runs where the program will) read once."""
+
+    def __init__(self):
+        self._interfaces = None
+
+    def interfaces(self):
+        if self._interfaces is None:
+            try:
+                self._interfaces = host.network_interfaces()
+            except host.Unreadable as e:
+                self._interfaces = e
+        if isinstance(self._interfaces, host.Unreadable):
+            raise self._interfaces
+        return self._interfaces
+
+    def up_addresses(self, keep=lambda a: True):
+        return [a for i in self.interfaces() if i.up for a in i.addresses if keep(a)]
+
+    def _special(self, spec, name):
+        base, family = name, None
+        if name.endswith((":ipv4", ":ipv6")):
+            base, family = name[:-5], int(name[-1])
+        if base in SPECIAL_HOSTS:
+            what, keep = SPECIAL_HOSTS[base]
+            found = self.up_addresses(keep)
+        else:
+            matching = [i for i in self.interfaces() if i.name == base]
+            if not matching:
+                raise host.Unreadable(f"[{spec}] matches no network interface here")
+            if not matching[0].up:
+                raise host.Unreadable(f"[{spec}] matches interface [{base}], which is not up")
+            what, found = f"interface [{base}]", matching[0].addresses
+        found = [a for a in found if family is None or a.version == family]
+        if not found:
+            raise host.Unreadable(f"[{spec}]: no up-and-running {what} {'IPv' + str(family) + ' ' if family else ''}"
+                                  "addresses here")
+        return found
+
+    def resolve(self, spec):
+        """The addresses of one specification, or Unreadable: the program would not start with
+        it (no such interface), or guard cannot tell (a name that does not resolve in time)."""
+        import ipaddress
+
+        if len(spec) > 1 and spec[0] == spec[-1] and spec[0] in "_#":
+            return self._special(spec, spec[1:-1])
+        try:
+            return [ipaddress.ip_address(spec.strip("[]").split("%")[0])]
+        except ValueError:
+            pass
+        return host.resolve_name(spec)
+
+
+def _describe(key, spec, addresses):
+    where = f"{key} [{spec}]" if key else f"the default [{spec}]"
+    shown = ", ".join(dict.fromkeys(str(a) for a in addresses))
+    return where if shown == spec.strip("[]") else f"{where} = {shown}"
+
+
+def transport_mode(settings, file_read, resolver):
+    """(enforced, note) from where the transport binds and publishes, as
+    BootstrapChecks.enforceLimits decides: enforced unless every bound address and the publish
+    address are loopback (isLoopbackAddress; link-local addresses count as beyond loopback)."""
+    bind_key, bind = _hosts(settings, BIND_SETTINGS)
+    publish_key, publish = _hosts(settings, PUBLISH_SETTINGS)
+    if bind_key is None and publish_key is None and not file_read:
+        # Elasticsearch alone binds _local_, but its official image sets network.host 0.0.0.0 in
+        # the elasticsearch.yml guard could not read here (a preflight container has none): the
+        # image's side is the stricter one.
+        return True, "production mode (bound beyond loopback, as the official image is): checks are enforced"
+    candidates, unresolved = [], []
+    for key, specs, publishing in ((bind_key, bind or [DEFAULT_HOST], False),
+                                   (publish_key, publish or [DEFAULT_HOST], True)):
+        addresses = []
+        for spec in specs:
+            try:
+                addresses += [(key, spec, a) for a in resolver.resolve(spec)]
+            except host.Unreadable as e:
+                unresolved.append(str(e))
+        if publishing and len(addresses) == 1 and addresses[0][2].is_unspecified:
+            # NetworkService.resolvePublishHostAddresses: a lone wildcard publishes one of the
+            # up interfaces' addresses, loopback ones last (NetworkUtils.sortKey).
+            try:
+                addresses = [(key, addresses[0][1], a) for a in resolver.up_addresses()]
+            except host.Unreadable as e:
+                unresolved.append(str(e))
+        candidates += addresses
+    beyond = [c for c in candidates if not java_loopback(c[2])]
+    if beyond:
+        key, spec, address = beyond[0]
+        return True, f"production mode ({_describe(key, spec, [address])}, beyond loopback): checks are enforced"
+    if unresolved:
+        return True, f"production mode ({unresolved[0]}: taken as beyond loopback): checks are enforced"
+    by_spec = {}
+    for key, spec, address in candidates:
+        by_spec.setdefault((key, spec), []).append(address)
+    where = "; ".join(_describe(key, spec, addresses) for (key, spec), addresses in by_spec.items())
+    return False, f"bound and published on loopback only ({where}): failures are warnings, as in development mode"
+
+
+def _enforced(flavour, settings, environ, file_read, resolver):
     """Production mode decides whether failures refuse or warn (BootstrapChecks.enforceLimits)."""
     java_opts = environ.get(flavour.java_opts_env, "")
     if re.search(rf"-D{re.escape(flavour.enforce_property)}=true\b", java_opts):
         return True, f"-D{flavour.enforce_property}=true: checks are enforced"
     if settings.get("discovery.type") == "single-node":
         return False, "discovery.type=single-node: failures are warnings, as in development mode"
-    bind = settings.get("transport.host") or settings.get("network.host")
-    hosts = [h.strip().strip("'\"") for h in bind.strip().strip("[]").split(",")] if bind else []
-    if hosts and all(h in LOOPBACK_HOSTS for h in hosts):
-        return False, f"bound to loopback only (network.host={bind}): failures are warnings, as in development mode"
-    if bind:
-        return True, f"production mode (network.host={bind}, beyond loopback): checks are enforced"
-    # Elasticsearch alone binds loopback; its official image sets network.host 0.0.0.0 in its
-    # elasticsearch.yml. Without the setting, guard takes the image's side: the stricter one.
-    return True, "production mode (bound beyond loopback, as the official image is): checks are enforced"
+    return transport_mode(settings, file_read, resolver)
+
+
+def _boolean(settings, key, default, notes):
+    """A boolean setting as Booleans.parseBoolean reads it: only "true" or "false"."""
+    value = settings.get(key, default)
+    if value in ("true", "false"):
+        return value == "true"
+    notes.append(f"{key} [{value}] must be [true] or [false]: the program refuses it; judged on the default [{default}]")
+    return default == "true"
 
 
 def search_plan(flavour, invocation):
-    settings = search_settings(flavour, invocation)
-    hard, mode_note = _enforced(flavour, settings, invocation.environ)
+    settings, file_notes, file_read = search_settings(flavour, invocation)
+    hard, mode_note = _enforced(flavour, settings, invocation.environ, file_read, HostResolver())
+    notes = [mode_note] + file_notes
     source = "BootstrapChecks."
     reqs = []
-    if settings.get("node.store.allow_mmap", "true").lower() != "false":
+    if _boolean(settings, "node.store.allow_mmap", "true", notes):
         reqs.append(Requirement("vm.max_map_count", ">=", ES_MAX_MAP_COUNT, hard,
                                 source=source + "MaxMapCountCheck (1 << 18)"))
+    else:
+        notes.append("node.store.allow_mmap=false: the map count check is dropped")
     reqs += [
         # The JVM raises its soft descriptor limit to the hard one at start (HotSpot -XX:+MaxFDLimit,
         # on by default), so the hard limit is what Elasticsearch sees.
@@ -92,10 +283,7 @@ def search_plan(flavour, invocation):
         Requirement("fsize", ">=", UNLIMITED, hard, name="max-file-size",
                     source=source + "MaxFileSizeCheck"),
     ]
-    if settings.get("bootstrap.memory_lock", "false").lower() == "true":
+    if _boolean(settings, "bootstrap.memory_lock", "false", notes):
         reqs.append(Requirement("memlock", ">=", UNLIMITED, hard, name="memory-lock",
                                 source=source + "MlockallCheck (bootstrap.memory_lock=true)"))
-    notes = [mode_note]
-    if not any(r.key == "vm.max_map_count" for r in reqs):
-        notes.append("node.store.allow_mmap=false: the map count check is dropped")
     return Plan(reqs, notes)

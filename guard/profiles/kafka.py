@@ -1,7 +1,9 @@
 """Kafka brokers: file descriptors, and two memory maps per log segment."""
 
+import collections
 import math
 import os
+import re
 
 from guard import config
 from guard.checks import Requirement
@@ -19,14 +21,20 @@ KAFKA_DEFAULT_MAP_COUNT = 1 << 18
 KAFKA_JVM_MAPS = 4096
 KAFKA_HEADROOM = 1.5
 KAFKA_DEFAULT_LOG_DIRS = "/tmp/kafka-logs"  # KafkaConfig log.dirs default
+# A partition's folder is TOPIC-PARTITION, with a .ID-delete, .ID-future or .ID-stray suffix
+# while the broker deletes or moves it (core LocalLog DeleteDirPattern and friends); topic names
+# are letters, digits, '.', '_' and '-' (common Topic.validate). Anything else in a log dir
+# (lost+found on an ext4 volume, a backup) holds no log the broker maps.
+KAFKA_PARTITION_DIR = re.compile(r"[A-Za-z0-9._-]+-[0-9]+(\.\S+-(delete|future|stray))?")
 
 
 def kafka_settings(invocation):
-    """server.properties from the argument, then --override key=value, then KAFKA_* variables."""
+    """(settings, notes): server.properties from the argument, then --override key=value, then
+    KAFKA_* variables."""
     args = [a for a in invocation.argv[1:] if a != "-daemon"]
-    settings = {}
+    settings, notes = {}, []
     if args and not args[0].startswith("-"):
-        settings.update(config.read_properties(args[0]))
+        settings, notes = config.read_properties(args[0], "server.properties")
     for i, arg in enumerate(args):
         if arg == "--override" and i + 1 < len(args):
             key, sep, value = args[i + 1].partition("=")
@@ -35,23 +43,31 @@ def kafka_settings(invocation):
     for name in ("KAFKA_LOG_DIRS", "KAFKA_CFG_LOG_DIRS"):  # apache/kafka and Bitnami images
         if invocation.environ.get(name):
             settings["log.dirs"] = invocation.environ[name]
-    return settings
+    return settings, notes
+
+
+Segments = collections.namedtuple("Segments", "count partitions skipped")
 
 
 def count_segments(log_dirs):
-    """Segments (.log files) in the partition folders of the log dirs, or None when a log dir or
-    a partition in it cannot be listed: a partial count would understate what the broker maps."""
-    total = 0
+    """Segments (.log files) in the partition folders of the log dirs, how many partitions, and
+    the folders skipped as not partitions; None when a log dir or a partition cannot be listed:
+    a partial count would understate what the broker maps."""
+    total, partitions, skipped = 0, 0, []
     try:
         for log_dir in log_dirs:
-            with os.scandir(log_dir) as partitions:
-                for partition in partitions:
-                    if partition.is_dir():
-                        with os.scandir(partition.path) as files:
-                            total += sum(1 for f in files if f.name.endswith(".log"))
+            with os.scandir(log_dir) as entries:
+                folders = [e for e in entries if e.is_dir()]
+            for folder in folders:
+                if KAFKA_PARTITION_DIR.fullmatch(folder.name) is None:
+                    skipped.append(folder.path)
+                    continue
+                with os.scandir(folder.path) as files:
+                    total += sum(1 for f in files if f.name.endswith(".log"))
+                partitions += 1
     except OSError:
         return None
-    return total
+    return Segments(total, partitions, skipped)
 
 
 def kafka_maps_needed(segments):
@@ -60,18 +76,20 @@ def kafka_maps_needed(segments):
 
 
 def kafka_plan(invocation):
-    settings = kafka_settings(invocation)
+    settings, notes = kafka_settings(invocation)
     dirs_text = settings.get("log.dirs") or settings.get("log.dir") or KAFKA_DEFAULT_LOG_DIRS
     log_dirs = [d.strip() for d in dirs_text.split(",") if d.strip()]
-    segments = count_segments(log_dirs)
+    found = count_segments(log_dirs)
     fds = Requirement("nofile.hard", ">=", KAFKA_FILE_DESCRIPTORS, False, name="file-descriptors",
                       source="Kafka docs ops.html: at least 100000 file descriptors")
-    if segments is None:
+    if found is None:
         maps = Requirement("vm.max_map_count", ">=", KAFKA_DEFAULT_MAP_COUNT, False,
                            source="guard default when log.dirs cannot be read (2 maps per segment, ops.html)")
-        note = f"log.dirs [{dirs_text}] cannot be listed here: map requirement is the default, a warning"
+        notes.insert(0, f"log.dirs [{dirs_text}] cannot be listed here: map requirement is the default, a warning")
     else:
-        maps = Requirement("vm.max_map_count", ">=", kafka_maps_needed(segments), True,
-                           source=f"{segments} segments in log.dirs x 2 maps (ops.html) + JVM, x1.5 headroom")
-        note = f"log.dirs [{dirs_text}] holds {segments} segments"
-    return Plan([maps, fds], [note])
+        maps = Requirement("vm.max_map_count", ">=", kafka_maps_needed(found.count), True,
+                           source=f"{found.count} segments in log.dirs x 2 maps (ops.html) + JVM, x1.5 headroom")
+        notes.insert(0, f"log.dirs [{dirs_text}] holds {found.count} segments in {found.partitions} partitions")
+        if found.skipped:
+            notes.insert(1, f"not partitions, so not counted: {', '.join(found.skipped)}")
+    return Plan([maps, fds], notes)

@@ -1,5 +1,7 @@
 """Redis (and Valkey): the checks redis-server makes at start."""
 
+import re
+
 from guard import config
 from guard.checks import THP_KEY, Requirement
 from guard.profiles.plan import Plan
@@ -7,38 +9,65 @@ from guard.profiles.plan import Plan
 # redis/redis src/server.c and src/syscheck.c (7.0): what redis-server checks at start.
 REDIS_DEFAULTS = {"maxclients": "10000", "tcp-backlog": "511", "disable-thp": "yes"}
 REDIS_RESERVED_FDS = 32  # server.h CONFIG_MIN_RESERVED_FDS, added to maxclients
+# config.c: maxclients is an unsigned int from 1, tcp-backlog an int from 0; others are refused.
+REDIS_RANGES = {"maxclients": (1, (1 << 32) - 1), "tcp-backlog": (0, (1 << 31) - 1)}
+
+
+def redis_command_line(args):
+    """(config file or None, whether settings come from stdin, option directives) from
+    redis-server's arguments as server.c main() reads them: a first argument not starting with
+    '-' is the config file; '-' as the first or last argument reads more from standard input;
+    each --name starts a directive and the words after it are its arguments."""
+    config_file, start = (args[0], 1) if args and not args[0].startswith("-") else (None, 0)
+    directives, from_stdin, handled_last = [], False, True
+    for i in range(start, len(args)):
+        arg = args[i]
+        if arg == "-" and (i == 0 or i == len(args) - 1):
+            from_stdin = True
+        elif handled_last and arg.startswith("--"):
+            words = config.split_redis_args(arg[2:])
+            directives.append(words if words is not None else [arg])
+            handled_last = len(words or ()) != 1
+            following = args[i + 1] if i + 1 < len(args) else None
+            # --save followed by another option (or by nothing) means save "" (server.c, 7.0.1)
+            if not handled_last and arg.lower() == "--save" and (following is None or following.startswith("--")):
+                directives[-1].append("")
+                handled_last = True
+        elif directives:
+            directives[-1].append(arg)
+            handled_last = True
+    return config_file, from_stdin, directives
 
 
 def redis_settings(invocation):
-    """Directives from the config file argument, then --name value options, later ones winning."""
-    args = list(invocation.argv[1:])
-    directives = []
-    if args and not args[0].startswith("-"):
-        directives += config.read_redis_config(args.pop(0))
-    current = None
-    for arg in args:
-        if arg.startswith("--"):
-            current = (arg[2:].lower(), [])
-            directives.append(current)
-        elif current is not None:
-            current[1].append(arg)
+    """(settings, notes): the config file with its includes, then the command line, the last
+    value of each directive winning, as Redis applies them."""
+    notes = []
+    config_file, from_stdin, options = redis_command_line(list(invocation.argv[1:]))
+    directives = config.redis_directives(config_file, options, notes)
+    if from_stdin:
+        notes.append("redis-server reads more settings from its standard input ('-'): guard leaves "
+                     "them to it (reading would take them away); judged without them")
     settings = dict(REDIS_DEFAULTS)
     for name, values in directives:
         if values:
             settings[name] = values[0]
-    return settings
+    return settings, notes
 
 
-def _redis_int(settings, name):
-    try:
-        return int(settings[name])
-    except ValueError:
-        return int(REDIS_DEFAULTS[name])
+def _redis_int(settings, name, notes):
+    text = settings[name]
+    low, high = REDIS_RANGES[name]
+    if re.fullmatch(r"-?[0-9]+", text) and low <= int(text) <= high:
+        return int(text)
+    notes.append(f"{name} [{text}] must be a whole number from [{low}] to [{high}]: redis-server "
+                 f"refuses it; judged on the default [{REDIS_DEFAULTS[name]}]")
+    return int(REDIS_DEFAULTS[name])
 
 
 def redis_plan(invocation):
-    settings = redis_settings(invocation)
-    maxclients, backlog = _redis_int(settings, "maxclients"), _redis_int(settings, "tcp-backlog")
+    settings, notes = redis_settings(invocation)
+    maxclients, backlog = _redis_int(settings, "maxclients", notes), _redis_int(settings, "tcp-backlog", notes)
     reqs = [
         # Redis only warns (syscheck.c checkOvercommit), but with overcommit off a BGSAVE or a
         # replica sync fork fails under memory pressure, and with stop-writes-on-bgsave-error (on
@@ -53,7 +82,6 @@ def redis_plan(invocation):
         Requirement("nofile.hard", ">=", maxclients + REDIS_RESERVED_FDS, False, name="open-files",
                     source=f"Redis server.c adjustOpenFilesLimit: maxclients [{maxclients}] + 32"),
     ]
-    notes = []
     if settings.get("disable-thp", "yes").lower() == "no":
         reqs.append(Requirement(THP_KEY, "!=", "always", False, name="transparent-hugepage",
                                 source="Redis syscheck.c checkTHPEnabled (disable-thp no)",

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 from containers import EXIT_REFUSED, finish
-from guard.profiles import kafka_maps_needed
+from guard.profiles.kafka import kafka_maps_needed
 from hostsettings import sysctl
 
 DEFAULT_MAP_COUNT = 65530
