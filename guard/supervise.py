@@ -103,7 +103,7 @@ def _owns_terminal():
 
 def _spawn(argv, saved_mask, foreground):
     """fork + exec as tini's spawn() does; exec failures exit the child with 127 or 126."""
-    environ = launch.original_environ()
+    envp = launch.original_environ()
     pid = os.fork()
     if pid:
         return pid
@@ -121,13 +121,11 @@ def _spawn(argv, saved_mask, foreground):
         for signum in signal.valid_signals() - UNCATCHABLE:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
-        os.execvpe(argv[0], argv, environ)
-    except OSError as e:
+        launch.execvpe(argv[0], argv, envp)
+    except (OSError, ValueError) as e:
         code, message = launch.exec_failure(argv[0], e)
         print(message, file=sys.stderr, flush=True)
         os._exit(code)
-    except ValueError as e:  # an embedded NUL byte in an argument
-        print(f"guard: exec {argv[0]!r} failed: {e}", file=sys.stderr, flush=True)
     finally:
         os._exit(launch.NOT_EXECUTABLE)
 
