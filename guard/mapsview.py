@@ -6,10 +6,9 @@ and the three renderings. ``render_prometheus`` is shared with supervise mode.
 
 import json
 import os
-import sys
 from typing import NamedTuple, Optional
 
-from guard import host, maps
+from guard import host, maps, report
 from guard.report import PREFIX
 
 LIMIT_SYSCTL = "vm.max_map_count"
@@ -125,10 +124,10 @@ def _rows_for_pids(pids, top):
         try:
             counts[pid] = maps.count(pid)
         except ProcessLookupError:
-            sys.stderr.write(f"{PREFIX}no process with pid [{pid}]\n")
+            report.write(f"{PREFIX}no process with pid [{pid}]\n")
             code = 1
         except OSError as e:
-            sys.stderr.write(f"{PREFIX}cannot count the memory maps of pid [{pid}]: {_reason(e)}\n")
+            report.write(f"{PREFIX}cannot count the memory maps of pid [{pid}]: {_reason(e)}\n")
             failed[pid], code = e, 1
     return largest_first(counts, failed, top), code
 
@@ -138,7 +137,7 @@ def run(pids, top, fmt):
     the exit code (0; 1 when a pid given does not exist or cannot be read; 2 for a bad pid)."""
     for pid in pids:
         if not (pid.isascii() and pid.isdigit()) or not 0 < int(pid) <= PID_MAX_LIMIT:
-            sys.stderr.write(f"{PREFIX}PID must be a process id but was [{pid}]\n")
+            report.write(f"{PREFIX}PID must be a process id but was [{pid}]\n")
             return 2
     if pids:
         rows, code = _rows_for_pids(pids, top)
@@ -146,8 +145,9 @@ def run(pids, top, fmt):
         try:
             scan = maps.scan()
         except OSError as e:
-            sys.stderr.write(f"{PREFIX}cannot list processes in {e.filename}: {e.strerror}\n")
+            report.write(f"{PREFIX}cannot list processes in {e.filename}: {e.strerror}\n")
             return 1
         rows, code = largest_first(scan.counts, scan.failed, top), 0
-    sys.stdout.write(RENDERERS[fmt](rows, read_limit()))
+    if not report.output(RENDERERS[fmt](rows, read_limit())):
+        return code or report.EXIT_OUTPUT
     return code

@@ -15,7 +15,6 @@ and fail hours after starting with "Map failed" when the count reaches the limit
 import contextlib
 import os
 import signal
-import sys
 import tempfile
 import time
 
@@ -52,7 +51,8 @@ RECOMMENDED_MAX_MAP_COUNT = 1 << 18
 
 
 def say(message):
-    print(f"{report.PREFIX}{message}", file=sys.stderr, flush=True)
+    """One line on stderr, if it can be written: guard's own output never stops supervision."""
+    report.write(f"{report.PREFIX}{message}\n")
 
 
 def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
@@ -124,7 +124,7 @@ def _spawn(argv, saved_mask, foreground):
         launch.execvpe(argv[0], argv, envp)
     except (OSError, ValueError) as e:
         code, message = launch.exec_failure(argv[0], e)
-        print(message, file=sys.stderr, flush=True)
+        report.write(message + "\n")
         os._exit(code)
     finally:
         os._exit(launch.NOT_EXECUTABLE)

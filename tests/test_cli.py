@@ -1,9 +1,12 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
 import pytest
 
+import support
 from guard import cli
 from support import crafted_proc, run_guard, text
 
@@ -132,3 +135,62 @@ def test_refusal_names_the_program_past_its_launcher(host_at):
     done = run_guard("--", "docker-entrypoint.sh", "redis-server", "--port", "0", env=host_at)
     assert done.returncode == 78
     assert "guard: refusing to start redis-server (exit 78)" in text(done)
+
+# --- guard's own output: a closed, full or broken stdout is said, never an internal error -------
+
+
+def guard_writing_to(stdout, *args, env=None):
+    """guard ARGS with its stdout on the descriptor or file given, stderr captured."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    return subprocess.run([support.guard_executable(), *args], env={**clean, **(env or {})}, stdout=stdout,
+                          stderr=subprocess.PIPE, cwd="/", timeout=30)
+
+
+def stdout_to_a_pipe_nobody_reads(*args, env=None):
+    """guard ARGS with stdout a pipe whose reader is gone before guard writes (| head -1 that
+    already has its line)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return guard_writing_to(write_end, *args, env=env)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [["profiles"], ["check", "--profile", "redis", "--mode", "warn", "--format", "json"],
+                                  ["--help"], ["maps"]])
+def test_reader_gone_ends_quietly_with_74(args, host_at):
+    done = stdout_to_a_pipe_nobody_reads(*args, env=host_at)
+    assert (done.returncode, text(done)) == (74, "")
+
+
+def test_profiles_piped_to_head_prints_its_first_line_cleanly():
+    done = subprocess.run(["sh", "-c", f"{support.guard_executable()} profiles | head -1"],
+                          capture_output=True, cwd="/", timeout=30)
+    assert done.stdout.startswith(b"elasticsearch: ") and done.stdout.count(b"\n") == 1
+    assert done.stderr == b""
+
+
+@pytest.mark.parametrize("args", [["check", "--profile", "redis", "--mode", "warn", "--format", "json"],
+                                  ["profiles"], ["--version"], ["maps", "--format", "json"]])
+def test_full_stdout_is_said_and_exits_74(args, host_at):
+    with open("/dev/full", "wb") as full:  # an output target only: guard writes to the descriptor
+        done = guard_writing_to(full, *args, env=host_at)
+    assert done.returncode == 74
+    assert text(done).splitlines()[-1] == "guard: cannot write to stdout: No space left on device"
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_refusal_is_78_even_when_its_report_cannot_be_written(host_at):
+    with open("/dev/full", "wb") as full:
+        done = guard_writing_to(full, "check", "--profile", "redis", "--format", "json", env=host_at)
+    assert done.returncode == 78 and "internal error" not in text(done)
+
+
+@pytest.mark.parametrize("redirect", [">&-", "2>&-"])
+def test_check_with_a_closed_stream_keeps_its_verdict(host_at, redirect):
+    command = f"exec {support.guard_executable()} check --profile redis {redirect}"
+    done = subprocess.run(["sh", "-c", command], env={**os.environ, **host_at}, capture_output=True, cwd="/")
+    assert done.returncode == 78  # overcommit 0 in the crafted tree
+    assert b"internal error" not in done.stderr and done.stdout == b""
+

@@ -1,5 +1,6 @@
 """guard execs the program: the same PID, argv and environment as if guard were not there."""
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -165,4 +166,65 @@ def test_exec_core_compiles_with_strict_warnings(tmp_path):
     csrc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "csrc")
     subprocess.run(["gcc", "-std=gnu99", "-Wall", "-Wextra", "-Werror", "-I", csrc, "-c",
                     os.path.join(csrc, "execve.c"), "-o", str(tmp_path / "execve.o")], check=True)
+
+# --- guard's own output never stops the program ----------------------------------------------
+
+# Writes which of descriptors 0, 1 and 2 it was started with to the file named by its argument.
+LIST_FDS = """
+import os, sys
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+started_with = " ".join(str(fd) for fd in (0, 1, 2) if is_open(fd))
+with open(sys.argv[1], "w") as f:
+    f.write(started_with)
+"""
+
+
+@pytest.mark.parametrize("closed, open_ones", [(">&-", "0 2"), ("2>&-", "0 1"), ("<&- >&- 2>&-", "")])
+def test_program_starts_with_the_descriptors_closed_as_they_were(tmp_path, closed, open_ones):
+    program, out = tmp_path / "list_fds.py", tmp_path / "fds"
+    program.write_text(LIST_FDS)
+    # guard writes a report on stderr; with stdout closed, the next file guard opens takes fd 1
+    command = (f"exec {guard_executable()} --require 'vm.max_map_count>=0' -- {sys.executable} "
+               f"{program} {out} {closed}")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, cwd="/", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == open_ones
+    assert done.stdout == b""  # guard's lines go to stderr or nowhere, never to the program's stdout
+
+
+def test_program_starts_when_stderr_is_a_pipe_nobody_reads_any_more(tmp_path):
+    marker = tmp_path / "started"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([guard_executable(), *PASS, "--", "touch", str(marker)], stderr=write_end,
+                              stdout=subprocess.DEVNULL, cwd="/", timeout=30)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0 and marker.exists()
+
+
+def test_program_starts_when_stderr_is_a_full_pipe_nobody_reads(tmp_path):
+    marker = tmp_path / "started"
+    read_end, write_end = os.pipe()
+    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(write_end, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags)  # guard gets a blocking pipe that is full
+    try:
+        done = subprocess.run([guard_executable(), *PASS, "--", "touch", str(marker)], stderr=write_end,
+                              stdout=subprocess.DEVNULL, cwd="/", timeout=30)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert done.returncode == 0 and marker.exists()
 
