@@ -7,6 +7,10 @@ forwarded to the child's pid; SIGCHLD reaps every zombie; guard returns the chil
 or 128 + the signal that killed it. Like tini, the child gets a process group of its own and,
 when guard owns the terminal, the foreground, so Ctrl-C reaches it once and not twice.
 
+While the child lives guard does not exit: a sample, a metrics file or a line that fails is
+said once if it can be, and supervision goes on. Guard exiting early would orphan the program,
+and as a container's PID 1 end the container with it.
+
 The watch samples the memory maps (VMAs) of every process below guard and warns when the largest
 crosses 80, 90 and 95 % of vm.max_map_count: Elasticsearch and Kafka mmap a file per segment
 and fail hours after starting with "Map failed" when the count reaches the limit.
@@ -49,6 +53,10 @@ HYSTERESIS = 5
 # figure. A limit already at or above it is doubled.
 RECOMMENDED_MAX_MAP_COUNT = 1 << 18
 
+# The longest single wait for a signal: however far off the next sample (a tiny --watch-cpu
+# spaces samples out without bound), sigtimedwait() is never asked for more than time_t holds.
+LONGEST_WAIT = 3600.0
+
 
 def say(message):
     """One line on stderr, if it can be written: guard's own output never stops supervision."""
@@ -58,21 +66,19 @@ def say(message):
 def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
     """Start argv as a child, forward signals, reap zombies, watch maps; return guard's exit code.
 
-    The signal mask and dispositions are put back as they were on return, after dropping signals
-    that came too late to forward: the child is gone and its exit code is the answer.
+    Call it once, as guard's last act: the forwarded signals stay blocked on return, as tini never
+    unblocks them, so one that comes after the child's end (a second docker stop, Ctrl-C) cannot
+    end guard with another code than the child's, or make Python raise KeyboardInterrupt.
     """
     saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
-    saved_terminal = {signum: signal.signal(signum, signal.SIG_IGN) for signum in TERMINAL}
-    try:
-        _become_subreaper()
-        child = _spawn(argv, saved_mask, _owns_terminal())
-        return _supervise(child, interval, MapWatch(metrics_file, where=where), cpu_share or CPU_SHARE)
-    finally:
-        while signal.sigtimedwait(WAITED, 0) is not None:
-            pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
-        for signum, handler in saved_terminal.items():
-            signal.signal(signum, handler)
+    for signum in TERMINAL:
+        signal.signal(signum, signal.SIG_IGN)
+    # An ignored SIGCHLD makes the kernel reap children itself (POSIX wait(): no zombie, ECHILD),
+    # and the child's exit code would be lost with guard waiting for it forever.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _become_subreaper()
+    child = _spawn(argv, saved_mask, _owns_terminal())
+    return _supervise(child, interval, MapWatch(metrics_file, where=where), cpu_share or CPU_SHARE)
 
 
 def _become_subreaper():
@@ -131,22 +137,35 @@ def _spawn(argv, saved_mask, foreground):
 
 
 def _supervise(child, interval, watch, cpu_share=CPU_SHARE):
-    """One loop for signals, zombies and samples: sigtimedwait() sleeps until the next sample."""
+    """One loop for signals, zombies and samples: sigtimedwait() sleeps until the next sample.
+
+    Only reaping decides when it ends. SIGINT is blocked like every forwarded signal, so Python's
+    handler never runs here; should a KeyboardInterrupt come all the same, it is the child's
+    Ctrl-C, not guard's, and is forwarded as one.
+
+    A signal that guard's own write raised carries guard's pid (the kernel's send_sig() from
+    the current task): SIGPIPE for a stderr nobody reads, SIGXFSZ past the file size limit.
+    Python ignores both, but blocked they are queued all the same; they are guard's, and
+    forwarded they would kill the child.
+    """
     next_sample = time.monotonic()
     while True:
         code = reap(child)
         if code is not None:
             return code
-        now = time.monotonic()
-        if now >= next_sample:
-            spent = time.process_time()
-            watch.sample()
-            spent = time.process_time() - spent
-            next_sample = max(next_sample + interval, now + spent / cpu_share)
-            continue
-        info = signal.sigtimedwait(WAITED, next_sample - now)
-        if info is not None and info.si_signo != signal.SIGCHLD:
-            forward(child, info.si_signo)
+        try:
+            now = time.monotonic()
+            if now >= next_sample:
+                spent = time.process_time()
+                watch.sample_safely()
+                spent = time.process_time() - spent
+                next_sample = max(next_sample + interval, now + spent / cpu_share)
+                continue
+            info = signal.sigtimedwait(WAITED, min(next_sample - now, LONGEST_WAIT))
+            if info is not None and info.si_signo != signal.SIGCHLD and info.si_pid != os.getpid():
+                forward(child, info.si_signo, watch)
+        except KeyboardInterrupt:
+            forward(child, signal.SIGINT, watch)
 
 
 def reap(child):
@@ -169,22 +188,25 @@ def exit_code(status):
     return 128 - code if code < 0 else code
 
 
-def forward(child, signum):
+def forward(child, signum, watch):
     try:
         os.kill(child, signum)
     except ProcessLookupError:
         pass  # the child exited and was reaped since; its code is returned next
+    except OSError as e:  # EPERM: the child became another user's (a setuid program)
+        watch.complain(f"cannot forward {signal.Signals(signum).name} to pid [{child}]: {e.strerror}")
 
 
 def descendants(pid):
-    """Pids below pid, from /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN).
+    """Pids below pid, from /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN), each once.
 
-    A process that exits while the tree is walked is skipped: its children file is gone.
+    A process that exits while the tree is walked is skipped: its children file is gone. A pid
+    already seen is not walked again (a pid reused mid-walk, a crafted tree), so the walk ends.
     """
-    found, todo = [], [pid]
+    found, seen, todo = [], {pid}, [pid]
     while todo:
-        parent = todo.pop()
-        children = _children(parent)
+        children = [child for child in _children(todo.pop()) if child not in seen]
+        seen.update(children)
         found += children
         todo += children
     return found
@@ -200,9 +222,11 @@ def _children(pid):
     for tid in tids:
         try:
             with open(os.path.join(task, tid, "children"), "rb") as f:
-                pids += [int(p) for p in f.read().split()]
+                words = f.read().split()
         except OSError:
-            pass  # the thread exited
+            continue  # the thread exited
+        # The kernel writes decimal pids; any other word names no process guard could count.
+        pids += [int(w) for w in words if w.isdigit() and 0 < int(w) <= mapsview.PID_MAX_LIMIT]
     return pids
 
 
@@ -235,6 +259,15 @@ class MapWatch:
         self.complaints = set()  # problems already reported, each said once
         self.where = where  # a guard.place.Place, detected on first need when not given
         self.samples = 0
+
+    def sample_safely(self):
+        """sample(), and whatever goes wrong in it said once: the next sample may do better, and
+        the child is supervised either way."""
+        try:
+            self.sample()
+        except Exception as e:  # a watchdog's fault must not end the init's duties
+            self.complain(f"a sample of the memory maps failed: {type(e).__name__}: {e}; "
+                          "supervision goes on")
 
     def sample(self):
         self.samples += 1

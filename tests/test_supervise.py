@@ -79,9 +79,13 @@ def test_exit_code_of_the_child_is_guards_exit_code(code):
 
 
 def test_every_exit_code_from_0_to_255_passes_through():
-    # run() in a process of its own: it reaps every child of the process it runs in.
-    script = ("from guard import supervise\n"
-              "print([n for n in range(256) if supervise.run(['sh', '-c', f'exit {n}'], 1.0) != n])")
+    # run() in a process of its own: it reaps every child of the process it runs in, and leaves
+    # the forwarded signals blocked, as guard's last act; each run here starts unblocked, as guard.
+    script = ("import signal\nfrom guard import supervise\n"
+              "def run(n):\n"
+              "    signal.pthread_sigmask(signal.SIG_SETMASK, ())\n"
+              "    return supervise.run(['sh', '-c', f'exit {n}'], 1.0)\n"
+              "print([n for n in range(256) if run(n) != n])")
     out = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -413,3 +417,50 @@ def test_watch_spaces_out_samples_to_stay_under_its_cpu_share(tmp_path):
     # 10 ms was asked; with the whole core the watch samples every few tens of ms.
     assert capped <= 8, capped
     assert uncapped >= 4 * capped, (capped, uncapped)
+
+# --- guard never exits while the child lives ------------------------------------------------
+
+# The child outlives several samples and then exits with a code of its own: guard returning that
+# code proves it stayed until the child's end.
+OUTLIVE = ["sh", "-c", "sleep 1; exit 7"]
+
+
+def test_a_watch_share_so_small_that_samples_never_come_keeps_supervising():
+    # 1e-12 % of a core spaces the next sample out beyond what sigtimedwait() can wait for
+    done = subprocess.run([*GUARD, "--watch-cpu", "1e-12", "--", *OUTLIVE], capture_output=True, timeout=30)
+    assert done.returncode == 7, done.stderr
+
+
+def test_stderr_nobody_reads_any_more_does_not_end_the_watch(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        # a metrics file in a directory that does not exist: a complaint to write at once
+        done = subprocess.run([*GUARD, "--interval", "0.05", "--metrics-file", str(tmp_path / "none" / "m.prom"),
+                               "--", *OUTLIVE], stderr=write_end, timeout=30)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 7
+
+
+@pytest.mark.parametrize("children", ["x y", "-1", "99999999999999999999", "0x10", "SELF"])
+def test_malformed_children_file_is_no_reason_to_stop_supervising(tmp_path, children):
+    # $$ is the shell's pid, which guard keeps when the shell execs it: the crafted tree describes
+    # guard itself. SELF lists guard as its own child, a cycle no walk may follow forever.
+    task = f"{tmp_path}/$$/task/$$"
+    words = children.replace("SELF", "$$")
+    script = (f"mkdir -p {task} {tmp_path}/sys/vm && echo 65530 > {tmp_path}/sys/vm/max_map_count && "
+              f"echo '{words}' > {task}/children && exec {' '.join(GUARD)} --interval 0.05 -- {' '.join(OUTLIVE[:2])} "
+              f"'{OUTLIVE[2]}'")
+    done = subprocess.run(["sh", "-c", script], env={**os.environ, "GUARD_PROCFS": str(tmp_path)},
+                          capture_output=True, timeout=30)
+    assert done.returncode == 7, done.stderr
+    assert b"internal error" not in done.stderr
+
+
+def test_sigchld_ignored_by_whoever_started_guard_does_not_lose_the_exit_code():
+    # an ignored SIGCHLD lets the kernel reap children unseen: guard would wait forever
+    start = ("import os, signal, sys\nsignal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+             "os.execv(sys.argv[1], sys.argv[1:])")
+    done = subprocess.run([PYTHON, "-c", start, *GUARD, "--", *OUTLIVE], capture_output=True, timeout=30)
+    assert done.returncode == 7, done.stderr
