@@ -70,6 +70,12 @@ def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
     unblocks them, so one that comes after the child's end (a second docker stop, Ctrl-C) cannot
     end guard with another code than the child's, or make Python raise KeyboardInterrupt.
     """
+    # What whoever started guard ignored (nohup, trap '' HUP) stays ignored in the child: tini
+    # puts back only what it changed itself (restore_signals(): the mask, SIGTTIN, SIGTTOU), and
+    # exec keeps an ignored signal ignored. Guard still forwards such a signal (blocked, it is
+    # queued, not discarded), and the child ignores it, as under tini.
+    inherited_ignores = {signum for signum in signal.valid_signals() - UNCATCHABLE
+                         if signal.getsignal(signum) == signal.SIG_IGN} - set(launch.PYTHON_IGNORES)
     saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
     for signum in TERMINAL:
         signal.signal(signum, signal.SIG_IGN)
@@ -77,7 +83,7 @@ def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
     # and the child's exit code would be lost with guard waiting for it forever.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     _become_subreaper()
-    child = _spawn(argv, saved_mask, _owns_terminal())
+    child = _spawn(argv, saved_mask, inherited_ignores, _owns_terminal())
     return _supervise(child, interval, MapWatch(metrics_file, where=where), cpu_share or CPU_SHARE)
 
 
@@ -107,7 +113,7 @@ def _owns_terminal():
         return False
 
 
-def _spawn(argv, saved_mask, foreground):
+def _spawn(argv, saved_mask, inherited_ignores, foreground):
     """fork + exec as tini's spawn() does; exec failures exit the child with 127 or 126."""
     envp = launch.original_environ()
     pid = os.fork()
@@ -121,10 +127,10 @@ def _spawn(argv, saved_mask, foreground):
         if foreground:
             with contextlib.suppress(OSError):  # no terminal after all: nothing to hand over
                 os.tcsetpgrp(0, os.getpgrp())
-        # Dispositions to the defaults (Python ignores SIGPIPE and SIGXFSZ at start, guard
-        # ignores SIGTTIN/SIGTTOU), then the mask guard was started with: the program starts as
-        # it would have after a plain exec.
-        for signum in signal.valid_signals() - UNCATCHABLE:
+        # Dispositions as guard was started with (Python ignores SIGPIPE and SIGXFSZ and
+        # handles SIGINT, guard ignores SIGTTIN/SIGTTOU), then the mask guard was started with:
+        # the program starts as it would have after a plain exec.
+        for signum in signal.valid_signals() - UNCATCHABLE - inherited_ignores:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
         launch.execvpe(argv[0], argv, envp)

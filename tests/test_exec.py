@@ -2,6 +2,7 @@
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 
@@ -228,3 +229,9 @@ def test_program_starts_when_stderr_is_a_full_pipe_nobody_reads(tmp_path):
         os.close(write_end)
     assert done.returncode == 0 and marker.exists()
 
+def test_signal_ignored_by_whoever_started_guard_stays_ignored():
+    # as exec alone and tini leave it (trap '' HUP, nohup); SIGHUP is bit 1 of SigIgn
+    done = subprocess.run(["sh", "-c", f"trap '' HUP; exec {guard_executable()} --require "
+                           "'vm.max_map_count>=0' -- grep ^SigIgn /proc/self/status"],
+                          capture_output=True, cwd="/", timeout=30)
+    assert int(done.stdout.split()[1], 16) == 1 << (signal.SIGHUP - 1)

@@ -464,3 +464,20 @@ def test_sigchld_ignored_by_whoever_started_guard_does_not_lose_the_exit_code():
              "os.execv(sys.argv[1], sys.argv[1:])")
     done = subprocess.run([PYTHON, "-c", start, *GUARD, "--", *OUTLIVE], capture_output=True, timeout=30)
     assert done.returncode == 7, done.stderr
+
+def test_signal_ignored_by_whoever_started_guard_stays_ignored_in_the_child(tmp_path):
+    # sh -c "trap '' HUP; exec guard --watch ..." as under tini: SIGHUP sent to guard is forwarded
+    # and the child, which inherited the ignore, lives on.
+    status = tmp_path / "status"
+    child = f"grep ^SigIgn /proc/self/status > {status}; sleep 1; exit 7"
+    proc = subprocess.Popen(["sh", "-c", f"trap '' HUP; exec {' '.join(GUARD)} -- sh -c '{child}'"])
+    try:
+        poll(lambda: read_file(status), what="the child to start")
+        os.kill(proc.pid, signal.SIGHUP)
+        assert proc.wait(timeout=10) == 7
+    finally:
+        stop(proc)
+    ignored = int(read_file(status).split()[1], 16)
+    assert ignored & 1 << (signal.SIGHUP - 1)
+    assert not ignored & 1 << (signal.SIGPIPE - 1), "Python's own ignores are not passed on"
+
