@@ -183,19 +183,22 @@ def _validate(option, value, origin):
 def resolve(parsed, environ):
     """Flag, else GUARD_* variable, else default; every value validated and named when bad.
 
-    Only the options this command takes are read: guard check ignores the --watch variables."""
-    settings, taken = {}, vars(parsed)
+    Only the options this command takes are read: guard check ignores the --watch variables.
+    settings["given_by"] names where each value came from (--skip or GUARD_SKIP), for messages."""
+    settings, taken, given_by = {}, vars(parsed), {}
     for o in OPTIONS:
+        given_by[o.dest] = o.flag
         if o.dest not in taken:
             settings[o.dest] = o.default
             continue
-        value, origin = taken[o.dest], o.flag
+        value = taken[o.dest]
         if value is None:
-            value, origin = _from_env(o, environ), o.env
+            value, given_by[o.dest] = _from_env(o, environ), o.env
         if value is None:
             settings[o.dest] = o.default
             continue
-        settings[o.dest] = _validate(o, value, origin)
+        settings[o.dest] = _validate(o, value, given_by[o.dest])
+    settings["given_by"] = given_by
     try:
         settings["require"] = [checks.parse_spec(s) for s in settings["require"]]
     except checks.SpecError as e:
@@ -306,12 +309,17 @@ def _main(args, environ):
     settings = resolve(parse_args(build_parser("guard", with_watch=True), options), environ)
     if not command:
         raise UsageError("no COMMAND given: guard [OPTIONS] [--] COMMAND [ARG...], or guard check")
+    if settings["watch"]:
+        from guard import supervise
+
+        problem = settings["metrics_file"] and supervise.unfit_metrics_file(settings["metrics_file"])
+        if problem:
+            raise UsageError(f"{settings['given_by']['metrics_file']} must be a regular file or a path "
+                             f"that does not exist yet, but [{settings['metrics_file']}] {problem}")
     where = place.detect(environ, settings["place"])  # once: the report's fixes and the watch's
     if run_checks(settings, command, environ, where)[0] == "refuse":
         return EXIT_REFUSED
     if settings["watch"]:
-        from guard import supervise
-
         return supervise.run(command, settings["interval"], settings["metrics_file"], where,
                              cpu_share=settings["watch_cpu"] / 100)
     code, message = launch.exec_program(command)

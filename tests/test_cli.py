@@ -194,3 +194,42 @@ def test_check_with_a_closed_stream_keeps_its_verdict(host_at, redirect):
     assert done.returncode == 78  # overcommit 0 in the crafted tree
     assert b"internal error" not in done.stderr and done.stdout == b""
 
+# --- --metrics-file names a regular file or nothing yet ------------------------------------
+
+
+def special_files(tmp_path):
+    """A FIFO, a symlink to a regular file, a directory and, as root, a character device (the
+    numbers of /dev/null): each made here, in the test's own directory. Never a host device: a
+    guard with this bug would put a regular file in its place."""
+    target = tmp_path / "target.prom"
+    target.write_text("kept\n")
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink(target, tmp_path / "link")
+    os.mkdir(tmp_path / "directory")
+    made = {"fifo": "FIFO", "link": "symbolic link", "directory": "directory"}
+    try:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        made["null"] = "character device"
+    except PermissionError:
+        pass  # not root: the other kinds make the point
+    return made
+
+
+def file_kind(path):
+    return stat.S_IFMT(os.lstat(path).st_mode)
+
+
+def test_metrics_file_that_is_not_a_regular_file_is_a_usage_error_and_left_alone(tmp_path):
+    marker = tmp_path / "started"
+    for name, kind in special_files(tmp_path).items():
+        path = tmp_path / name
+        before = file_kind(path)
+        for args, env, given in ((["--metrics-file", str(path)], {}, "--metrics-file"),
+                                 ([], {"GUARD_METRICS_FILE": str(path)}, "GUARD_METRICS_FILE")):
+            done = run_guard("--watch", "--profile", "none", *args, "--", "touch", str(marker), env=env)
+            assert done.returncode == 2, (name, text(done))
+            assert text(done) == (f"guard: {given} must be a regular file or a path that does not exist "
+                                  f"yet, but [{path}] is a {kind}\n")
+            assert file_kind(path) == before and not marker.exists()
+    assert (tmp_path / "target.prom").read_text() == "kept\n"
+

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -480,4 +481,14 @@ def test_signal_ignored_by_whoever_started_guard_stays_ignored_in_the_child(tmp_
     ignored = int(read_file(status).split()[1], 16)
     assert ignored & 1 << (signal.SIGHUP - 1)
     assert not ignored & 1 << (signal.SIGPIPE - 1), "Python's own ignores are not passed on"
+
+def test_metrics_path_that_became_a_fifo_since_start_is_not_replaced(tmp_path, capsys):
+    path = tmp_path / "guard.prom"
+    watch = watcher(str(path))
+    os.mkfifo(path)
+    watch.write_metrics([mapsview.Row(1234, "java", 52430)], 65530)
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    assert capsys.readouterr().err == f"guard: not writing metrics to {path}: it is a FIFO\n"
+    assert os.listdir(tmp_path) == ["guard.prom"]
+
 
