@@ -17,6 +17,10 @@ OPERATORS = {">=": operator.ge, "<=": operator.le, "=": operator.eq, "!=": opera
 ORDERING = (">=", "<=")
 
 THP_KEY = "transparent_hugepage"
+
+# Every value guard reads is a C long or unsigned long (sysctls, rlimits: 64 bits on the
+# platforms guard runs on); a number beyond that can never be met or missed by a host.
+SMALLEST, LARGEST = -(1 << 63), (1 << 64) - 1
 THP_MODES = ("always", "madvise", "never")
 
 # Human names for the knobs users meet most, used in messages before the knob itself, as in
@@ -107,7 +111,7 @@ def parse_value(text, key):
             raise SpecError(f"[unlimited] is only a value for resource limits, not for [{key}]")
         return UNLIMITED
     if re.fullmatch(r"-?[0-9]+", text):
-        number = int(text)
+        number = _number(text, key)
         if kind == "rlimit" and number == -1:
             return UNLIMITED  # docker --ulimit and limits.conf spell unlimited as -1
         if kind == "rlimit" and number < 0:
@@ -124,6 +128,19 @@ def parse_value(text, key):
     if not _WORD.match(text):
         raise SpecError(f"value must be a number, [unlimited] or a word but was [{text}]")
     return text
+
+
+def _number(text, key):
+    """The integer text spells, or SpecError when it is beyond any kernel value (checked on the
+    digits first: Python refuses to convert more than 4300 of them, with a ValueError)."""
+    digits = text.lstrip("-").lstrip("0") or "0"
+    if len(digits) <= len(str(LARGEST)):
+        number = -int(digits) if text.startswith("-") else int(digits)
+        if SMALLEST <= number <= LARGEST:
+            return number
+    shown = f"[{text}]" if len(text) <= 30 else f"[{text[:20]}...] ({len(digits)} digits)"
+    raise SpecError(f"[{key}] takes a number of 64 bits at most, as the kernel keeps its values, "
+                    f"but was given {shown}")
 
 
 def parse_spec(text, hard=True):

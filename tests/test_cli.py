@@ -194,6 +194,16 @@ def test_check_with_a_closed_stream_keeps_its_verdict(host_at, redirect):
     assert done.returncode == 78  # overcommit 0 in the crafted tree
     assert b"internal error" not in done.stderr and done.stdout == b""
 
+# --- values guard cannot take are usage errors naming them ---------------------------------
+
+
+def test_number_beyond_any_kernel_value_is_a_usage_error_not_an_internal_one():
+    done = run_guard("check", "--require", "vm.max_map_count>=" + "9" * 5000)
+    assert done.returncode == 2
+    assert text(done) == ("guard: --require: [vm.max_map_count] takes a number of 64 bits at most, as the "
+                          "kernel keeps its values, but was given [99999999999999999999...] (5000 digits)\n")
+
+
 # --- --metrics-file names a regular file or nothing yet ------------------------------------
 
 
