@@ -219,6 +219,12 @@ def run_check(req):
     return judge(req, actual)
 
 
+def unmatched_skips(skip, requirements):
+    """The names in skip that name no requirement, by check name or key, in the order given."""
+    known = {req.name for req in requirements} | {req.key for req in requirements}
+    return [name for name in skip if name not in known]
+
+
 def run_checks(requirements, skip=()):
     """Every check runs; none stops the others. Skipped names give a skip result, not silence."""
     results = []

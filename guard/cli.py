@@ -230,6 +230,12 @@ def run_checks(settings, command, environ, where, launching=True):
     own_argv = profiles.program_argv(profile, command)  # the program's words, past any launcher
     plan = profile.plan(profiles.Invocation(own_argv, environ))
     requirements = plan.requirements + settings["require"]
+    unmatched = checks.unmatched_skips(settings["skip"], requirements)
+    if unmatched:
+        existing = ", ".join(f"{r.name} ({r.key})" for r in requirements)
+        whose = f" of {profile.name}" if profile.name != "none" else ""
+        raise UsageError(f"{settings['given_by']['skip']} [{unmatched[0]}] matches no check; "
+                         f"the checks{whose} are: {existing}")
     results = checks.run_checks(requirements, skip=set(settings["skip"]))
     program = os.path.basename(own_argv[0]) if launching else None
     name = profile.name

@@ -145,3 +145,8 @@ def test_skipped_checks_are_reported_as_skipped_by_name_or_key():
     results = checks.run_checks(reqs, skip={"max-map-count", "nofile"})
     assert [r.status for r in results] == ["skip", "skip"]
     assert "--skip max-map-count" in results[0].message
+
+def test_skips_that_name_no_check_are_found_by_name_or_key():
+    reqs = [Requirement("vm.max_map_count", ">=", 1), Requirement("nofile.hard", ">=", 1, name="file-descriptors")]
+    assert checks.unmatched_skips(["max-map-count", "nofile.hard", "nofile", "max-map-cont"], reqs) == [
+        "nofile", "max-map-cont"]

@@ -61,7 +61,7 @@ def test_flag_wins_over_environment(host_at):
 def test_environment_requirements_and_skips_are_comma_separated(host_at):
     env = {**host_at, "GUARD_PROFILE": "none", "GUARD_REQUIRE": "vm.max_map_count>=1, vm.overcommit_memory=1"}
     assert run_guard("check", env=env).returncode == 78
-    assert run_guard("check", env={**env, "GUARD_SKIP": "overcommit-memory,other"}).returncode == 0
+    assert run_guard("check", env={**env, "GUARD_SKIP": "overcommit-memory,vm.max_map_count"}).returncode == 0
 
 
 def test_repeated_flags_add_requirements(host_at):
@@ -202,6 +202,15 @@ def test_number_beyond_any_kernel_value_is_a_usage_error_not_an_internal_one():
     assert done.returncode == 2
     assert text(done) == ("guard: --require: [vm.max_map_count] takes a number of 64 bits at most, as the "
                           "kernel keeps its values, but was given [99999999999999999999...] (5000 digits)\n")
+
+
+@pytest.mark.parametrize("given, env, named", [(["--skip", "max-map-cont"], {}, "--skip [max-map-cont]"),
+                                               ([], {"GUARD_SKIP": "overcommit,thp"}, "GUARD_SKIP [thp]")])
+def test_skip_that_matches_no_check_is_a_usage_error_naming_it_and_the_checks(host_at, given, env, named):
+    done = run_guard("check", "--profile", "redis", *given, env={**host_at, **env})
+    assert done.returncode == 2
+    assert text(done) == (f"guard: {named} matches no check; the checks of redis are: overcommit "
+                          "(vm.overcommit_memory), somaxconn (net.core.somaxconn), open-files (nofile.hard)\n")
 
 
 # --- --metrics-file names a regular file or nothing yet ------------------------------------
