@@ -202,10 +202,16 @@ def failure_message(req, actual):
 
 
 def judge(req, actual):
-    """Compare an observed value with a requirement; never reads the host."""
-    numeric = not isinstance(actual, str)
-    if numeric != (not isinstance(req.value, str)) and req.op in ORDERING:
-        return Result(req, "skip", actual, f"{describe(req.key)} is [{actual}], not a number to compare")
+    """Compare an observed value with a requirement; never reads the host.
+
+    One rule for a value that cannot be parsed, whatever the operator: a numeric requirement
+    and a value that is not a number (empty, a word, a vector such as tcp_rmem's) is skipped with
+    the reason, never judged. A word requirement compares the value as text.
+    """
+    if isinstance(req.value, str):
+        actual = actual if isinstance(actual, str) else format_value(actual)
+    elif isinstance(actual, str):
+        return Result(req, "skip", actual, f"{describe(req.key)} skipped: [{actual}] is not a number")
     if OPERATORS[req.op](actual, req.value):
         return Result(req, "pass", actual, f"{describe(req.key)} [{format_value(actual)}] {req.op} [{format_value(req.value)}]")
     return Result(req, "fail" if req.hard else "warn", actual, failure_message(req, actual))
