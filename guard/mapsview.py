@@ -4,6 +4,7 @@ Counting is guard.maps (the C scanner); this module adds the names, the percenta
 and the three renderings. ``render_prometheus`` is shared with supervise mode.
 """
 
+import itertools
 import json
 import os
 from typing import NamedTuple, Optional
@@ -33,11 +34,13 @@ def read_limit():
 
 
 def read_name(pid):
-    """The process's command name (/proc/PID/comm), "?" once it has exited."""
+    """The process's command name (/proc/PID/comm); "?" when it cannot be read, None once the
+    process has exited (its /proc directory is gone)."""
+    directory = os.path.join(host.proc_root(), str(pid))
     try:
-        return host.read_text(os.path.join(host.proc_root(), str(pid), "comm"))
+        return host.read_text(os.path.join(directory, "comm"))
     except host.Unreadable:
-        return "?"
+        return None if not os.path.isdir(directory) else "?"
 
 
 def percent(count, limit):
@@ -48,13 +51,16 @@ def percent(count, limit):
 def largest_first(counts, failed, top=None):
     """Rows by map count, largest first (then by pid); ``top`` keeps the largest N only.
 
-    Processes that could not be counted follow, unless ``top`` asks for the largest.
+    Processes that could not be counted follow, unless ``top`` asks for the largest. The race:
+    a process counted by the scan can exit before its name is read; it has no mappings left and
+    is left out, as the scan leaves out one that exits before its maps are read.
     """
     order = sorted(counts, key=lambda pid: (-counts[pid], pid))
-    rows = [Row(pid, read_name(pid), counts[pid]) for pid in order[:top]]
+    rows = (Row(pid, read_name(pid), counts[pid]) for pid in order)
     if top is None:
-        rows += [Row(pid, read_name(pid), None, error) for pid, error in sorted(failed.items())]
-    return rows
+        rows = itertools.chain(rows, (Row(pid, read_name(pid), None, error)
+                                      for pid, error in sorted(failed.items())))
+    return list(itertools.islice((row for row in rows if row.name is not None), top))
 
 
 def _reason(error):

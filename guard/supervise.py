@@ -285,11 +285,15 @@ class MapWatch:
         rows = []
         for pid in descendants(self.root):
             try:
-                rows.append(mapsview.Row(pid, mapsview.read_name(pid), maps.count(pid)))
+                count = maps.count(pid)
             except ProcessLookupError:
-                pass  # exited since it was listed
+                continue  # exited since it was listed
             except OSError as e:
                 self.complain(f"cannot count the memory maps of pid [{pid}]: {e.strerror}")
+                continue
+            name = mapsview.read_name(pid)
+            if name is not None:  # None: exited since it was counted
+                rows.append(mapsview.Row(pid, name, count))
         if rows:
             top = max(rows, key=lambda row: row.maps)
             self.observe(top.pid, top.name, top.maps, limit)
