@@ -146,6 +146,7 @@ def test_skipped_checks_are_reported_as_skipped_by_name_or_key():
     assert [r.status for r in results] == ["skip", "skip"]
     assert "--skip max-map-count" in results[0].message
 
+
 @pytest.mark.parametrize("op", [">=", "<=", "=", "!="])
 @pytest.mark.parametrize("text", ["", "garbage", "4096 16384 4194304"])
 def test_value_that_is_not_a_number_is_skipped_with_the_reason_whatever_the_operator(tmp_path, monkeypatch, op, text):

@@ -136,6 +136,7 @@ def test_refusal_names_the_program_past_its_launcher(host_at):
     assert done.returncode == 78
     assert "guard: refusing to start redis-server (exit 78)" in text(done)
 
+
 # --- guard's own output: a closed, full or broken stdout is said, never an internal error -------
 
 
@@ -194,6 +195,7 @@ def test_check_with_a_closed_stream_keeps_its_verdict(host_at, redirect):
     assert done.returncode == 78  # overcommit 0 in the crafted tree
     assert b"internal error" not in done.stderr and done.stdout == b""
 
+
 # --- values guard cannot take are usage errors naming them ---------------------------------
 
 
@@ -251,4 +253,3 @@ def test_metrics_file_that_is_not_a_regular_file_is_a_usage_error_and_left_alone
                                   f"yet, but [{path}] is a {kind}\n")
             assert file_kind(path) == before and not marker.exists()
     assert (tmp_path / "target.prom").read_text() == "kept\n"
-

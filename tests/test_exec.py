@@ -168,6 +168,7 @@ def test_exec_core_compiles_with_strict_warnings(tmp_path):
     subprocess.run(["gcc", "-std=gnu99", "-Wall", "-Wextra", "-Werror", "-I", csrc, "-c",
                     os.path.join(csrc, "execve.c"), "-o", str(tmp_path / "execve.o")], check=True)
 
+
 # --- guard's own output never stops the program ----------------------------------------------
 
 # Writes which of descriptors 0, 1 and 2 it was started with to the file named by its argument.
@@ -228,6 +229,7 @@ def test_program_starts_when_stderr_is_a_full_pipe_nobody_reads(tmp_path):
         os.close(read_end)
         os.close(write_end)
     assert done.returncode == 0 and marker.exists()
+
 
 def test_signal_ignored_by_whoever_started_guard_stays_ignored():
     # as exec alone and tini leave it (trap '' HUP, nohup); SIGHUP is bit 1 of SigIgn

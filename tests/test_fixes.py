@@ -88,6 +88,7 @@ def test_not_equal_on_a_sysctl_asks_for_another_value():
 
 # --- where guard runs ---
 
+
 @pytest.mark.parametrize("release,expected", [
     ("5.15.133.1-microsoft-standard-WSL2", "wsl2"),
     ("6.6.16-linuxkit", "docker-desktop"),

@@ -120,6 +120,7 @@ def test_no_check_command_line_or_environment_crashes_guard(args, environ):
     assert code in (0, 2, 78), err.getvalue()
     assert "internal error" not in err.getvalue()
 
+
 @pytest.mark.parametrize("number, shown", [
     ("18446744073709551616", "[18446744073709551616]"),  # 1 << 64
     ("-9223372036854775809", "[-9223372036854775809]"),  # below -(1 << 63)

@@ -252,6 +252,7 @@ libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 FAILED = ctypes.c_void_p(-1).value
 mapped = []
 
+
 def grow(n):
     for _ in range(n):
         prot = mmap.PROT_READ if len(mapped) % 2 else mmap.PROT_READ | mmap.PROT_WRITE
@@ -391,7 +392,6 @@ def test_metrics_file_that_cannot_be_written_is_said_once(tmp_path, capsys):
     assert err == [f"guard: cannot write metrics to {tmp_path}/missing-dir/guard.prom: No such file or directory"]
 
 
-
 def _samples_in(seconds, holder, maps, metrics_file, cpu):
     """guard --watch at a 10 ms interval over a child holding ``maps`` maps: samples taken."""
     proc = subprocess.Popen([*GUARD, "--interval", "0.01", "--watch-cpu", cpu, "--metrics-file",
@@ -418,6 +418,7 @@ def test_watch_spaces_out_samples_to_stay_under_its_cpu_share(tmp_path):
     # 10 ms was asked; with the whole core the watch samples every few tens of ms.
     assert capped <= 8, capped
     assert uncapped >= 4 * capped, (capped, uncapped)
+
 
 # --- guard never exits while the child lives ------------------------------------------------
 
@@ -466,6 +467,7 @@ def test_sigchld_ignored_by_whoever_started_guard_does_not_lose_the_exit_code():
     done = subprocess.run([PYTHON, "-c", start, *GUARD, "--", *OUTLIVE], capture_output=True, timeout=30)
     assert done.returncode == 7, done.stderr
 
+
 def test_signal_ignored_by_whoever_started_guard_stays_ignored_in_the_child(tmp_path):
     # sh -c "trap '' HUP; exec guard --watch ..." as under tini: SIGHUP sent to guard is forwarded
     # and the child, which inherited the ignore, lives on.
@@ -482,6 +484,7 @@ def test_signal_ignored_by_whoever_started_guard_stays_ignored_in_the_child(tmp_
     assert ignored & 1 << (signal.SIGHUP - 1)
     assert not ignored & 1 << (signal.SIGPIPE - 1), "Python's own ignores are not passed on"
 
+
 def test_metrics_path_that_became_a_fifo_since_start_is_not_replaced(tmp_path, capsys):
     path = tmp_path / "guard.prom"
     watch = watcher(str(path))
@@ -490,5 +493,3 @@ def test_metrics_path_that_became_a_fifo_since_start_is_not_replaced(tmp_path, c
     assert stat.S_ISFIFO(os.lstat(path).st_mode)
     assert capsys.readouterr().err == f"guard: not writing metrics to {path}: it is a FIFO\n"
     assert os.listdir(tmp_path) == ["guard.prom"]
-
-
