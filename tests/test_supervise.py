@@ -296,11 +296,11 @@ class Lines:
 
 
 def test_growing_maps_warn_at_80_90_95_percent_before_enomem_and_once_when_back():
-    with open("/proc/sys/vm/max_map_count") as f:
-        limit = int(f.read())
-    if limit > 1 << 20:
-        pytest.skip(f"vm.max_map_count [{limit}] is too high to reach in a test")
-    with host_settings_unchanged():
+    with host_settings_unchanged():  # the limit is read under the lock: another run may change it
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read())
+        if limit > 1 << 20:
+            pytest.skip(f"vm.max_map_count [{limit}] is too high to reach in a test")
         # every 50 ms whatever a sample costs: the workload grows 1 % of the limit every 100 ms
         proc = guard(PYTHON, "-c", GROW_MAPS, "0.1", interval="0.05", cpu="100", stderr=subprocess.PIPE, text=True)
         try:
