@@ -17,11 +17,11 @@ OPERATORS = {">=": operator.ge, "<=": operator.le, "=": operator.eq, "!=": opera
 ORDERING = (">=", "<=")
 
 THP_KEY = "transparent_hugepage"
+THP_MODES = ("always", "madvise", "never")
 
 # Every value guard reads is a C long or unsigned long (sysctls, rlimits: 64 bits on the
 # platforms guard runs on); a number beyond that can never be met or missed by a host.
 SMALLEST, LARGEST = -(1 << 63), (1 << 64) - 1
-THP_MODES = ("always", "madvise", "never")
 
 # Human names for the knobs users meet most, used in messages before the knob itself, as in
 # Elasticsearch's "max virtual memory areas vm.max_map_count [65530] is too low".

@@ -64,7 +64,8 @@ def execvpe(file, argv, envp):
     raise first_failure or not_found
 
 
-# Python ignores these at start (Python/pylifecycle.c); an ignored signal survives exec.
+# CPython ignores these at start, before any Python code runs (signal_install_handlers() in
+# Modules/signalmodule.c, initsigs() in older releases); an ignored signal survives exec.
 PYTHON_IGNORES = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
 
 

@@ -12,6 +12,7 @@ from guard.fixes import fix
 from guard.host import UNLIMITED
 
 PREFIX = "guard: "
+STATUS_WORDS = {"pass": "pass", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
 # The exit code when guard's own output (stdout: check's JSON, profiles, maps, --help) could not
 # be written: EX_IOERR (sysexits.h).
@@ -20,7 +21,6 @@ EXIT_OUTPUT = 74
 # How long guard's text may wait for room in a stderr nobody reads (a full pipe) before it is
 # dropped: the program guard starts, and the signals guard forwards, wait for no reader.
 STDERR_PATIENCE = 1.0
-STATUS_WORDS = {"pass": "pass", "warn": "warn", "fail": "FAIL", "skip": "skip"}
 
 
 def verdict(results, enforce):
