@@ -9,8 +9,9 @@ setup(
     python_requires=">=3.9",
     # PyYAML reads elasticsearch.yml as Elasticsearch does (a real YAML parser, not a line reader).
     install_requires=["cffi>=1.15", "PyYAML>=5.4"],
-    # The C map scanner (csrc/), compiled by cffi at install time into guard._maps.
-    cffi_modules=["csrc/build_maps.py:ffibuilder"],
+    # The C core (csrc/), compiled by cffi at install time: the map scanner into guard._maps,
+    # exec with the environment as a list into guard._execve.
+    cffi_modules=["csrc/build.py:maps", "csrc/build.py:execve"],
     extras_require={
         "test": ["pytest", "pytest-docker", "docker", "hypothesis", "psutil"],
     },

@@ -19,6 +19,10 @@ ORDERING = (">=", "<=")
 THP_KEY = "transparent_hugepage"
 THP_MODES = ("always", "madvise", "never")
 
+# Every value guard reads is a C long or unsigned long (sysctls, rlimits: 64 bits on the
+# platforms guard runs on); a number beyond that can never be met or missed by a host.
+SMALLEST, LARGEST = -(1 << 63), (1 << 64) - 1
+
 # Human names for the knobs users meet most, used in messages before the knob itself, as in
 # Elasticsearch's "max virtual memory areas vm.max_map_count [65530] is too low".
 LABELS = {
@@ -107,7 +111,7 @@ def parse_value(text, key):
             raise SpecError(f"[unlimited] is only a value for resource limits, not for [{key}]")
         return UNLIMITED
     if re.fullmatch(r"-?[0-9]+", text):
-        number = int(text)
+        number = _number(text, key)
         if kind == "rlimit" and number == -1:
             return UNLIMITED  # docker --ulimit and limits.conf spell unlimited as -1
         if kind == "rlimit" and number < 0:
@@ -124,6 +128,19 @@ def parse_value(text, key):
     if not _WORD.match(text):
         raise SpecError(f"value must be a number, [unlimited] or a word but was [{text}]")
     return text
+
+
+def _number(text, key):
+    """The integer text spells, or SpecError when it is beyond any kernel value (checked on the
+    digits first: Python refuses to convert more than 4300 of them, with a ValueError)."""
+    digits = text.lstrip("-").lstrip("0") or "0"
+    if len(digits) <= len(str(LARGEST)):
+        number = -int(digits) if text.startswith("-") else int(digits)
+        if SMALLEST <= number <= LARGEST:
+            return number
+    shown = f"[{text}]" if len(text) <= 30 else f"[{text[:20]}...] ({len(digits)} digits)"
+    raise SpecError(f"[{key}] takes a number of 64 bits at most, as the kernel keeps its values, "
+                    f"but was given {shown}")
 
 
 def parse_spec(text, hard=True):
@@ -185,10 +202,16 @@ def failure_message(req, actual):
 
 
 def judge(req, actual):
-    """Compare an observed value with a requirement; never reads the host."""
-    numeric = not isinstance(actual, str)
-    if numeric != (not isinstance(req.value, str)) and req.op in ORDERING:
-        return Result(req, "skip", actual, f"{describe(req.key)} is [{actual}], not a number to compare")
+    """Compare an observed value with a requirement; never reads the host.
+
+    One rule for a value that cannot be parsed, whatever the operator: a numeric requirement
+    and a value that is not a number (empty, a word, a vector such as tcp_rmem's) is skipped with
+    the reason, never judged. A word requirement compares the value as text.
+    """
+    if isinstance(req.value, str):
+        actual = actual if isinstance(actual, str) else format_value(actual)
+    elif isinstance(actual, str):
+        return Result(req, "skip", actual, f"{describe(req.key)} skipped: [{actual}] is not a number")
     if OPERATORS[req.op](actual, req.value):
         return Result(req, "pass", actual, f"{describe(req.key)} [{format_value(actual)}] {req.op} [{format_value(req.value)}]")
     return Result(req, "fail" if req.hard else "warn", actual, failure_message(req, actual))
@@ -200,6 +223,12 @@ def run_check(req):
     except Unreadable as e:
         return Result(req, "skip", None, f"{describe(req.key)} skipped: {e}")
     return judge(req, actual)
+
+
+def unmatched_skips(skip, requirements):
+    """The names in skip that name no requirement, by check name or key, in the order given."""
+    known = {req.name for req in requirements} | {req.key for req in requirements}
+    return [name for name in skip if name not in known]
 
 
 def run_checks(requirements, skip=()):

@@ -2,6 +2,8 @@
 
 import argparse
 import collections
+import contextlib
+import io
 import os
 import sys
 
@@ -11,6 +13,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_REFUSED = 78  # EX_CONFIG (sysexits.h), the code Elasticsearch exits with on failed bootstrap checks
 EXIT_INTERNAL = 70  # EX_SOFTWARE
+EXIT_OUTPUT = report.EXIT_OUTPUT  # 74, EX_IOERR: stdout could not take guard's output
 
 SUBCOMMANDS = ("check", "profiles", "maps")
 
@@ -85,6 +88,7 @@ exit codes:
   2    usage error                       126  COMMAND found but not executable
   127  COMMAND not found                 70   internal error in guard
   1    guard maps: a pid given does not exist or cannot be read
+  74   guard check, profiles, maps, --help: stdout could not be written
   otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
   exit code, or 128 + the number of the signal that killed it
 """
@@ -117,6 +121,19 @@ def build_parser(prog, with_watch):
             parser.add_argument(o.flag, metavar=o.metavar or "{" + ",".join(o.choices) + "}",
                                 default=None, help=text)
     return parser
+
+
+def parse_args(parser, args):
+    """argparse, with what it prints (--help, --version, a usage error) written the way guard
+    writes: a closed or broken stdout or stderr cannot turn --help into an internal error."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            return parser.parse_args(args)
+    except SystemExit as e:
+        written = report.output(out.getvalue()) if out.getvalue() else True
+        report.write(err.getvalue())
+        raise SystemExit(EXIT_OUTPUT if e.code == EXIT_OK and not written else e.code) from None
 
 
 def _split_at_command(args):
@@ -166,19 +183,22 @@ def _validate(option, value, origin):
 def resolve(parsed, environ):
     """Flag, else GUARD_* variable, else default; every value validated and named when bad.
 
-    Only the options this command takes are read: guard check ignores the --watch variables."""
-    settings, taken = {}, vars(parsed)
+    Only the options this command takes are read: guard check ignores the --watch variables.
+    settings["given_by"] names where each value came from (--skip or GUARD_SKIP), for messages."""
+    settings, taken, given_by = {}, vars(parsed), {}
     for o in OPTIONS:
+        given_by[o.dest] = o.flag
         if o.dest not in taken:
             settings[o.dest] = o.default
             continue
-        value, origin = taken[o.dest], o.flag
+        value = taken[o.dest]
         if value is None:
-            value, origin = _from_env(o, environ), o.env
+            value, given_by[o.dest] = _from_env(o, environ), o.env
         if value is None:
             settings[o.dest] = o.default
             continue
-        settings[o.dest] = _validate(o, value, origin)
+        settings[o.dest] = _validate(o, value, given_by[o.dest])
+    settings["given_by"] = given_by
     try:
         settings["require"] = [checks.parse_spec(s) for s in settings["require"]]
     except checks.SpecError as e:
@@ -193,45 +213,58 @@ def choose_profile(settings, command):
 
 
 def run_checks(settings, command, environ, where, launching=True):
-    """Plan, check, report (stderr; JSON to stdout when nothing is launched). Returns the verdict."""
+    """Plan, check, report (stderr; JSON to stdout when nothing is launched).
+
+    Returns the verdict and whether stdout took the JSON (guard's stderr is best effort: what
+    cannot be written there changes nothing)."""
     profile = choose_profile(settings, command)
     if profile is None and not settings["require"]:
         if not launching:
             raise UsageError("guard check needs --profile NAME, --require SPEC or a known COMMAND "
                              f"(profiles: {', '.join(profiles.PROFILES)})")
         if not settings["quiet"]:
-            sys.stderr.write(f"guard: no profile knows [{os.path.basename(command[0])}]; "
-                             "starting it unchecked (--profile NAME or GUARD_PROFILE to check)\n")
-        return "pass"
+            report.write(f"guard: no profile knows [{os.path.basename(command[0])}]; "
+                         "starting it unchecked (--profile NAME or GUARD_PROFILE to check)\n")
+        return "pass", True
     profile = profile or profiles.PROFILES["none"]
     own = profiles.invocation(profile, command, environ)  # its words and environment, past launchers
     plan = profile.plan(own)
     requirements = plan.requirements + settings["require"]
+    unmatched = checks.unmatched_skips(settings["skip"], requirements)
+    if unmatched:
+        existing = ", ".join(f"{r.name} ({r.key})" for r in requirements)
+        whose = f" of {profile.name}" if profile.name != "none" else ""
+        raise UsageError(f"{settings['given_by']['skip']} [{unmatched[0]}] matches no check; "
+                         f"the checks{whose} are: {existing}")
     results = checks.run_checks(requirements, skip=set(settings["skip"]))
     program = os.path.basename(own.argv[0]) if launching else None
     name = profile.name
+    written = True
     if settings["format"] == "json":
-        out = sys.stderr if launching else sys.stdout
-        out.write(report.to_json(name, settings["mode"], where, plan.notes, results) + "\n")
+        text = report.to_json(name, settings["mode"], where, plan.notes, results) + "\n"
+        if launching:
+            report.write(text)
+        else:
+            written = report.output(text)
     else:
-        sys.stderr.write(report.to_text(name, where, plan.notes, results, quiet=settings["quiet"]))
-        sys.stderr.write(report.closing_line(results, settings["mode"], program))
-    return report.verdict(results, settings["mode"] == "enforce")
+        report.write(report.to_text(name, where, plan.notes, results, quiet=settings["quiet"]) +
+                     report.closing_line(results, settings["mode"], program))
+    return report.verdict(results, settings["mode"] == "enforce"), written
 
 
 def cmd_profiles():
+    lines = []
     for profile in profiles.PROFILES.values():
         if profile.name == "none":
             continue
         plan = profile.plan(profiles.Invocation((), {}))
         names = ", ".join(profile.commands)
-        sys.stdout.write(f"{profile.name}: {profile.summary} (commands: {names})\n")
+        lines.append(f"{profile.name}: {profile.summary} (commands: {names})\n")
         for req in plan.requirements:
             level = "hard" if req.hard else "soft"
-            sys.stdout.write(f"  {req.name:<26} {report.format_requirement(req):<32} {level}  {req.source}\n")
-        for note in plan.notes:
-            sys.stdout.write(f"  note: {note}\n")
-    return EXIT_OK
+            lines.append(f"  {req.name:<26} {report.format_requirement(req):<32} {level}  {req.source}\n")
+        lines += [f"  note: {note}\n" for note in plan.notes]
+    return EXIT_OK if report.output("".join(lines)) else EXIT_OUTPUT
 
 
 def cmd_maps(args):
@@ -240,7 +273,7 @@ def cmd_maps(args):
     parser.add_argument("pids", nargs="*", metavar="PID")
     parser.add_argument("--top", type=int, default=None, metavar="N", help="show the N largest")
     parser.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
-    parsed = parser.parse_args(args)
+    parsed = parse_args(parser, args)
     if parsed.top is not None and parsed.top < 1:
         raise UsageError(f"--top must be at least 1 but was [{parsed.top}]")
     from guard import mapsview
@@ -253,12 +286,12 @@ def main(argv=None):
     try:
         return _main(args, os.environ)
     except UsageError as e:
-        sys.stderr.write(f"guard: {e}\n")
+        report.write(f"guard: {e}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 128 + 2
     except Exception as e:  # a bug in guard must say so plainly, not scroll a traceback by
-        sys.stderr.write(f"guard: internal error: {type(e).__name__}: {e} (please report it)\n")
+        report.write(f"guard: internal error: {type(e).__name__}: {e} (please report it)\n")
         return EXIT_INTERNAL
 
 
@@ -272,22 +305,29 @@ def _main(args, environ):
         # guard check -- COMMAND...: the command only selects the profile and its settings (a
         # preflight service reads the same server.properties the broker will); it never runs.
         options, command = _split_at_command(rest)
-        settings = resolve(build_parser("guard check", with_watch=False).parse_args(options), environ)
+        settings = resolve(parse_args(build_parser("guard check", with_watch=False), options), environ)
         where = place.detect(environ, settings["place"])
-        verdict = run_checks(settings, command, environ, where, launching=False)
-        return EXIT_REFUSED if verdict == "refuse" else EXIT_OK
+        verdict, written = run_checks(settings, command, environ, where, launching=False)
+        if verdict == "refuse":
+            return EXIT_REFUSED  # the verdict first: a refusal never reads as anything milder
+        return EXIT_OK if written else EXIT_OUTPUT
     options, command = _split_at_command(args)
-    settings = resolve(build_parser("guard", with_watch=True).parse_args(options), environ)
+    settings = resolve(parse_args(build_parser("guard", with_watch=True), options), environ)
     if not command:
         raise UsageError("no COMMAND given: guard [OPTIONS] [--] COMMAND [ARG...], or guard check")
-    where = place.detect(environ, settings["place"])  # once: the report's fixes and the watch's
-    if run_checks(settings, command, environ, where) == "refuse":
-        return EXIT_REFUSED
     if settings["watch"]:
         from guard import supervise
 
+        problem = settings["metrics_file"] and supervise.unfit_metrics_file(settings["metrics_file"])
+        if problem:
+            raise UsageError(f"{settings['given_by']['metrics_file']} must be a regular file or a path "
+                             f"that does not exist yet, but [{settings['metrics_file']}] {problem}")
+    where = place.detect(environ, settings["place"])  # once: the report's fixes and the watch's
+    if run_checks(settings, command, environ, where)[0] == "refuse":
+        return EXIT_REFUSED
+    if settings["watch"]:
         return supervise.run(command, settings["interval"], settings["metrics_file"], where,
                              cpu_share=settings["watch_cpu"] / 100)
     code, message = launch.exec_program(command)
-    sys.stderr.write(message + "\n")
+    report.write(message + "\n")
     return code

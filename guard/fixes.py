@@ -136,16 +136,21 @@ def _namespaced_fix(key, value, place, program):
     return f"To fix this, run as root: {now}\nand keep it across reboots: {persist}"
 
 
+# What a fix does to a limit, by the requirement's operator: a "<=" limit is too high.
+CHANGE_VERBS = {">=": "raise", "<=": "lower"}
+
+
 def _rlimit_fix(req, place):
     base, _ = rlimit_parts(req.key)
     value = target(req)
+    verb = CHANGE_VERBS.get(req.op, "set")
     if place.name == "kubernetes":
-        return ("To fix this, raise the container runtime's default on the node: Kubernetes has no pod "
+        return (f"To fix this, {verb} the container runtime's default on the node: Kubernetes has no pod "
                 f"field for resource limits (containerd: {SYSTEMD_NAMES[base]}= in its systemd unit; "
                 f"dockerd: --default-ulimit {base}={_docker(value)}:{_docker(value)}).")
     if place.in_container:
         if base not in DOCKER_ULIMITS:
-            return (f"To fix this, raise {base} for the container engine itself (dockerd's systemd unit "
+            return (f"To fix this, {verb} {base} for the container engine itself (dockerd's systemd unit "
                     f"{SYSTEMD_NAMES[base]}={_systemd(value)}): docker --ulimit cannot set it.")
         number = _docker(value)
         return "\n".join([
@@ -157,8 +162,10 @@ def _rlimit_fix(req, place):
             f"        hard: {number}",
         ])
     letter = ULIMIT_LETTERS[base]
-    return (f"To fix this, raise it for the user or service that starts the program: "
-            f"ulimit -{letter} {format_value(value)} (as root, or up to the hard limit), "
+    # Anyone may lower a limit; raising one beyond the hard limit takes root.
+    who = "as root, or up to the hard limit" if verb != "lower" else "any user may lower a limit"
+    return (f"To fix this, {verb} it for the user or service that starts the program: "
+            f"ulimit -{letter} {format_value(value)} ({who}), "
             f"{SYSTEMD_NAMES[base]}={_systemd(value)} in its systemd unit, or "
             f"'* - {base} {format_value(value)}' in /etc/security/limits.conf.")
 

@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 
+from guard import execve
+
 NOT_FOUND = 127
 NOT_EXECUTABLE = 126
 
@@ -37,25 +39,67 @@ def received_environ_block():
 
 
 def original_environ():
-    """The environment guard was started with, byte for byte (received_environ_block)."""
+    """The environment guard was started with: the list execve() was given, entry for entry.
+
+    os.environ would not do: it keeps one value per name (the last, where the program's getenv()
+    finds the first) and drops entries without '='. The block received_environ_block() reads
+    keeps each NUL-terminated entry as it was given.
+    """
     try:
         raw = received_environ_block()
     except OSError:
-        return dict(os.environb)
-    env = {}
-    for entry in raw.split(b"\0"):
-        name, sep, value = entry.partition(b"=")
-        if sep and name:
-            env[name] = value
-    return env
+        return [name + b"=" + value for name, value in os.environb.items()]
+    return raw[:-1].split(b"\0") if raw else []
+
+
+def search_path(envp):
+    """The directories execvp(3) searches: the first PATH in envp, which getenv(3) finds, or
+    the default PATH when there is none."""
+    for entry in envp:
+        if entry.startswith(b"PATH="):
+            return os.get_exec_path({b"PATH": entry[5:]})
+    return os.get_exec_path({})
+
+
+def execvpe(file, argv, envp):
+    """Become file (searched in PATH when it has no slash) with argv and the envp list as given.
+
+    Returns only by raising. The search is execvp(3)'s and CPython's os.execvpe's: the error of
+    the first candidate that exists but cannot be run wins over not-found, but unlike execvp(3)
+    a file without #! (ENOEXEC) is not handed to /bin/sh (exec_failure says why).
+    """
+    name = os.fsencode(file)
+    args = [os.fsencode(arg) for arg in argv]
+    if not name:  # execvp(3) and the shell: an empty name is not found (127), not a directory
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), file)
+    if b"/" in name:
+        execve.execve(name, args, envp)
+    first_failure = not_found = None
+    for directory in search_path(envp):
+        try:
+            execve.execve(os.path.join(os.fsencode(directory), name), args, envp)
+        except (FileNotFoundError, NotADirectoryError) as e:
+            not_found = e
+        except OSError as e:
+            first_failure = first_failure or e
+    raise first_failure or not_found
+
+
+# CPython ignores these at start, before any Python code runs (signal_install_handlers() in
+# Modules/signalmodule.c, initsigs() in older releases); an ignored signal survives exec.
+PYTHON_IGNORES = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
 
 
 def reset_signals():
-    """Python ignores SIGPIPE and SIGXFSZ at start; an ignored signal survives exec, so without
-    this the program would never die of a broken pipe. Put back what a program expects."""
-    for name in ("SIGPIPE", "SIGXFSZ"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    """Put back the default for the signals Python ignores, or the program would never die of a
+    broken pipe.
+
+    Every other ignored signal was ignored by whoever started guard (nohup, trap '' HUP) and
+    stays ignored, as exec and tini leave it. Whether SIGPIPE and SIGXFSZ were ignored too is lost
+    at Python's start, before guard runs: they start at the default.
+    """
+    for signum in PYTHON_IGNORES:
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def exec_failure(program, error):
@@ -65,19 +109,17 @@ def exec_failure(program, error):
     tini would: no shell comes between guard and the program, and Docker itself (runc's execve)
     refuses such an entrypoint with "exec format error", so guard behaves as if it were not there.
     """
+    if isinstance(error, ValueError):  # an embedded NUL byte in an argument: nothing can exec that
+        return NOT_EXECUTABLE, f"guard: exec {program!r} failed: {error}"
     code = NOT_FOUND if error.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE
-    return code, f"guard: exec {program} failed: {error.strerror or error}"
+    return code, f"guard: exec {program or repr(program)} failed: {error.strerror or error}"
 
 
 def exec_program(argv):
     """Become the program; on failure return (exit code, message)."""
-    env = original_environ()
+    envp = original_environ()
     reset_signals()
-    sys.stdout.flush()
-    sys.stderr.flush()
     try:
-        os.execvpe(argv[0], argv, env)
-    except OSError as e:
+        execvpe(argv[0], argv, envp)
+    except (OSError, ValueError) as e:
         return exec_failure(argv[0], e)
-    except ValueError as e:  # an embedded NUL byte in an argument: nothing can exec that
-        return NOT_EXECUTABLE, f"guard: exec {argv[0]!r} failed: {e}"

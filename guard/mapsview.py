@@ -4,12 +4,12 @@ Counting is guard.maps (the C scanner); this module adds the names, the percenta
 and the three renderings. ``render_prometheus`` is shared with supervise mode.
 """
 
+import itertools
 import json
 import os
-import sys
 from typing import NamedTuple, Optional
 
-from guard import host, maps
+from guard import host, maps, report
 from guard.report import PREFIX
 
 LIMIT_SYSCTL = "vm.max_map_count"
@@ -34,11 +34,13 @@ def read_limit():
 
 
 def read_name(pid):
-    """The process's command name (/proc/PID/comm), "?" once it has exited."""
+    """The process's command name (/proc/PID/comm); "?" when it cannot be read, None once the
+    process has exited (its /proc directory is gone)."""
+    directory = os.path.join(host.proc_root(), str(pid))
     try:
-        return host.read_text(os.path.join(host.proc_root(), str(pid), "comm"))
+        return host.read_text(os.path.join(directory, "comm"))
     except host.Unreadable:
-        return "?"
+        return None if not os.path.isdir(directory) else "?"
 
 
 def percent(count, limit):
@@ -49,13 +51,16 @@ def percent(count, limit):
 def largest_first(counts, failed, top=None):
     """Rows by map count, largest first (then by pid); ``top`` keeps the largest N only.
 
-    Processes that could not be counted follow, unless ``top`` asks for the largest.
+    Processes that could not be counted follow, unless ``top`` asks for the largest. The race:
+    a process counted by the scan can exit before its name is read; it has no mappings left and
+    is left out, as the scan leaves out one that exits before its maps are read.
     """
     order = sorted(counts, key=lambda pid: (-counts[pid], pid))
-    rows = [Row(pid, read_name(pid), counts[pid]) for pid in order[:top]]
+    rows = (Row(pid, read_name(pid), counts[pid]) for pid in order)
     if top is None:
-        rows += [Row(pid, read_name(pid), None, error) for pid, error in sorted(failed.items())]
-    return rows
+        rows = itertools.chain(rows, (Row(pid, read_name(pid), None, error)
+                                      for pid, error in sorted(failed.items())))
+    return list(itertools.islice((row for row in rows if row.name is not None), top))
 
 
 def _reason(error):
@@ -125,10 +130,10 @@ def _rows_for_pids(pids, top):
         try:
             counts[pid] = maps.count(pid)
         except ProcessLookupError:
-            sys.stderr.write(f"{PREFIX}no process with pid [{pid}]\n")
+            report.write(f"{PREFIX}no process with pid [{pid}]\n")
             code = 1
         except OSError as e:
-            sys.stderr.write(f"{PREFIX}cannot count the memory maps of pid [{pid}]: {_reason(e)}\n")
+            report.write(f"{PREFIX}cannot count the memory maps of pid [{pid}]: {_reason(e)}\n")
             failed[pid], code = e, 1
     return largest_first(counts, failed, top), code
 
@@ -138,7 +143,7 @@ def run(pids, top, fmt):
     the exit code (0; 1 when a pid given does not exist or cannot be read; 2 for a bad pid)."""
     for pid in pids:
         if not (pid.isascii() and pid.isdigit()) or not 0 < int(pid) <= PID_MAX_LIMIT:
-            sys.stderr.write(f"{PREFIX}PID must be a process id but was [{pid}]\n")
+            report.write(f"{PREFIX}PID must be a process id but was [{pid}]\n")
             return 2
     if pids:
         rows, code = _rows_for_pids(pids, top)
@@ -146,8 +151,9 @@ def run(pids, top, fmt):
         try:
             scan = maps.scan()
         except OSError as e:
-            sys.stderr.write(f"{PREFIX}cannot list processes in {e.filename}: {e.strerror}\n")
+            report.write(f"{PREFIX}cannot list processes in {e.filename}: {e.strerror}\n")
             return 1
         rows, code = largest_first(scan.counts, scan.failed, top), 0
-    sys.stdout.write(RENDERERS[fmt](rows, read_limit()))
+    if not report.output(RENDERERS[fmt](rows, read_limit())):
+        return code or report.EXIT_OUTPUT
     return code

@@ -1,5 +1,11 @@
-"""Rendering the results: one line per check, then one block with every failure and its fix."""
+"""Rendering the results: one line per check, then one block with every failure and its fix;
+and writing guard's own lines, which must never be what stops the program."""
 
+import errno
+import os
+import select
+import sys
+import time
 
 from guard.checks import format_value
 from guard.fixes import fix
@@ -7,6 +13,14 @@ from guard.host import UNLIMITED
 
 PREFIX = "guard: "
 STATUS_WORDS = {"pass": "pass", "warn": "warn", "fail": "FAIL", "skip": "skip"}
+
+# The exit code when guard's own output (stdout: check's JSON, profiles, maps, --help) could not
+# be written: EX_IOERR (sysexits.h).
+EXIT_OUTPUT = 74
+
+# How long guard's text may wait for room in a stderr nobody reads (a full pipe) before it is
+# dropped: the program guard starts, and the signals guard forwards, wait for no reader.
+STDERR_PATIENCE = 1.0
 
 
 def verdict(results, enforce):
@@ -85,3 +99,71 @@ def closing_line(results, mode, program):
 
 def format_requirement(req):
     return f"{req.key} {req.op} {format_value(req.value)}"
+
+
+def write(text, stream="stderr"):
+    """Write text to guard's stderr (or stdout) now; None, or the OSError that stopped it.
+
+    Python's sys.stderr keeps what it could not write and tries again at exit, where a closed
+    (>&-), full (/dev/full) or broken (| head) stream would end guard with an error of its own:
+    guard hands the bytes to the descriptor itself, once, and the caller decides what a failure
+    means. A stream closed when guard started is None in Python; its descriptor number may since
+    belong to a file guard opened, so nothing is written to it.
+    """
+    target = getattr(sys, stream)
+    if target is None:
+        return OSError(errno.EBADF, "closed when guard started")
+    try:
+        fd = target.fileno()
+    except (AttributeError, OSError, ValueError):  # no descriptor: a StringIO put in its place
+        try:
+            target.write(text)
+        except (OSError, ValueError) as e:
+            return e
+        return None
+    data = _encode(text, getattr(target, "encoding", None))
+    deadline = time.monotonic() + STDERR_PATIENCE if stream == "stderr" else None
+    try:
+        target.flush()  # anything Python holds goes first, in order
+        while data:
+            if not _room(fd, deadline):
+                return OSError(errno.ETIMEDOUT, "nobody reads it")
+            try:
+                data = data[os.write(fd, data):]
+            except BlockingIOError:  # a non-blocking descriptor that filled up: wait for room
+                pass
+    except (OSError, ValueError) as e:
+        return e
+    return None
+
+
+def _encode(text, encoding):
+    """Bytes as the stream would write them; names that came in as undecodable bytes go out as
+    the same bytes (surrogateescape)."""
+    try:
+        return text.encode(encoding or "utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode(encoding or "utf-8", "backslashreplace")
+
+
+def _room(fd, deadline):
+    """True when fd can take bytes (or has failed: the write says how); False once the deadline
+    (None: none) has passed without room."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    timeout = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+    return bool(poller.poll(timeout))
+
+
+def output(text):
+    """Write guard's product (check's JSON, profiles, maps, --help) to stdout; True when written.
+
+    A failure is said on stderr, except a reader that went away (| head -1): it had what it wanted,
+    and a program that dies of SIGPIPE says nothing either. The command then exits EXIT_OUTPUT.
+    """
+    error = write(text, "stdout")
+    if error is None:
+        return True
+    if error.errno != errno.EPIPE:
+        write(f"{PREFIX}cannot write to stdout: {error.strerror or error}\n")
+    return False

@@ -7,6 +7,10 @@ forwarded to the child's pid; SIGCHLD reaps every zombie; guard returns the chil
 or 128 + the signal that killed it. Like tini, the child gets a process group of its own and,
 when guard owns the terminal, the foreground, so Ctrl-C reaches it once and not twice.
 
+While the child lives guard does not exit: a sample, a metrics file or a line that fails is
+said once if it can be, and supervision goes on. Guard exiting early would orphan the program,
+and as a container's PID 1 end the container with it.
+
 The watch samples the memory maps (VMAs) of every process below guard and warns when the largest
 crosses 80, 90 and 95 % of vm.max_map_count: Elasticsearch and Kafka mmap a file per segment
 and fail hours after starting with "Map failed" when the count reaches the limit.
@@ -15,7 +19,7 @@ and fail hours after starting with "Map failed" when the count reaches the limit
 import contextlib
 import os
 import signal
-import sys
+import stat
 import tempfile
 import time
 
@@ -50,29 +54,38 @@ HYSTERESIS = 5
 # figure. A limit already at or above it is doubled.
 RECOMMENDED_MAX_MAP_COUNT = 1 << 18
 
+# The longest single wait for a signal: however far off the next sample (a tiny --watch-cpu
+# spaces samples out without bound), sigtimedwait() is never asked for more than time_t holds.
+LONGEST_WAIT = 3600.0
+
 
 def say(message):
-    print(f"{report.PREFIX}{message}", file=sys.stderr, flush=True)
+    """One line on stderr, if it can be written: guard's own output never stops supervision."""
+    report.write(f"{report.PREFIX}{message}\n")
 
 
 def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
     """Start argv as a child, forward signals, reap zombies, watch maps; return guard's exit code.
 
-    The signal mask and dispositions are put back as they were on return, after dropping signals
-    that came too late to forward: the child is gone and its exit code is the answer.
+    Call it once, as guard's last act: the forwarded signals stay blocked on return, as tini never
+    unblocks them, so one that comes after the child's end (a second docker stop, Ctrl-C) cannot
+    end guard with another code than the child's, or make Python raise KeyboardInterrupt.
     """
+    # What whoever started guard ignored (nohup, trap '' HUP) stays ignored in the child: tini
+    # puts back only what it changed itself (restore_signals(): the mask, SIGTTIN, SIGTTOU), and
+    # exec keeps an ignored signal ignored. Guard still forwards such a signal (blocked, it is
+    # queued, not discarded), and the child ignores it, as under tini.
+    inherited_ignores = {signum for signum in signal.valid_signals() - UNCATCHABLE
+                         if signal.getsignal(signum) == signal.SIG_IGN} - set(launch.PYTHON_IGNORES)
     saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
-    saved_terminal = {signum: signal.signal(signum, signal.SIG_IGN) for signum in TERMINAL}
-    try:
-        _become_subreaper()
-        child = _spawn(argv, saved_mask, _owns_terminal())
-        return _supervise(child, interval, MapWatch(metrics_file, where=where), cpu_share or CPU_SHARE)
-    finally:
-        while signal.sigtimedwait(WAITED, 0) is not None:
-            pass
-        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
-        for signum, handler in saved_terminal.items():
-            signal.signal(signum, handler)
+    for signum in TERMINAL:
+        signal.signal(signum, signal.SIG_IGN)
+    # An ignored SIGCHLD makes the kernel reap children itself (POSIX wait(): no zombie, ECHILD),
+    # and the child's exit code would be lost with guard waiting for it forever.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _become_subreaper()
+    child = _spawn(argv, saved_mask, inherited_ignores, _owns_terminal())
+    return _supervise(child, interval, MapWatch(metrics_file, where=where), cpu_share or CPU_SHARE)
 
 
 def _become_subreaper():
@@ -101,9 +114,9 @@ def _owns_terminal():
         return False
 
 
-def _spawn(argv, saved_mask, foreground):
+def _spawn(argv, saved_mask, inherited_ignores, foreground):
     """fork + exec as tini's spawn() does; exec failures exit the child with 127 or 126."""
-    environ = launch.original_environ()
+    envp = launch.original_environ()
     pid = os.fork()
     if pid:
         return pid
@@ -115,40 +128,51 @@ def _spawn(argv, saved_mask, foreground):
         if foreground:
             with contextlib.suppress(OSError):  # no terminal after all: nothing to hand over
                 os.tcsetpgrp(0, os.getpgrp())
-        # Dispositions to the defaults (Python ignores SIGPIPE and SIGXFSZ at start, guard
-        # ignores SIGTTIN/SIGTTOU), then the mask guard was started with: the program starts as
-        # it would have after a plain exec.
-        for signum in signal.valid_signals() - UNCATCHABLE:
+        # Dispositions as guard was started with (Python ignores SIGPIPE and SIGXFSZ and
+        # handles SIGINT, guard ignores SIGTTIN/SIGTTOU), then the mask guard was started with:
+        # the program starts as it would have after a plain exec.
+        for signum in signal.valid_signals() - UNCATCHABLE - inherited_ignores:
             signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
-        os.execvpe(argv[0], argv, environ)
-    except OSError as e:
+        launch.execvpe(argv[0], argv, envp)
+    except (OSError, ValueError) as e:
         code, message = launch.exec_failure(argv[0], e)
-        print(message, file=sys.stderr, flush=True)
+        report.write(message + "\n")
         os._exit(code)
-    except ValueError as e:  # an embedded NUL byte in an argument
-        print(f"guard: exec {argv[0]!r} failed: {e}", file=sys.stderr, flush=True)
     finally:
         os._exit(launch.NOT_EXECUTABLE)
 
 
 def _supervise(child, interval, watch, cpu_share=CPU_SHARE):
-    """One loop for signals, zombies and samples: sigtimedwait() sleeps until the next sample."""
+    """One loop for signals, zombies and samples: sigtimedwait() sleeps until the next sample.
+
+    Only reaping decides when it ends. SIGINT is blocked like every forwarded signal, so Python's
+    handler never runs here; should a KeyboardInterrupt come all the same, it is the child's
+    Ctrl-C, not guard's, and is forwarded as one.
+
+    A signal that guard's own write raised carries guard's pid (the kernel's send_sig() from
+    the current task): SIGPIPE for a stderr nobody reads, SIGXFSZ past the file size limit.
+    Python ignores both, but blocked they are queued all the same; they are guard's, and
+    forwarded they would kill the child.
+    """
     next_sample = time.monotonic()
     while True:
         code = reap(child)
         if code is not None:
             return code
-        now = time.monotonic()
-        if now >= next_sample:
-            spent = time.process_time()
-            watch.sample()
-            spent = time.process_time() - spent
-            next_sample = max(next_sample + interval, now + spent / cpu_share)
-            continue
-        info = signal.sigtimedwait(WAITED, next_sample - now)
-        if info is not None and info.si_signo != signal.SIGCHLD:
-            forward(child, info.si_signo)
+        try:
+            now = time.monotonic()
+            if now >= next_sample:
+                spent = time.process_time()
+                watch.sample_safely()
+                spent = time.process_time() - spent
+                next_sample = max(next_sample + interval, now + spent / cpu_share)
+                continue
+            info = signal.sigtimedwait(WAITED, min(next_sample - now, LONGEST_WAIT))
+            if info is not None and info.si_signo != signal.SIGCHLD and info.si_pid != os.getpid():
+                forward(child, info.si_signo, watch)
+        except KeyboardInterrupt:
+            forward(child, signal.SIGINT, watch)
 
 
 def reap(child):
@@ -171,22 +195,25 @@ def exit_code(status):
     return 128 - code if code < 0 else code
 
 
-def forward(child, signum):
+def forward(child, signum, watch):
     try:
         os.kill(child, signum)
     except ProcessLookupError:
         pass  # the child exited and was reaped since; its code is returned next
+    except OSError as e:  # EPERM: the child became another user's (a setuid program)
+        watch.complain(f"cannot forward {signal.Signals(signum).name} to pid [{child}]: {e.strerror}")
 
 
 def descendants(pid):
-    """Pids below pid, from /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN).
+    """Pids below pid, from /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN), each once.
 
-    A process that exits while the tree is walked is skipped: its children file is gone.
+    A process that exits while the tree is walked is skipped: its children file is gone. A pid
+    already seen is not walked again (a pid reused mid-walk, a crafted tree), so the walk ends.
     """
-    found, todo = [], [pid]
+    found, seen, todo = [], {pid}, [pid]
     while todo:
-        parent = todo.pop()
-        children = _children(parent)
+        children = [child for child in _children(todo.pop()) if child not in seen]
+        seen.update(children)
         found += children
         todo += children
     return found
@@ -202,9 +229,11 @@ def _children(pid):
     for tid in tids:
         try:
             with open(os.path.join(task, tid, "children"), "rb") as f:
-                pids += [int(p) for p in f.read().split()]
+                words = f.read().split()
         except OSError:
-            pass  # the thread exited
+            continue  # the thread exited
+        # The kernel writes decimal pids; any other word names no process guard could count.
+        pids += [int(w) for w in words if w.isdigit() and 0 < int(w) <= mapsview.PID_MAX_LIMIT]
     return pids
 
 
@@ -238,6 +267,15 @@ class MapWatch:
         self.where = where  # a guard.place.Place, detected on first need when not given
         self.samples = 0
 
+    def sample_safely(self):
+        """sample(), and whatever goes wrong in it said once: the next sample may do better, and
+        the child is supervised either way."""
+        try:
+            self.sample()
+        except Exception as e:  # a watchdog's fault must not end the init's duties
+            self.complain(f"a sample of the memory maps failed: {type(e).__name__}: {e}; "
+                          "supervision goes on")
+
     def sample(self):
         self.samples += 1
         limit = mapsview.read_limit()
@@ -247,11 +285,15 @@ class MapWatch:
         rows = []
         for pid in descendants(self.root):
             try:
-                rows.append(mapsview.Row(pid, mapsview.read_name(pid), maps.count(pid)))
+                count = maps.count(pid)
             except ProcessLookupError:
-                pass  # exited since it was listed
+                continue  # exited since it was listed
             except OSError as e:
                 self.complain(f"cannot count the memory maps of pid [{pid}]: {e.strerror}")
+                continue
+            name = mapsview.read_name(pid)
+            if name is not None:  # None: exited since it was counted
+                rows.append(mapsview.Row(pid, name, count))
         if rows:
             top = max(rows, key=lambda row: row.maps)
             self.observe(top.pid, top.name, top.maps, limit)
@@ -281,11 +323,19 @@ class MapWatch:
             say(message)
 
     def write_metrics(self, rows, limit):
-        """Replace the file atomically: node_exporter's textfile collector may read it any time."""
+        """Replace the file atomically: node_exporter's textfile collector may read it any time.
+
+        Only a regular file is replaced: the rename would put a regular file in the place of a
+        device, a FIFO or a symlink that took the path since guard started.
+        """
         text = mapsview.render_prometheus(rows, limit) + (
             "# HELP guard_watch_samples_total Samples of the memory maps taken by guard --watch.\n"
             "# TYPE guard_watch_samples_total counter\n"
             f"guard_watch_samples_total {self.samples}\n")
+        problem = unfit_metrics_file(self.metrics_file)
+        if problem:
+            self.complain(f"not writing metrics to {self.metrics_file}: it {problem}")
+            return
         directory = os.path.dirname(os.path.abspath(self.metrics_file))
         try:
             fd, temp = tempfile.mkstemp(dir=directory, prefix=".guard-", suffix=".tmp")
@@ -301,3 +351,24 @@ class MapWatch:
             self.complain(f"cannot write metrics to {self.metrics_file}: {e.strerror}")
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+
+
+# What lstat() says a path is, for the message when it is not a regular file.
+FILE_KINDS = ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"),
+              (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+
+
+def unfit_metrics_file(path):
+    """Why path cannot be the metrics file ("is a FIFO", "cannot be looked up: Permission denied"),
+    or None when it is a regular file or does not exist yet. guard writes nothing but what the
+    user named, and never over a device, a FIFO or a symlink: the file is replaced by rename."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None  # a missing directory is said when writing: it may be mounted later
+    except OSError as e:
+        return f"cannot be looked up: {e.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in FILE_KINDS if test(mode)), "special file")
+    return f"is a {kind}"

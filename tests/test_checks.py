@@ -145,3 +145,24 @@ def test_skipped_checks_are_reported_as_skipped_by_name_or_key():
     results = checks.run_checks(reqs, skip={"max-map-count", "nofile"})
     assert [r.status for r in results] == ["skip", "skip"]
     assert "--skip max-map-count" in results[0].message
+
+
+@pytest.mark.parametrize("op", [">=", "<=", "=", "!="])
+@pytest.mark.parametrize("text", ["", "garbage", "4096 16384 4194304"])
+def test_value_that_is_not_a_number_is_skipped_with_the_reason_whatever_the_operator(tmp_path, monkeypatch, op, text):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {"vm.overcommit_memory": text}))
+    result = run_check(parse_spec(f"vm.overcommit_memory{op}1"))
+    assert result.status == "skip"
+    assert result.message == f"memory overcommit vm.overcommit_memory skipped: [{text}] is not a number"
+
+
+def test_word_requirement_compares_a_numeric_value_as_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {"net.ipv4.tcp_congestion_control": "1"}))
+    assert run_check(parse_spec("net.ipv4.tcp_congestion_control=bbr")).status == "fail"
+    assert run_check(parse_spec("net.ipv4.tcp_congestion_control!=bbr")).status == "pass"
+
+
+def test_skips_that_name_no_check_are_found_by_name_or_key():
+    reqs = [Requirement("vm.max_map_count", ">=", 1), Requirement("nofile.hard", ">=", 1, name="file-descriptors")]
+    assert checks.unmatched_skips(["max-map-count", "nofile.hard", "nofile", "max-map-cont"], reqs) == [
+        "nofile", "max-map-cont"]

@@ -1,9 +1,12 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
 import pytest
 
+import support
 from guard import cli
 from support import crafted_proc, run_guard, text
 
@@ -58,7 +61,7 @@ def test_flag_wins_over_environment(host_at):
 def test_environment_requirements_and_skips_are_comma_separated(host_at):
     env = {**host_at, "GUARD_PROFILE": "none", "GUARD_REQUIRE": "vm.max_map_count>=1, vm.overcommit_memory=1"}
     assert run_guard("check", env=env).returncode == 78
-    assert run_guard("check", env={**env, "GUARD_SKIP": "overcommit-memory,other"}).returncode == 0
+    assert run_guard("check", env={**env, "GUARD_SKIP": "overcommit-memory,vm.max_map_count"}).returncode == 0
 
 
 def test_repeated_flags_add_requirements(host_at):
@@ -132,3 +135,121 @@ def test_refusal_names_the_program_past_its_launcher(host_at):
     done = run_guard("--", "docker-entrypoint.sh", "redis-server", "--port", "0", env=host_at)
     assert done.returncode == 78
     assert "guard: refusing to start redis-server (exit 78)" in text(done)
+
+
+# --- guard's own output: a closed, full or broken stdout is said, never an internal error -------
+
+
+def guard_writing_to(stdout, *args, env=None):
+    """guard ARGS with its stdout on the descriptor or file given, stderr captured."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    return subprocess.run([support.guard_executable(), *args], env={**clean, **(env or {})}, stdout=stdout,
+                          stderr=subprocess.PIPE, cwd="/", timeout=30)
+
+
+def stdout_to_a_pipe_nobody_reads(*args, env=None):
+    """guard ARGS with stdout a pipe whose reader is gone before guard writes (| head -1 that
+    already has its line)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return guard_writing_to(write_end, *args, env=env)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [["profiles"], ["check", "--profile", "redis", "--mode", "warn", "--format", "json"],
+                                  ["--help"], ["maps"]])
+def test_reader_gone_ends_quietly_with_74(args, host_at):
+    done = stdout_to_a_pipe_nobody_reads(*args, env=host_at)
+    assert (done.returncode, text(done)) == (74, "")
+
+
+def test_profiles_piped_to_head_prints_its_first_line_cleanly():
+    done = subprocess.run(["sh", "-c", f"{support.guard_executable()} profiles | head -1"],
+                          capture_output=True, cwd="/", timeout=30)
+    assert done.stdout.startswith(b"elasticsearch: ") and done.stdout.count(b"\n") == 1
+    assert done.stderr == b""
+
+
+@pytest.mark.parametrize("args", [["check", "--profile", "redis", "--mode", "warn", "--format", "json"],
+                                  ["profiles"], ["--version"], ["maps", "--format", "json"]])
+def test_full_stdout_is_said_and_exits_74(args, host_at):
+    with open("/dev/full", "wb") as full:  # an output target only: guard writes to the descriptor
+        done = guard_writing_to(full, *args, env=host_at)
+    assert done.returncode == 74
+    assert text(done).splitlines()[-1] == "guard: cannot write to stdout: No space left on device"
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_refusal_is_78_even_when_its_report_cannot_be_written(host_at):
+    with open("/dev/full", "wb") as full:
+        done = guard_writing_to(full, "check", "--profile", "redis", "--format", "json", env=host_at)
+    assert done.returncode == 78 and "internal error" not in text(done)
+
+
+@pytest.mark.parametrize("redirect", [">&-", "2>&-"])
+def test_check_with_a_closed_stream_keeps_its_verdict(host_at, redirect):
+    command = f"exec {support.guard_executable()} check --profile redis {redirect}"
+    done = subprocess.run(["sh", "-c", command], env={**os.environ, **host_at}, capture_output=True, cwd="/")
+    assert done.returncode == 78  # overcommit 0 in the crafted tree
+    assert b"internal error" not in done.stderr and done.stdout == b""
+
+
+# --- values guard cannot take are usage errors naming them ---------------------------------
+
+
+def test_number_beyond_any_kernel_value_is_a_usage_error_not_an_internal_one():
+    done = run_guard("check", "--require", "vm.max_map_count>=" + "9" * 5000)
+    assert done.returncode == 2
+    assert text(done) == ("guard: --require: [vm.max_map_count] takes a number of 64 bits at most, as the "
+                          "kernel keeps its values, but was given [99999999999999999999...] (5000 digits)\n")
+
+
+@pytest.mark.parametrize("given, env, named", [(["--skip", "max-map-cont"], {}, "--skip [max-map-cont]"),
+                                               ([], {"GUARD_SKIP": "overcommit,thp"}, "GUARD_SKIP [thp]")])
+def test_skip_that_matches_no_check_is_a_usage_error_naming_it_and_the_checks(host_at, given, env, named):
+    done = run_guard("check", "--profile", "redis", *given, env={**host_at, **env})
+    assert done.returncode == 2
+    assert text(done) == (f"guard: {named} matches no check; the checks of redis are: overcommit "
+                          "(vm.overcommit_memory), somaxconn (net.core.somaxconn), open-files (nofile.hard)\n")
+
+
+# --- --metrics-file names a regular file or nothing yet ------------------------------------
+
+
+def special_files(tmp_path):
+    """A FIFO, a symlink to a regular file, a directory and, as root, a character device (the
+    numbers of /dev/null): each made here, in the test's own directory. Never a host device: a
+    guard with this bug would put a regular file in its place."""
+    target = tmp_path / "target.prom"
+    target.write_text("kept\n")
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink(target, tmp_path / "link")
+    os.mkdir(tmp_path / "directory")
+    made = {"fifo": "FIFO", "link": "symbolic link", "directory": "directory"}
+    try:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        made["null"] = "character device"
+    except PermissionError:
+        pass  # not root: the other kinds make the point
+    return made
+
+
+def file_kind(path):
+    return stat.S_IFMT(os.lstat(path).st_mode)
+
+
+def test_metrics_file_that_is_not_a_regular_file_is_a_usage_error_and_left_alone(tmp_path):
+    marker = tmp_path / "started"
+    for name, kind in special_files(tmp_path).items():
+        path = tmp_path / name
+        before = file_kind(path)
+        for args, env, given in ((["--metrics-file", str(path)], {}, "--metrics-file"),
+                                 ([], {"GUARD_METRICS_FILE": str(path)}, "GUARD_METRICS_FILE")):
+            done = run_guard("--watch", "--profile", "none", *args, "--", "touch", str(marker), env=env)
+            assert done.returncode == 2, (name, text(done))
+            assert text(done) == (f"guard: {given} must be a regular file or a path that does not exist "
+                                  f"yet, but [{path}] is a {kind}\n")
+            assert file_kind(path) == before and not marker.exists()
+    assert (tmp_path / "target.prom").read_text() == "kept\n"

@@ -1,6 +1,8 @@
 """guard execs the program: the same PID, argv and environment as if guard were not there."""
 
+import fcntl
 import os
+import signal
 import subprocess
 import sys
 
@@ -107,3 +109,131 @@ def test_script_without_interpreter_line_is_not_run_through_a_shell(tmp_path):
     done = run_guard(*PASS, "--", str(script))
     assert done.returncode == 126 and done.stdout == b""
     assert "Exec format error" in text(done)
+
+
+# --- the environment as a list, exactly as guard was given it ------------------------------
+
+# Starts argv[2:] with exactly the environment list in argv[1] (one entry a line): subprocess and
+# os.execve take a mapping, which cannot hold a name twice or an entry without '='.
+EXECVE_WITH = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def strings(items):
+    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
+envp = [os.fsencode(entry) for entry in sys.argv[1].split("\\n")]
+argv = [os.fsencode(arg) for arg in sys.argv[2:]]
+libc.execve(argv[0], strings(argv), strings(envp))
+sys.exit(f"execve failed: {os.strerror(ctypes.get_errno())}")
+"""
+
+
+def run_with_environment(envp, *argv):
+    return subprocess.run([sys.executable, "-c", EXECVE_WITH, "\n".join(envp), *argv],
+                          capture_output=True, cwd="/", timeout=30)
+
+
+ODD_ENVIRONMENT = [f"PATH={os.environ['PATH']}", "DUP=first", "LANG=C", "DUP=second", "NO_EQUALS_SIGN",
+                   "=empty name", "", "SPACED= a  b ", "DUP=third"]
+
+
+@pytest.mark.parametrize("mode", [[], ["--watch", "--quiet"]], ids=["exec", "watch"])
+def test_environment_list_passes_entry_for_entry(mode):
+    # Names given twice keep every value in order (the program's getenv() finds the first, as
+    # without guard), entries without '=' and empty ones stay: execve takes a list, guard passes it.
+    done = run_with_environment(ODD_ENVIRONMENT, guard_executable(), *mode, *PASS, "--", "cat", "/proc/self/environ")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "".join(entry + "\0" for entry in ODD_ENVIRONMENT).encode()
+
+
+@pytest.mark.parametrize("mode", [[], ["--watch", "--quiet"]], ids=["exec", "watch"])
+def test_command_is_searched_in_the_first_path_as_getenv_finds_it(tmp_path, mode):
+    for which in ("first", "second"):
+        (tmp_path / which).mkdir()
+        probe = tmp_path / which / "guard-probe"
+        probe.write_text(f"#!/bin/sh\necho {which}\n")
+        probe.chmod(0o755)
+    envp = [f"PATH={tmp_path / 'first'}", f"PATH={tmp_path / 'second'}"]
+    done = run_with_environment(envp, guard_executable(), *mode, *PASS, "--", "guard-probe")
+    assert (done.returncode, done.stdout) == (0, b"first\n"), done.stderr
+
+
+def test_empty_command_name_is_not_found_as_in_the_shell():
+    done = run_guard(*PASS, "--", "")
+    assert done.returncode == 127
+    assert "guard: exec '' failed: No such file or directory" in text(done)
+
+
+def test_exec_core_compiles_with_strict_warnings(tmp_path):
+    csrc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "csrc")
+    subprocess.run(["gcc", "-std=gnu99", "-Wall", "-Wextra", "-Werror", "-I", csrc, "-c",
+                    os.path.join(csrc, "execve.c"), "-o", str(tmp_path / "execve.o")], check=True)
+
+
+# --- guard's own output never stops the program ----------------------------------------------
+
+# Writes which of descriptors 0, 1 and 2 it was started with to the file named by its argument.
+LIST_FDS = """
+import os, sys
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+started_with = " ".join(str(fd) for fd in (0, 1, 2) if is_open(fd))
+with open(sys.argv[1], "w") as f:
+    f.write(started_with)
+"""
+
+
+@pytest.mark.parametrize("closed, open_ones", [(">&-", "0 2"), ("2>&-", "0 1"), ("<&- >&- 2>&-", "")])
+def test_program_starts_with_the_descriptors_closed_as_they_were(tmp_path, closed, open_ones):
+    program, out = tmp_path / "list_fds.py", tmp_path / "fds"
+    program.write_text(LIST_FDS)
+    # guard writes a report on stderr; with stdout closed, the next file guard opens takes fd 1
+    command = (f"exec {guard_executable()} --require 'vm.max_map_count>=0' -- {sys.executable} "
+               f"{program} {out} {closed}")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, cwd="/", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == open_ones
+    assert done.stdout == b""  # guard's lines go to stderr or nowhere, never to the program's stdout
+
+
+def test_program_starts_when_stderr_is_a_pipe_nobody_reads_any_more(tmp_path):
+    marker = tmp_path / "started"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([guard_executable(), *PASS, "--", "touch", str(marker)], stderr=write_end,
+                              stdout=subprocess.DEVNULL, cwd="/", timeout=30)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0 and marker.exists()
+
+
+def test_program_starts_when_stderr_is_a_full_pipe_nobody_reads(tmp_path):
+    marker = tmp_path / "started"
+    read_end, write_end = os.pipe()
+    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(write_end, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags)  # guard gets a blocking pipe that is full
+    try:
+        done = subprocess.run([guard_executable(), *PASS, "--", "touch", str(marker)], stderr=write_end,
+                              stdout=subprocess.DEVNULL, cwd="/", timeout=30)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert done.returncode == 0 and marker.exists()
+
+
+def test_signal_ignored_by_whoever_started_guard_stays_ignored():
+    # as exec alone and tini leave it (trap '' HUP, nohup); SIGHUP is bit 1 of SigIgn
+    done = subprocess.run(["sh", "-c", f"trap '' HUP; exec {guard_executable()} --require "
+                           "'vm.max_map_count>=0' -- grep ^SigIgn /proc/self/status"],
+                          capture_output=True, cwd="/", timeout=30)
+    assert int(done.stdout.split()[1], 16) == 1 << (signal.SIGHUP - 1)

@@ -88,6 +88,7 @@ def test_not_equal_on_a_sysctl_asks_for_another_value():
 
 # --- where guard runs ---
 
+
 @pytest.mark.parametrize("release,expected", [
     ("5.15.133.1-microsoft-standard-WSL2", "wsl2"),
     ("6.6.16-linuxkit", "docker-desktop"),
@@ -133,3 +134,14 @@ def test_place_records_whether_proc_sys_is_writable(tmp_path, monkeypatch):
     assert place.detect(environ={}).proc_sys_writable is True  # a crafted tree the test owns
     monkeypatch.setenv("GUARD_PROCFS", str(tmp_path / "none"))
     assert place.detect(environ={}).proc_sys_writable is False
+
+
+@pytest.mark.parametrize("spec, where", [("core<=0", HOST), ("as<=1048576", CONTAINER), ("core<=0", KUBERNETES)],
+                         ids=["host", "container-engine", "kubernetes"])
+def test_fix_for_a_limit_that_is_too_high_says_lower_it(spec, where):
+    text = fix(parse_spec(spec), where)
+    assert text.startswith("To fix this, lower ") and "raise" not in text
+
+
+def test_fix_for_a_limit_that_is_too_low_says_raise_it():
+    assert fix(parse_spec("nofile>=65535"), HOST).startswith("To fix this, raise it ")

@@ -2,10 +2,11 @@
 
 import json
 import os
+import subprocess
 
 import pytest
 
-from guard import mapsview
+from guard import maps, mapsview
 
 LINE = "7f0000000000-7f0000001000 r--p 00000000 00:00 0 \n"
 GATE = "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
@@ -104,3 +105,21 @@ def test_this_process_on_the_real_proc(capsys):
     assert mapsview.run([str(os.getpid())], None, "json") == 0
     (row,) = json.loads(capsys.readouterr().out)["processes"]
     assert row["pid"] == os.getpid() and row["maps"] > 10 and row["error"] is None
+
+
+def test_process_counted_then_gone_before_its_name_is_read_is_left_out():
+    # the race of a whole-system scan: counted, then exited before /proc/PID/comm was read
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        counts = {proc.pid: maps.count(proc.pid) + 10**6, os.getpid(): maps.count(os.getpid())}
+    finally:
+        proc.kill()
+        proc.wait()
+    assert [row.pid for row in mapsview.largest_first(counts, {})] == [os.getpid()]
+    assert [row.pid for row in mapsview.largest_first(counts, {}, top=1)] == [os.getpid()]
+
+
+def test_unreadable_name_of_a_live_process_is_a_question_mark(proc, capsys):
+    os.unlink(proc / "10" / "comm")
+    assert mapsview.run(["10"], None, "text") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "      10       250    25.0%  ?"

@@ -119,3 +119,21 @@ def test_no_check_command_line_or_environment_crashes_guard(args, environ):
         os.environ.update(saved)
     assert code in (0, 2, 78), err.getvalue()
     assert "internal error" not in err.getvalue()
+
+
+@pytest.mark.parametrize("number, shown", [
+    ("18446744073709551616", "[18446744073709551616]"),  # 1 << 64
+    ("-9223372036854775809", "[-9223372036854775809]"),  # below -(1 << 63)
+    ("9" * 4301, f"[{'9' * 20}...] (4301 digits)"),  # past Python's int-string limit
+])
+def test_number_beyond_64_bits_is_a_spec_error_naming_it(number, shown):
+    with pytest.raises(SpecError) as info:
+        parse_spec(f"vm.max_map_count>={number}")
+    assert str(info.value) == ("[vm.max_map_count] takes a number of 64 bits at most, as the kernel keeps "
+                               f"its values, but was given {shown}")
+
+
+@pytest.mark.parametrize("number, value", [("18446744073709551615", (1 << 64) - 1), ("-9223372036854775808", -(1 << 63)),
+                                           ("0" * 5000 + "7", 7)])
+def test_numbers_within_64_bits_parse_however_many_leading_zeros(number, value):
+    assert parse_spec(f"vm.max_map_count>={number}").value == value

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -79,9 +80,13 @@ def test_exit_code_of_the_child_is_guards_exit_code(code):
 
 
 def test_every_exit_code_from_0_to_255_passes_through():
-    # run() in a process of its own: it reaps every child of the process it runs in.
-    script = ("from guard import supervise\n"
-              "print([n for n in range(256) if supervise.run(['sh', '-c', f'exit {n}'], 1.0) != n])")
+    # run() in a process of its own: it reaps every child of the process it runs in, and leaves
+    # the forwarded signals blocked, as guard's last act; each run here starts unblocked, as guard.
+    script = ("import signal\nfrom guard import supervise\n"
+              "def run(n):\n"
+              "    signal.pthread_sigmask(signal.SIG_SETMASK, ())\n"
+              "    return supervise.run(['sh', '-c', f'exit {n}'], 1.0)\n"
+              "print([n for n in range(256) if run(n) != n])")
     out = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=120, cwd="/")
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -247,6 +252,7 @@ libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 FAILED = ctypes.c_void_p(-1).value
 mapped = []
 
+
 def grow(n):
     for _ in range(n):
         prot = mmap.PROT_READ if len(mapped) % 2 else mmap.PROT_READ | mmap.PROT_WRITE
@@ -290,11 +296,11 @@ class Lines:
 
 
 def test_growing_maps_warn_at_80_90_95_percent_before_enomem_and_once_when_back():
-    with open("/proc/sys/vm/max_map_count") as f:
-        limit = int(f.read())
-    if limit > 1 << 20:
-        pytest.skip(f"vm.max_map_count [{limit}] is too high to reach in a test")
-    with host_settings_unchanged():
+    with host_settings_unchanged():  # the limit is read under the lock: another run may change it
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = int(f.read())
+        if limit > 1 << 20:
+            pytest.skip(f"vm.max_map_count [{limit}] is too high to reach in a test")
         # every 50 ms whatever a sample costs: the workload grows 1 % of the limit every 100 ms
         proc = guard(PYTHON, "-c", GROW_MAPS, "0.1", interval="0.05", cpu="100", stderr=subprocess.PIPE, text=True)
         try:
@@ -386,7 +392,6 @@ def test_metrics_file_that_cannot_be_written_is_said_once(tmp_path, capsys):
     assert err == [f"guard: cannot write metrics to {tmp_path}/missing-dir/guard.prom: No such file or directory"]
 
 
-
 def _samples_in(seconds, holder, maps, metrics_file, cpu):
     """guard --watch at a 10 ms interval over a child holding ``maps`` maps: samples taken."""
     proc = subprocess.Popen([*GUARD, "--interval", "0.01", "--watch-cpu", cpu, "--metrics-file",
@@ -413,3 +418,78 @@ def test_watch_spaces_out_samples_to_stay_under_its_cpu_share(tmp_path):
     # 10 ms was asked; with the whole core the watch samples every few tens of ms.
     assert capped <= 8, capped
     assert uncapped >= 4 * capped, (capped, uncapped)
+
+
+# --- guard never exits while the child lives ------------------------------------------------
+
+# The child outlives several samples and then exits with a code of its own: guard returning that
+# code proves it stayed until the child's end.
+OUTLIVE = ["sh", "-c", "sleep 1; exit 7"]
+
+
+def test_a_watch_share_so_small_that_samples_never_come_keeps_supervising():
+    # 1e-12 % of a core spaces the next sample out beyond what sigtimedwait() can wait for
+    done = subprocess.run([*GUARD, "--watch-cpu", "1e-12", "--", *OUTLIVE], capture_output=True, timeout=30)
+    assert done.returncode == 7, done.stderr
+
+
+def test_stderr_nobody_reads_any_more_does_not_end_the_watch(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        # a metrics file in a directory that does not exist: a complaint to write at once
+        done = subprocess.run([*GUARD, "--interval", "0.05", "--metrics-file", str(tmp_path / "none" / "m.prom"),
+                               "--", *OUTLIVE], stderr=write_end, timeout=30)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 7
+
+
+@pytest.mark.parametrize("children", ["x y", "-1", "99999999999999999999", "0x10", "SELF"])
+def test_malformed_children_file_is_no_reason_to_stop_supervising(tmp_path, children):
+    # $$ is the shell's pid, which guard keeps when the shell execs it: the crafted tree describes
+    # guard itself. SELF lists guard as its own child, a cycle no walk may follow forever.
+    task = f"{tmp_path}/$$/task/$$"
+    words = children.replace("SELF", "$$")
+    script = (f"mkdir -p {task} {tmp_path}/sys/vm && echo 65530 > {tmp_path}/sys/vm/max_map_count && "
+              f"echo '{words}' > {task}/children && exec {' '.join(GUARD)} --interval 0.05 -- {' '.join(OUTLIVE[:2])} "
+              f"'{OUTLIVE[2]}'")
+    done = subprocess.run(["sh", "-c", script], env={**os.environ, "GUARD_PROCFS": str(tmp_path)},
+                          capture_output=True, timeout=30)
+    assert done.returncode == 7, done.stderr
+    assert b"internal error" not in done.stderr
+
+
+def test_sigchld_ignored_by_whoever_started_guard_does_not_lose_the_exit_code():
+    # an ignored SIGCHLD lets the kernel reap children unseen: guard would wait forever
+    start = ("import os, signal, sys\nsignal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+             "os.execv(sys.argv[1], sys.argv[1:])")
+    done = subprocess.run([PYTHON, "-c", start, *GUARD, "--", *OUTLIVE], capture_output=True, timeout=30)
+    assert done.returncode == 7, done.stderr
+
+
+def test_signal_ignored_by_whoever_started_guard_stays_ignored_in_the_child(tmp_path):
+    # sh -c "trap '' HUP; exec guard --watch ..." as under tini: SIGHUP sent to guard is forwarded
+    # and the child, which inherited the ignore, lives on.
+    status = tmp_path / "status"
+    child = f"grep ^SigIgn /proc/self/status > {status}; sleep 1; exit 7"
+    proc = subprocess.Popen(["sh", "-c", f"trap '' HUP; exec {' '.join(GUARD)} -- sh -c '{child}'"])
+    try:
+        poll(lambda: read_file(status), what="the child to start")
+        os.kill(proc.pid, signal.SIGHUP)
+        assert proc.wait(timeout=10) == 7
+    finally:
+        stop(proc)
+    ignored = int(read_file(status).split()[1], 16)
+    assert ignored & 1 << (signal.SIGHUP - 1)
+    assert not ignored & 1 << (signal.SIGPIPE - 1), "Python's own ignores are not passed on"
+
+
+def test_metrics_path_that_became_a_fifo_since_start_is_not_replaced(tmp_path, capsys):
+    path = tmp_path / "guard.prom"
+    watch = watcher(str(path))
+    os.mkfifo(path)
+    watch.write_metrics([mapsview.Row(1234, "java", 52430)], 65530)
+    assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    assert capsys.readouterr().err == f"guard: not writing metrics to {path}: it is a FIFO\n"
+    assert os.listdir(tmp_path) == ["guard.prom"]
