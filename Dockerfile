@@ -34,17 +34,26 @@ RUN set -eu; \
         /opt/guard/bin/pip install --no-cache-dir /src; \
     fi
 
-# The bundle (bundle/make_bundle.py): built from the interpreter guard was just installed for,
-# then run once at its final path before it is kept.
+# The bundle (bundle/make_bundle.py): built from the interpreter guard was just installed for.
 FROM build AS bundle-build
 RUN set -eu; \
     mv /opt/guard /opt/guard-venv; \
-    /opt/guard-venv/bin/python3 /src/bundle/make_bundle.py --prefix /opt/guard; \
-    /opt/guard/bin/guard profiles >/dev/null; \
-    /opt/guard/bin/guard check --profile none --require 'nofile>=1' >/dev/null
+    /opt/guard-venv/bin/python3 /src/bundle/make_bundle.py --prefix /opt/guard
+
+# Then run at its final path in an empty root before it is kept: in the build image, the bundle's
+# loader would take a library the folder lacks from the image's /lib and the gap would ship. Exec
+# form needs no shell. Between them the commands load everything the folder carries for guard:
+# the check with JSON, the C scanner (cffi), the exec, --watch as PID 1 (tempfile) and below it
+# (ctypes, for the subreaper).
+FROM scratch AS bundle-check
+COPY --from=bundle-build /opt/guard /opt/guard
+RUN ["/opt/guard/bin/guard", "check", "--profile", "none", "--require", "nofile>=1", "--format", "json"]
+RUN ["/opt/guard/bin/guard", "maps", "--top", "1"]
+RUN ["/opt/guard/bin/guard", "--profile", "none", "--", "/opt/guard/bin/guard", "--watch", "--profile", "none", \
+     "--", "/opt/guard/bin/guard", "--watch", "--profile", "none", "--", "/opt/guard/bin/guard", "profiles"]
 
 FROM scratch AS bundle
-COPY --from=bundle-build /opt/guard /opt/guard
+COPY --from=bundle-check /opt/guard /opt/guard
 ENTRYPOINT ["/opt/guard/bin/guard"]
 CMD ["--help"]
 

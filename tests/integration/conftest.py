@@ -92,6 +92,13 @@ def guarded(made, name, bundle_image, **buildargs):
 
 
 @pytest.fixture(scope="session")
+def stand_in_images(made, redis_image):
+    """The image each compose/NAME/Dockerfile builds on, by NAME."""
+    vendors = {name: vendor_image(made, name) for name in ("elasticsearch", "opensearch", "kafka")}
+    return {"redis": redis_image, **vendors}
+
+
+@pytest.fixture(scope="session")
 def guarded_redis_image(made, bundle_image, redis_image):
     return guarded(made, "redis", bundle_image, REDIS_IMAGE=redis_image)
 

@@ -34,15 +34,35 @@ class Made:
     def build(self, name, path, dockerfile="Dockerfile", target=None, **buildargs):
         tag = f"guard-test-{name}:{RUN_ID}"
         try:
-            _, build_log = self.client.images.build(
+            self._build(tag, path, dockerfile, target, buildargs)
+        except docker.errors.BuildError as e:
+            pytest.fail(f"building {name} failed: {e.msg}\n{e.text[-3000:]}", pytrace=False)
+        return tag
+
+    def build_failing(self, name, path, dockerfile="Dockerfile", target=None, **buildargs):
+        """A build that must fail: its whole log. What it made before failing goes at the end."""
+        tag = f"guard-test-{name}:{RUN_ID}"
+        try:
+            log = self._build(tag, path, dockerfile, target, buildargs)
+        except docker.errors.BuildError as e:
+            return e.text
+        pytest.fail(f"building {name} succeeded, where it must fail:\n{log[-3000:]}", pytrace=False)
+
+    def _build(self, tag, path, dockerfile, target, buildargs):
+        """Build and tag; the log as text. Raises BuildError with the log as its text."""
+        try:
+            _, steps = self.client.images.build(
                 path=path, dockerfile=dockerfile, target=target, buildargs=buildargs, tag=tag,
                 network_mode="host", rm=True, forcerm=True)
+            steps = list(steps)
         except docker.errors.BuildError as e:
-            log = "".join(step.get("stream", "") + step.get("error", "") for step in e.build_log)
-            pytest.fail(f"building {name} failed: {e.msg}\n{log[-3000:]}", pytrace=False)
+            steps = list(e.build_log)
+            self.layers += new_layers(steps)
+            e.text = "".join(step.get("stream", "") + step.get("error", "") for step in steps)
+            raise
         self.tags.append(tag)
-        self.layers += new_layers(build_log)
-        return tag
+        self.layers += new_layers(steps)
+        return "".join(step.get("stream", "") for step in steps)
 
     def container(self, image, command=None, **options):
         """Create and start a container (network none unless told); removed after the test."""

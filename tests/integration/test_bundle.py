@@ -16,8 +16,8 @@ import time
 
 import docker
 import pytest
-from containers import (EXIT_REFUSED, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE,
-                        exec_output, finish, wait_for_log, wait_for_process)
+from containers import (BASE_IMAGE, EXIT_REFUSED, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE,
+                        REPO, exec_output, finish, wait_for_log, wait_for_process)
 from hostsettings import sysctl
 
 GUARD = "/opt/guard/bin/guard"
@@ -144,6 +144,15 @@ def test_profiles_and_version_answer(made, bundled):
     status, out = finish(run(made, bundled, [GUARD, "--version"]))
     assert (status, out.split()[0]) == (0, "guard"), out
 
+
+
+def test_a_bundle_without_a_library_it_needs_is_not_kept(made):
+    # make_bundle.py copies the libraries ldd names. Were one missing from the folder, the build
+    # image would still lend it from its own /lib, and a check run there would pass: the folder
+    # is checked where it has nothing else, and the build fails naming what is missing.
+    base = made.build("base-ldd-without-libffi", os.path.join(IMAGES, "ldd-without-libffi"), BASE_IMAGE=BASE_IMAGE)
+    log = made.build_failing("bundle-without-libffi", REPO, target="bundle", BASE=base)
+    assert "libffi.so.8: cannot open shared object file" in log, log[-3000:]
 
 
 MUSL_LOADER = "/lib/ld-musl-x86_64.so.1"  # Debian's musl, at the path Alpine gives it

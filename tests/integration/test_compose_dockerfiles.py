@@ -34,6 +34,19 @@ def test_dockerfile_copies_the_bundle_and_installs_nothing(path):
     assert '"/opt/guard/bin/guard"' in entrypoint
 
 
+@pytest.mark.parametrize("name", ["elasticsearch", "opensearch", "kafka", "redis"])
+def test_guard_joins_the_images_entrypoint_and_drops_none_of_it(made, request, stand_in_images, name):
+    # The vendor's entrypoint does work of its own before the program (tini reaps; the Kafka
+    # image's, from eclipse-temurin, imports CA certificates): guard is added to it, never in its place.
+    guarded = made.client.images.get(request.getfixturevalue(f"guarded_{name}_image")).attrs["Config"]
+    vendor = made.client.images.get(stand_in_images[name]).attrs["Config"]
+    entrypoint = guarded["Entrypoint"]
+    start = entrypoint.index("/opt/guard/bin/guard")
+    end = entrypoint.index("--", start)
+    assert entrypoint[:start] + entrypoint[end + 1:] == vendor["Entrypoint"]
+    assert guarded["Cmd"] == vendor["Cmd"]
+
+
 @pytest.mark.parametrize("name", ["elasticsearch", "opensearch"])
 def test_search_images_refuse_a_short_map_count_and_start_once_it_is_raised(made, request, name):
     image = request.getfixturevalue(f"guarded_{name}_image")
@@ -62,5 +75,12 @@ def test_kafka_image_starts_as_its_own_user(made, guarded_kafka_image):
     status, log = finish(made.container(guarded_kafka_image, environment={"KAFKA_LOG_DIRS": "/var/lib/kafka/data"}))
     assert status == 0, log
     assert "log.dirs [/var/lib/kafka/data] holds 0 segments" in log
+    assert "stand-in kafka started as uid 1000" in log
+
+
+def test_kafka_image_still_imports_the_system_ca_certificates(made, guarded_kafka_image):
+    status, log = finish(made.container(guarded_kafka_image, environment={"USE_SYSTEM_CA_CERTS": "1"}))
+    assert status == 0, log
+    assert "stand-in cacert entrypoint imported the system CA certificates" in log
     assert "stand-in kafka started as uid 1000" in log
 
