@@ -35,6 +35,7 @@
 
 #define LIB GUARD_PREFIX "/lib/" GUARD_PYTHON
 #define FD_VARIABLE "GUARD_BUNDLE_ENVIRON_FD"
+#define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) /* as bundle/start.c */
 
 static const char *const search_path[] = {LIB, LIB "/lib-dynload", LIB "/site-packages"};
 
@@ -51,7 +52,10 @@ static void check(PyStatus status, PyConfig *config)
 }
 
 /* The memfd bin/guard named, made close-on-exec (neither the program nor --watch's child gets
- * it) and its variable removed, so guard's settings and os.environ never show it; -1 if none. */
+ * it) and its variable removed, so guard's settings and os.environ never show it; -1 if none.
+ * Only a memfd sealed as bin/guard seals it is taken: when bin/guard could not make one it
+ * passes the environment on as it came, and a variable of that name is then the user's own
+ * (guard reads /proc/self/environ instead, and the program gets the variable as given). */
 static int received_environ_fd(void)
 {
     const char *text = getenv(FD_VARIABLE);
@@ -62,7 +66,9 @@ static int received_environ_fd(void)
         return -1;
     fd = strtol(text, &end, 10);
     unsetenv(FD_VARIABLE);
-    if (*text == '\0' || *end != '\0' || fd <= 2 || fd > 1 << 20 || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+    if (*text == '\0' || *end != '\0' || fd <= 2 || fd > 1 << 20)
+        return -1;
+    if ((fcntl((int)fd, F_GET_SEALS) & SEALS) != SEALS || fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
         return -1;
     return (int)fd;
 }

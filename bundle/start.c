@@ -28,6 +28,7 @@
 #define PYTHON GUARD_PREFIX "/libexec/guard"
 #define FD_VARIABLE "GUARD_BUNDLE_ENVIRON_FD"
 #define MAX_FD_ENTRY (sizeof(FD_VARIABLE "=") + 12)
+#define SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 
 /* 1 when the entry must not reach the bundle's Python as it is: a variable the dynamic loader
  * reads (LD_PRELOAD, LD_LIBRARY_PATH, ...), or one naming the memfd, which only this program sets. */
@@ -52,11 +53,12 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-/* A memfd above the standard descriptors (one of them may be closed) holding every entry of envp
- * followed by its NUL, offset back at 0; -1 when it cannot be made. */
+/* A sealed memfd above the standard descriptors (one of them may be closed) holding every entry
+ * of envp followed by its NUL, offset back at 0; -1 when it cannot be made. The seals make it
+ * immutable, and let the launcher tell it from any descriptor a forged variable could name. */
 static int environ_memfd(char **envp)
 {
-    int fd = memfd_create("guard-environ", 0);
+    int fd = memfd_create("guard-environ", MFD_ALLOW_SEALING);
     if (fd < 0)
         return -1;
     if (fd <= STDERR_FILENO) {
@@ -72,7 +74,7 @@ static int environ_memfd(char **envp)
             return -1;
         }
     }
-    if (lseek(fd, 0, SEEK_SET) < 0) {
+    if (fcntl(fd, F_ADD_SEALS, SEALS) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
         close(fd);
         return -1;
     }

@@ -185,3 +185,21 @@ def test_the_images_ld_preload_reaches_the_program_and_does_not_break_guard(made
     status, log = finish(made.container(alpine_like_image, ["/opt/guard/libexec/guard", "--version"],
                                         environment=env))
     assert status == 127 and "error while loading shared libraries" in log, log
+
+
+def test_a_variable_naming_a_descriptor_is_the_users_own_when_no_memfd_can_be_made(made, alpine_like_image, tmp_path):
+    # A seccomp filter that refuses memfd_create: bin/guard then passes the environment on as it
+    # came, and the launcher must not read whatever descriptor GUARD_BUNDLE_ENVIRON_FD names
+    # (here an open file): only a memfd sealed as bin/guard seals it counts.
+    profile = tmp_path / "no-memfd.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW",
+                                   "syscalls": [{"names": ["memfd_create"], "action": "SCMP_ACT_ERRNO"}]}))
+    script = ("printf 'FORGED=1\\0' > /tmp/forged; exec 3</tmp/forged; "
+              "exec /opt/guard/bin/guard --profile none -- /bin/sh -c 'cat /proc/self/environ | tr \"\\0\" \"\\n\"'")
+    env = {"GUARD_BUNDLE_ENVIRON_FD": "3", "LD_BIND_NOW": "1"}
+    status, log = finish(made.container(alpine_like_image, ["sh", "-c", script], environment=env,
+                                        tmpfs={"/tmp": ""}, security_opt=[f"seccomp={profile.read_text()}"]))
+    assert status == 0, log
+    received = log.split()
+    assert "GUARD_BUNDLE_ENVIRON_FD=3" in received and "LD_BIND_NOW=1" in received, log
+    assert "FORGED=1" not in received, log
