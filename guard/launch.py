@@ -52,13 +52,18 @@ def original_environ():
     return raw[:-1].split(b"\0") if raw else []
 
 
-def search_path(envp):
-    """The directories execvp(3) searches: the first PATH in envp, which getenv(3) finds, or
-    the default PATH when there is none."""
+def path_variable(envp):
+    """The first PATH entry's value in envp, which getenv(3) finds, or None when there is none."""
     for entry in envp:
         if entry.startswith(b"PATH="):
-            return os.get_exec_path({b"PATH": entry[5:]})
-    return os.get_exec_path({})
+            return entry[5:]
+    return None
+
+
+def search_path(envp):
+    """The directories execvp(3) searches: envp's PATH, or the default PATH when there is none."""
+    path = path_variable(envp)
+    return os.get_exec_path({} if path is None else {b"PATH": path})
 
 
 def execvpe(file, argv, envp):
@@ -102,17 +107,31 @@ def reset_signals():
         signal.signal(signum, signal.SIG_DFL)
 
 
-def exec_failure(program, error):
-    """The message and exit code for a command that could not be started.
+def exec_failure(program, error, envp=()):
+    """The message and exit code for a command that could not be started, in the shell's words.
 
     A script without #! fails with ENOEXEC (126) and is not handed to /bin/sh as execvp(3) and
     tini would: no shell comes between guard and the program, and Docker itself (runc's execve)
     refuses such an entrypoint with "exec format error", so guard behaves as if it were not there.
+    A name without a slash that is nowhere in PATH says which PATH was searched (envp's, the one
+    the program would have had); execve() says EACCES for a directory, where the shell says what
+    it is.
     """
     if isinstance(error, ValueError):  # an embedded NUL byte in an argument: nothing can exec that
         return NOT_EXECUTABLE, f"guard: exec {program!r} failed: {error}"
-    code = NOT_FOUND if error.errno in (errno.ENOENT, errno.ENOTDIR) else NOT_EXECUTABLE
-    return code, f"guard: exec {program or repr(program)} failed: {error.strerror or error}"
+    shown = program or repr(program)
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        if program and "/" not in program:
+            return NOT_FOUND, f"guard: exec {shown} failed: not found in PATH [{_path_text(envp)}]"
+        return NOT_FOUND, f"guard: exec {shown} failed: {error.strerror or error}"
+    if error.errno == errno.EACCES and error.filename and os.path.isdir(error.filename):
+        return NOT_EXECUTABLE, f"guard: exec {shown} failed: {error.filename} is a directory"
+    return NOT_EXECUTABLE, f"guard: exec {shown} failed: {error.strerror or error}"
+
+
+def _path_text(envp):
+    path = path_variable(envp)
+    return f"{os.defpath}, the default: no PATH is set" if path is None else os.fsdecode(path)
 
 
 def exec_program(argv):
@@ -122,4 +141,4 @@ def exec_program(argv):
     try:
         execvpe(argv[0], argv, envp)
     except (OSError, ValueError) as e:
-        return exec_failure(argv[0], e)
+        return exec_failure(argv[0], e, envp)

@@ -76,12 +76,24 @@ def to_text(profile, place, notes, results, quiet=False):
         lines += [f"{STATUS_WORDS[r.status]:<4}  {r.requirement.name:<{width}}  {r.message}" for r in results]
     bad = problems(results)
     if bad:
-        lines.append(f"[{len(bad)}] of [{len(results)}] checks failed for {profile}")
+        lines.append(summary(bad, len(results), profile))
         for number, r in enumerate(bad, 1):
             kind = "" if r.status == "fail" else " (warning)"
             lines.append(f"[{number}]{kind} {r.message}")
             lines += ["    " + line for line in fix(r.requirement, place, profile).splitlines()]
     return "".join(PREFIX + line + "\n" for line in lines)
+
+
+def summary(bad, total, profile):
+    """The count line: failures when a hard check failed (Elasticsearch's "[2] of [5] checks
+    failed"), warnings when only soft ones did: then nothing stops the program."""
+    subject = "the --require checks" if profile == "none" else profile
+    failed = sum(1 for r in bad if r.status == "fail")
+    warned = len(bad) - failed
+    if not failed:
+        return f"[{warned}] of [{total}] checks gave a warning for {subject}; none of them stops it from starting"
+    more = f", and [{warned}] gave a warning" if warned else ""
+    return f"[{failed}] of [{total}] checks failed for {subject}{more}"
 
 
 def closing_line(results, mode, program):

@@ -136,7 +136,7 @@ def _spawn(argv, saved_mask, inherited_ignores, foreground):
         signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
         launch.execvpe(argv[0], argv, envp)
     except (OSError, ValueError) as e:
-        code, message = launch.exec_failure(argv[0], e)
+        code, message = launch.exec_failure(argv[0], e, envp)
         report.write(message + "\n")
         os._exit(code)
     finally:

@@ -59,14 +59,30 @@ def test_killed_program_status_is_seen_by_guards_parent():
     assert done.returncode == -15
 
 
-def test_missing_program_exits_127_naming_it():
-    done = run_guard(*PASS, "--", "no-such-program-here")
+def test_missing_program_exits_127_naming_it_and_the_path_it_was_looked_up_in(tmp_path):
+    done = run_guard(*PASS, "--", "no-such-program-here", env={"PATH": f"{tmp_path}:/usr/bin"})
     assert done.returncode == 127
-    assert "guard: exec no-such-program-here failed: No such file or directory" in text(done)
+    assert f"guard: exec no-such-program-here failed: not found in PATH [{tmp_path}:/usr/bin]" in text(done)
+
+
+def test_missing_program_without_a_path_says_the_default_was_searched():
+    env = {k: v for k, v in os.environ.items() if k != "PATH" and not k.startswith("GUARD_")}
+    done = subprocess.run([guard_executable(), *PASS, "--", "no-such-program-here"], env=env,
+                          capture_output=True, timeout=30)
+    assert done.returncode == 127
+    assert f"not found in PATH [{os.defpath}, the default: no PATH is set]" in text(done)
 
 
 def test_missing_path_exits_127(tmp_path):
-    assert run_guard(*PASS, "--", str(tmp_path / "nothing")).returncode == 127
+    done = run_guard(*PASS, "--", str(tmp_path / "nothing"))
+    assert done.returncode == 127
+    assert f"guard: exec {tmp_path}/nothing failed: No such file or directory" in text(done)
+
+
+def test_directory_exits_126_saying_it_is_a_directory_as_the_shell_does(tmp_path):
+    done = run_guard(*PASS, "--", str(tmp_path))
+    assert done.returncode == 126
+    assert f"guard: exec {tmp_path} failed: {tmp_path} is a directory" in text(done)
 
 
 def test_file_that_is_not_executable_exits_126(tmp_path):

@@ -80,3 +80,30 @@ def test_unreadable_values_are_skipped_and_never_refuse(tmp_path):
     assert done.returncode == 0, text(done)
     statuses = {c["key"]: c["status"] for c in json.loads(done.stdout)["checks"]}
     assert statuses["vm.overcommit_memory"] == statuses["net.core.somaxconn"] == "skip"
+
+
+def test_only_soft_failures_are_counted_as_warnings_not_failures(tmp_path):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 1,
+                                                   "net.core.somaxconn": 128}),
+           "GUARD_SYSFS": crafted_sys(tmp_path / "sys"), "GUARD_PLACE": "host"}
+    done = run_guard("check", "--profile", "redis", env=env, limits={"nofile": (1024, 1024)})
+    assert done.returncode == 0
+    assert "guard: [2] of [3] checks gave a warning for redis; none of them stops it from starting\n" in text(done)
+    assert "failed" not in text(done)
+
+
+def test_failures_and_warnings_are_counted_apart(tmp_path):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
+                                                   "net.core.somaxconn": 128}),
+           "GUARD_SYSFS": crafted_sys(tmp_path / "sys"), "GUARD_PLACE": "host"}
+    done = run_guard("check", "--profile", "redis", env=env, limits={"nofile": (1024, 1024)})
+    assert done.returncode == 78
+    assert "guard: [1] of [3] checks failed for redis, and [2] gave a warning\n" in text(done)
+
+
+def test_require_only_report_names_the_require_checks_not_a_profile(tmp_path):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530}), "GUARD_PLACE": "host"}
+    done = run_guard("check", "--profile", "none", "--require", "vm.max_map_count>=262144", env=env)
+    assert done.returncode == 78
+    assert "guard: [1] of [1] checks failed for the --require checks\n" in text(done)
+    assert "for none" not in text(done)

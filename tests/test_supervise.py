@@ -108,10 +108,11 @@ def test_child_killed_by_a_signal_gives_128_plus_its_number(signum):
     assert result.returncode == 128 + signum
 
 
-def test_command_not_found_is_127_and_named():
-    result = subprocess.run([*GUARD, "--", "no-such-program-anywhere"], capture_output=True, text=True)
+def test_command_not_found_is_127_and_named_with_the_path_searched():
+    result = subprocess.run([*GUARD, "--", "no-such-program-anywhere"], capture_output=True, text=True,
+                            env=dict(os.environ, PATH="/usr/bin:/bin"))
     assert result.returncode == 127
-    assert "guard: exec no-such-program-anywhere failed: No such file or directory" in result.stderr
+    assert "guard: exec no-such-program-anywhere failed: not found in PATH [/usr/bin:/bin]" in result.stderr
 
 
 def test_command_not_executable_is_126_and_named(tmp_path):
