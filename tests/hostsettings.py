@@ -35,12 +35,33 @@ def _write(path, value):
         f.write(str(value))
 
 
+# This process's locks, innermost last: (descriptor, mode). A flock belongs to the open file, so
+# a nested `with` that opened the lock file again would wait for this very process forever.
+_held = []
+
+
 @contextlib.contextmanager
 def _locked(mode):
+    if _held:
+        fd, outer = _held[-1]
+        if outer == fcntl.LOCK_SH and mode == fcntl.LOCK_EX:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # converted in place, and back on the way out
+        _held.append((fd, fcntl.LOCK_EX if fcntl.LOCK_EX in (outer, mode) else fcntl.LOCK_SH))
+        try:
+            yield
+        finally:
+            _held.pop()
+            if outer == fcntl.LOCK_SH and mode == fcntl.LOCK_EX:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+        return
     fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, mode)
-        yield
+        _held.append((fd, mode))
+        try:
+            yield
+        finally:
+            _held.pop()
     finally:
         os.close(fd)  # closing releases the flock
 
