@@ -1,6 +1,6 @@
 """Elasticsearch's vm.max_map_count advice for 8.16 and later, read from the installation the
 program runs from (the server jar's name in its lib folder), beside the bootstrap check that
-refuses only below 262144."""
+refuses only below 262144; and the memory lock, hard only where mlockall certainly fails."""
 
 import json
 import os
@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from guard import profiles
+from guard import checks, profiles
+from guard.host import UNLIMITED
 from guard.profiles import Invocation
-from guard.profiles.elasticsearch import ES_MAP_COUNT_ADVICE
+from guard.profiles.elasticsearch import ES_MAP_COUNT_ADVICE, JVM_SMALLEST_ADDRESS_SPACE
 from support import crafted_proc, run_guard, text
 
 ADVISED = 1048576
@@ -258,3 +259,40 @@ def test_at_and_around_both_thresholds(tmp_path, host_value, code, statuses):
         if check["status"] != "pass":
             assert "sysctl -w vm.max_map_count=1048576" in check["fix"], check
             assert "vm.max_map_count=262144" not in check["fix"]
+
+
+# --- memory lock: hard where mlockall certainly fails, the docs' unlimited a warning ---
+
+def test_memory_lock_is_hard_below_any_jvms_address_space_and_advised_unlimited():
+    reqs = by_name(plan(["elasticsearch"], {"bootstrap.memory_lock": "true"}))
+    floor, advice = reqs["memory-lock"], reqs["memory-lock-recommended"]
+    assert (floor.key, floor.value, floor.hard) == ("memlock", 512 << 20, True)
+    assert (advice.key, advice.value, advice.hard) == ("memlock", UNLIMITED, False)
+    assert floor.fix_value == UNLIMITED
+    assert "MlockallCheck" in floor.source
+
+
+@pytest.mark.parametrize("limit,floor_status,advice_status", [
+    (64 << 10, "fail", "warn"),
+    (JVM_SMALLEST_ADDRESS_SPACE - 1, "fail", "warn"),
+    (JVM_SMALLEST_ADDRESS_SPACE, "pass", "warn"),
+    (64 << 30, "pass", "warn"),
+    (UNLIMITED, "pass", "pass"),
+])
+def test_memory_lock_below_at_and_above_the_floor(limit, floor_status, advice_status):
+    reqs = by_name(plan(["elasticsearch"], {"bootstrap.memory_lock": "true"}))
+    assert checks.judge(reqs["memory-lock"], limit).status == floor_status
+    assert checks.judge(reqs["memory-lock-recommended"], limit).status == advice_status
+
+
+def test_a_small_memory_lock_limit_refuses_with_the_unlimited_fix(tmp_path):
+    env = {**ONLY_MAPS, "GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 262144}),
+           "bootstrap.memory_lock": "true", "GUARD_PLACE": "container"}
+    done = run_guard("check", "--format", "json", "--", "elasticsearch", env=env,
+                     limits={**LIMITS, "memlock": (64 << 10, 64 << 10)})
+    assert done.returncode == 78, text(done)
+    found = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert found["memory-lock"]["status"] == "fail" and found["memory-lock"]["required"] == 512 << 20
+    assert found["memory-lock-recommended"]["status"] == "warn"
+    assert "docker run --ulimit memlock=-1:-1" in found["memory-lock"]["fix"]
+    assert "memlock=536870912" not in found["memory-lock"]["fix"]

@@ -127,8 +127,10 @@ def test_allow_mmap_false_drops_the_map_count_check():
     assert any("allow_mmap" in n for n in p.notes)
 
 
-def test_memory_lock_requires_unlimited_memlock():
-    assert by_key(plan("elasticsearch", [], {"bootstrap.memory_lock": "true"}))["memlock"].value == UNLIMITED
+def test_memory_lock_adds_the_memlock_checks():
+    p = plan("elasticsearch", [], {"bootstrap.memory_lock": "true"})
+    assert [(r.name, r.value) for r in p.requirements if r.key == "memlock"] == [
+        ("memory-lock", 512 << 20), ("memory-lock-recommended", UNLIMITED)]
 
 
 def test_config_file_is_read_flat_or_nested_and_arguments_override_it(tmp_path):

@@ -15,6 +15,14 @@ ES_MAX_MAP_COUNT = 1 << 18  # MaxMapCountCheck: 262144
 ES_FILE_DESCRIPTORS = (1 << 16) - 1  # FileDescriptorCheck: 65535
 ES_THREADS = 1 << 12  # MaxNumberOfThreadsCheck: 4096
 
+# MlockallCheck refuses when mlockall(MCL_CURRENT) failed, and the kernel refuses it unless the
+# soft RLIMIT_MEMLOCK covers the whole address space (mm/mlock.c compares mm->total_vm with it),
+# which the JVM's reservations alone make large: OpenJDK 17 with its defaults and a 16 MiB heap
+# had a VmSize of 2.3 GiB, and 1047416 kB with every reservation shrunk (serial GC, 1 MiB class
+# space, 3 MiB code cache). Below half that, failure is certain; above it, it depends on the
+# heap, so only the docs' unlimited is asked for, as a warning.
+JVM_SMALLEST_ADDRESS_SPACE = 1 << 29  # 512 MiB
+
 # The docs advise more maps than MaxMapCountCheck asks for from 8.16 on: "for Elasticsearch
 # version 8.16 and later, set vm.max_map_count to 1048576; for 8.15 and earlier, 262144"
 # (elastic/docs-content deploy-manage/deploy/cloud-on-k8s/virtual-memory.md; the self-managed
@@ -382,6 +390,11 @@ def search_plan(flavour, invocation):
                     source=source + "MaxFileSizeCheck"),
     ]
     if _boolean(settings, "bootstrap.memory_lock", "false", notes):
-        reqs.append(Requirement("memlock", ">=", UNLIMITED, hard, name="memory-lock",
-                                source=source + "MlockallCheck (bootstrap.memory_lock=true)"))
+        reqs += [
+            Requirement("memlock", ">=", JVM_SMALLEST_ADDRESS_SPACE, hard, name="memory-lock",
+                        source=source + "MlockallCheck (bootstrap.memory_lock=true): mlockall fails "
+                        "below the JVM's address space"),
+            Requirement("memlock", ">=", UNLIMITED, False, name="memory-lock-recommended",
+                        source="docs (Disable swapping; OpenSearch: Important settings): memlock unlimited"),
+        ]
     return Plan(reqs, notes)
