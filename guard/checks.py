@@ -52,16 +52,17 @@ class SpecError(ValueError):
 
 # Records are named tuples, not dataclasses: guard runs before every start of the program, and
 # importing dataclasses (inspect, ast) cost a quarter of guard's start-up.
-class Requirement(collections.namedtuple("Requirement", "key op value hard name source hint")):
+class Requirement(collections.namedtuple("Requirement", "key op value hard name source hint fix_value")):
     """key: the knob (a dotted sysctl, an rlimit such as nofile or nofile.hard, transparent_hugepage);
     value: int, UNLIMITED or a word; hard: refuse to start when not met (soft ones warn); name:
     kebab-case check name, derived from the key when empty; source: where the threshold comes from;
-    hint: extra advice for the fix, specific to the program."""
+    hint: extra advice for the fix, specific to the program; fix_value: what the fix sets when it
+    is not the value itself (a stricter check of the same knob), None otherwise."""
 
     __slots__ = ()
 
-    def __new__(cls, key, op, value, hard=True, name="", source="", hint=""):
-        return super().__new__(cls, key, op, value, hard, name or default_name(key), source, hint)
+    def __new__(cls, key, op, value, hard=True, name="", source="", hint="", fix_value=None):
+        return super().__new__(cls, key, op, value, hard, name or default_name(key), source, hint, fix_value)
 
 
 class Result(collections.namedtuple("Result", "requirement status actual message", defaults=(None, ""))):

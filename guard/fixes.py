@@ -37,7 +37,10 @@ def is_namespaced(key):
 
 
 def target(req):
-    """The value to set: the threshold, or for THP's "not always" the mode the kernel docs advise."""
+    """The value to set: the threshold, or the stricter one the requirement's fix_value names, or
+    for THP's "not always" the mode the kernel docs advise."""
+    if req.fix_value is not None:
+        return req.fix_value
     if req.key == THP_KEY and req.op == "!=":
         return "madvise" if req.value != "madvise" else "never"
     return req.value

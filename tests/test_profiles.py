@@ -127,8 +127,10 @@ def test_allow_mmap_false_drops_the_map_count_check():
     assert any("allow_mmap" in n for n in p.notes)
 
 
-def test_memory_lock_requires_unlimited_memlock():
-    assert by_key(plan("elasticsearch", [], {"bootstrap.memory_lock": "true"}))["memlock"].value == UNLIMITED
+def test_memory_lock_adds_the_memlock_checks():
+    p = plan("elasticsearch", [], {"bootstrap.memory_lock": "true"})
+    assert [(r.name, r.value) for r in p.requirements if r.key == "memlock"] == [
+        ("memory-lock", 512 << 20), ("memory-lock-recommended", UNLIMITED)]
 
 
 def test_config_file_is_read_flat_or_nested_and_arguments_override_it(tmp_path):
@@ -268,16 +270,16 @@ def make_segments(log_dir, partitions, segments_each):
                 (part / f"{s * 1000:020d}{suffix}").touch()
 
 
-def test_kafka_derives_the_map_requirement_from_segments_on_disk(tmp_path):
+def test_kafka_derives_the_map_requirements_from_segments_on_disk(tmp_path):
     logs = tmp_path / "logs"
     make_segments(logs, partitions=10, segments_each=30)
     props = tmp_path / "server.properties"
     props.write_text(f"broker.id=0\nlog.dirs={logs}\n")
     p = plan("kafka", ["kafka-server-start.sh", str(props)])
-    maps = by_key(p)["vm.max_map_count"]
-    assert maps.hard
-    assert maps.value == kafka.kafka_maps_needed(300)
-    assert maps.value >= 2 * 300
+    on_disk, headroom = [r for r in p.requirements if r.key == "vm.max_map_count"]
+    assert (on_disk.name, on_disk.value, on_disk.hard) == ("max-map-count", 2 * 300 + kafka.KAFKA_JVM_OWN_MAPS, True)
+    assert (headroom.name, headroom.value, headroom.hard) == ("max-map-count-headroom", kafka.kafka_maps_needed(300),
+                                                              False)
     assert "300 segments" in p.notes[0]
 
 
@@ -285,7 +287,7 @@ def test_kafka_many_segments_need_more_than_the_default_limit(tmp_path):
     logs = tmp_path / "logs"
     make_segments(logs, partitions=4, segments_each=9000)
     p = plan("kafka", ["kafka-server-start.sh", "--override", f"log.dirs={logs}"])
-    assert by_key(p)["vm.max_map_count"].value > 65530
+    assert {r.name: r for r in p.requirements}["max-map-count"].value > 65530
 
 
 def test_kafka_log_dir_that_cannot_be_listed_is_not_zero_segments(tmp_path):
@@ -327,7 +329,7 @@ def test_kafka_a_folder_that_is_not_a_partition_is_skipped_and_said(tmp_path):
     os.chown(logs / "lost+found", 0, 0) if os.geteuid() == 0 else None
     out = subprocess.run([*drop, sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     lines = out.stdout.splitlines()
-    assert lines[0] == f"True {kafka.kafka_maps_needed(7)}", out
+    assert lines[0] == f"True {kafka.kafka_maps_on_disk(7)}", out
     assert lines[1] == f"log.dirs [{logs}] holds 7 segments in 3 partitions"
     assert lines[2] == f"not partitions, so not counted: {logs}/lost+found"
 

@@ -3,6 +3,7 @@
 import collections
 import os
 import re
+import stat
 
 from guard import config, host
 from guard.checks import Requirement
@@ -13,6 +14,25 @@ from guard.profiles.plan import Plan
 ES_MAX_MAP_COUNT = 1 << 18  # MaxMapCountCheck: 262144
 ES_FILE_DESCRIPTORS = (1 << 16) - 1  # FileDescriptorCheck: 65535
 ES_THREADS = 1 << 12  # MaxNumberOfThreadsCheck: 4096
+
+# MlockallCheck refuses when mlockall(MCL_CURRENT) failed, and the kernel refuses it unless the
+# soft RLIMIT_MEMLOCK covers the whole address space (mm/mlock.c compares mm->total_vm with it),
+# which the JVM's reservations alone make large: OpenJDK 17 with its defaults and a 16 MiB heap
+# had a VmSize of 2.3 GiB, and 1047416 kB with every reservation shrunk (serial GC, 1 MiB class
+# space, 3 MiB code cache). Below half that, failure is certain; above it, it depends on the
+# heap, so only the docs' unlimited is asked for, as a warning.
+JVM_SMALLEST_ADDRESS_SPACE = 1 << 29  # 512 MiB
+
+# The docs advise more maps than MaxMapCountCheck asks for from 8.16 on: "for Elasticsearch
+# version 8.16 and later, set vm.max_map_count to 1048576; for 8.15 and earlier, 262144"
+# (elastic/docs-content deploy-manage/deploy/cloud-on-k8s/virtual-memory.md; the self-managed
+# "Increase virtual memory" page since elastic/docs-content#4380, December 2025, and the 8.16 to
+# 8.18 reference since elastic/elasticsearch#139968). The check still refuses only below 1 << 18,
+# so the advice is a warning. OpenSearch's docs (documentation-website, install-opensearch
+# "Important settings") and its MaxMapCountCheck both still say 262144: no advice beyond it.
+MapCountAdvice = collections.namedtuple("MapCountAdvice", "value since source")
+ES_MAP_COUNT_ADVICE = MapCountAdvice(1 << 20, (8, 16),
+                                     "Elasticsearch docs, Increase virtual memory: 1048576 from 8.16 on")
 
 # Where the transport binds and what it publishes, each with its fallbacks: TransportSettings
 # BIND_HOST and PUBLISH_HOST fall back to transport.host; when that is empty too, TcpTransport
@@ -28,14 +48,19 @@ PLACEHOLDER_ROUNDS = 32
 
 
 # setting_env_prefix: ES 8's ES_SETTING_DISCOVERY_TYPE style; "" when the image has none.
+# home_env, home_dir: the installation, whose lib/ names the version; map_count_advice: the
+# docs' vm.max_map_count beyond the bootstrap check, or None.
 SearchFlavour = collections.namedtuple(
-    "SearchFlavour", "name conf_env conf_dir config_file java_opts_env enforce_property setting_env_prefix")
+    "SearchFlavour", "name conf_env conf_dir config_file java_opts_env enforce_property setting_env_prefix "
+                     "home_env home_dir map_count_advice")
 
 
 ELASTICSEARCH = SearchFlavour("elasticsearch", "ES_PATH_CONF", "/usr/share/elasticsearch/config",
-                              "elasticsearch.yml", "ES_JAVA_OPTS", "es.enforce.bootstrap.checks", "ES_SETTING_")
+                              "elasticsearch.yml", "ES_JAVA_OPTS", "es.enforce.bootstrap.checks", "ES_SETTING_",
+                              "ES_HOME", "/usr/share/elasticsearch", ES_MAP_COUNT_ADVICE)
 OPENSEARCH = SearchFlavour("opensearch", "OPENSEARCH_PATH_CONF", "/usr/share/opensearch/config",
-                           "opensearch.yml", "OPENSEARCH_JAVA_OPTS", "opensearch.enforce.bootstrap.checks", "")
+                           "opensearch.yml", "OPENSEARCH_JAVA_OPTS", "opensearch.enforce.bootstrap.checks", "",
+                           "OPENSEARCH_HOME", "/usr/share/opensearch", None)
 
 
 def _setting_from_env_name(name, prefix):
@@ -260,6 +285,86 @@ def _boolean(settings, key, default, notes):
     return default == "true"
 
 
+def _on_path(name, environ):
+    """Where exec finds a bare command name in the program's PATH, or None."""
+    for directory in os.get_exec_path(environ):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _home_above(script):
+    """The installation a launcher script belongs to, as elasticsearch-env finds it: the script's
+    real path, up to its bin folder, and that folder's parent. None when no folder is named bin."""
+    folder = os.path.dirname(os.path.realpath(script))
+    while os.path.basename(folder) != "bin":
+        if folder == os.path.dirname(folder):
+            return None
+        folder = os.path.dirname(folder)
+    return os.path.dirname(folder)
+
+
+def installation(flavour, invocation):
+    """(home, named): the installation the program will run from; home is None for a launcher
+    script with no bin folder above it. The script derives its home from its own path, so the
+    command's path comes first (or where PATH finds the bare name), then the home variable
+    ($ES_HOME), then the official image's home. named: the user said where (a path, the variable)."""
+    command = invocation.argv[0] if invocation.argv else ""
+    if os.path.basename(command) == flavour.name:
+        script = command if "/" in command else _on_path(command, invocation.environ)
+        if script:
+            return _home_above(script), "/" in command
+    if invocation.environ.get(flavour.home_env):
+        return invocation.environ[flavour.home_env], True
+    return flavour.home_dir, False
+
+
+def installed_version(flavour, home):
+    """((major, minor, patch), jar path) from the name of the server jar in home/lib
+    (lib/elasticsearch-8.17.0.jar), or Unreadable with the reason. The folder is only listed:
+    nothing in it is opened."""
+    lib = os.path.join(home, "lib")
+    jar = re.compile(re.escape(flavour.name) + r"-([0-9]+)\.([0-9]+)\.([0-9]+)(-[0-9A-Za-z.]+)?\.jar")
+    try:
+        if not stat.S_ISDIR(os.stat(lib).st_mode):
+            raise host.Unreadable(f"{lib} is not a directory")
+        with os.scandir(lib) as entries:
+            found = {entry.name: jar.fullmatch(entry.name) for entry in entries}
+    except OSError as e:
+        raise host.Unreadable(f"cannot list {lib}: {e.strerror or e}") from None
+    jars = sorted(name for name, match in found.items() if match)
+    versions = {tuple(int(part) for part in found[name].groups()[:3]) for name in jars}
+    if len(versions) != 1:
+        what = f"[{', '.join(jars)}]" if jars else "none"
+        raise host.Unreadable(f"{lib} names one version in {flavour.name}-X.Y.Z.jar, but holds {what}")
+    return versions.pop(), os.path.join(lib, jars[0])
+
+
+def advised_map_count(flavour, invocation, notes):
+    """The docs' vm.max_map_count beyond the bootstrap check, as a warning, when the installed
+    version is one the advice is for. A version that cannot be read leaves the check out (today's
+    behaviour), with a note only when the user said where the installation is."""
+    advice = flavour.map_count_advice
+    if advice is None:
+        return []
+    home, named = installation(flavour, invocation)
+    try:
+        if home is None:
+            raise host.Unreadable(f"no folder named bin above {invocation.argv[0]}")
+        version, jar = installed_version(flavour, home)
+    except host.Unreadable as e:
+        if named:
+            notes.append(f"version unknown ({e}): the docs' vm.max_map_count advice for "
+                         f"{'.'.join(map(str, advice.since))} and later is not checked")
+        return []
+    notes.append(f"version [{'.'.join(map(str, version))}] ({jar})")
+    if version[:2] < advice.since:
+        return []
+    return [Requirement("vm.max_map_count", ">=", advice.value, False, name="max-map-count-recommended",
+                        source=advice.source)]
+
+
 def search_plan(flavour, invocation):
     settings, file_notes, file_read = search_settings(flavour, invocation)
     hard, mode_note = _enforced(flavour, settings, invocation.environ, file_read, HostResolver())
@@ -269,6 +374,7 @@ def search_plan(flavour, invocation):
     if _boolean(settings, "node.store.allow_mmap", "true", notes):
         reqs.append(Requirement("vm.max_map_count", ">=", ES_MAX_MAP_COUNT, hard,
                                 source=source + "MaxMapCountCheck (1 << 18)"))
+        reqs += advised_map_count(flavour, invocation, notes)
     else:
         notes.append("node.store.allow_mmap=false: the map count check is dropped")
     reqs += [
@@ -284,6 +390,11 @@ def search_plan(flavour, invocation):
                     source=source + "MaxFileSizeCheck"),
     ]
     if _boolean(settings, "bootstrap.memory_lock", "false", notes):
-        reqs.append(Requirement("memlock", ">=", UNLIMITED, hard, name="memory-lock",
-                                source=source + "MlockallCheck (bootstrap.memory_lock=true)"))
+        reqs += [
+            Requirement("memlock", ">=", JVM_SMALLEST_ADDRESS_SPACE, hard, name="memory-lock",
+                        source=source + "MlockallCheck (bootstrap.memory_lock=true): mlockall fails "
+                        "below the JVM's address space"),
+            Requirement("memlock", ">=", UNLIMITED, False, name="memory-lock-recommended",
+                        source="docs (Disable swapping; OpenSearch: Important settings): memlock unlimited"),
+        ]
     return Plan(reqs, notes)

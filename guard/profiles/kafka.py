@@ -10,14 +10,26 @@ from guard.checks import Requirement
 from guard.profiles.plan import Plan
 
 # apache/kafka docs/ops.html, "File descriptors and mmap": at least 100000 descriptors as a
-# starting point; each log segment maps its .index and .timeindex, so 2 map areas per segment.
+# starting point; each log segment maps its .index and .timeindex, so 2 map areas per segment,
+# and a broker short of them dies with OutOfMemoryError (Map failed).
 KAFKA_FILE_DESCRIPTORS = 100000
 KAFKA_MAPS_PER_SEGMENT = 2
+# Since KAFKA-7283 (JIRA fix version 2.3.0: LazyIndex) a segment's indexes are mapped when first
+# read, not at start: after a clean shutdown only the active segments are. Fetches from older
+# offsets and retention map the others over hours, and a map stays until its segment goes, so 2
+# per segment on disk is where a broker ends up (and where one before 2.3 starts). Below that,
+# failure is certain once the whole log has been read (a new follower, a consumer from the
+# earliest offset): hard there, with the JVM's own maps. The JVM's own: OpenJDK 17.0.15 (Debian
+# 12) started with kafka-server-start.sh's heap and kafka-run-class.sh's performance options,
+# idle, counted with guard maps PID: 186 with 1 CPU, 190 with 32; each further thread adds 2
+# (its stack and guard page). A broker runs many more threads, so this is a floor.
+KAFKA_JVM_OWN_MAPS = 186
 # Without segments to count guard asks for the figure Elasticsearch requires, a common floor for
 # JVM services that mmap their data; a warning only, since Kafka starts and fails later.
 KAFKA_DEFAULT_MAP_COUNT = 1 << 18
-# The broker's JVM maps a few thousand areas of its own (heap, code cache, libraries, thread
-# stacks), and segments keep coming: ask for half as much again as what is on disk needs now.
+# Headroom, a warning: the broker's JVM maps a few thousand areas of its own once busy (heap,
+# code cache, libraries, thread stacks), and segments keep coming: half as much again as what
+# is on disk needs now.
 KAFKA_JVM_MAPS = 4096
 KAFKA_HEADROOM = 1.5
 KAFKA_DEFAULT_LOG_DIRS = "/tmp/kafka-logs"  # KafkaConfig log.dirs default
@@ -70,7 +82,13 @@ def count_segments(log_dirs):
     return Segments(total, partitions, skipped)
 
 
+def kafka_maps_on_disk(segments):
+    """The map areas a broker ends up with for the segments already on disk, with its JVM's."""
+    return KAFKA_MAPS_PER_SEGMENT * segments + KAFKA_JVM_OWN_MAPS
+
+
 def kafka_maps_needed(segments):
+    """The maps to set aside: the segments on disk and a busy JVM, with headroom for new ones."""
     need = (KAFKA_MAPS_PER_SEGMENT * segments + KAFKA_JVM_MAPS) * KAFKA_HEADROOM
     return int(math.ceil(need / 1024.0) * 1024)
 
@@ -83,13 +101,20 @@ def kafka_plan(invocation):
     fds = Requirement("nofile.hard", ">=", KAFKA_FILE_DESCRIPTORS, False, name="file-descriptors",
                       source="Kafka docs ops.html: at least 100000 file descriptors")
     if found is None:
-        maps = Requirement("vm.max_map_count", ">=", KAFKA_DEFAULT_MAP_COUNT, False,
-                           source="guard default when log.dirs cannot be read (2 maps per segment, ops.html)")
+        maps = [Requirement("vm.max_map_count", ">=", KAFKA_DEFAULT_MAP_COUNT, False,
+                            source="guard default when log.dirs cannot be read (2 maps per segment, ops.html)")]
         notes.insert(0, f"log.dirs [{dirs_text}] cannot be listed here: map requirement is the default, a warning")
     else:
-        maps = Requirement("vm.max_map_count", ">=", kafka_maps_needed(found.count), True,
-                           source=f"{found.count} segments in log.dirs x 2 maps (ops.html) + JVM, x1.5 headroom")
+        maps = [
+            Requirement("vm.max_map_count", ">=", kafka_maps_on_disk(found.count), True,
+                        source=f"{found.count} segments in log.dirs x 2 maps (ops.html, mapped as they are "
+                               f"read since KAFKA-7283) + {KAFKA_JVM_OWN_MAPS} of the JVM's own (measured)"),
+            Requirement("vm.max_map_count", ">=", kafka_maps_needed(found.count), False,
+                        name="max-map-count-headroom",
+                        source=f"({found.count} segments x 2 + {KAFKA_JVM_MAPS} for a busy JVM) x1.5 "
+                               "headroom for segments to come"),
+        ]
         notes.insert(0, f"log.dirs [{dirs_text}] holds {found.count} segments in {found.partitions} partitions")
         if found.skipped:
             notes.insert(1, f"not partitions, so not counted: {', '.join(found.skipped)}")
-    return Plan([maps, fds], notes)
+    return Plan(maps + [fds], notes)

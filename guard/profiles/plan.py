@@ -2,6 +2,8 @@
 
 import collections
 
+from guard.checks import format_value
+
 
 class Invocation(collections.namedtuple("Invocation", "argv environ")):
     """The command guard is about to start, and its environment: where settings come from."""
@@ -15,6 +17,32 @@ class Invocation(collections.namedtuple("Invocation", "argv environ")):
 # requirements, and notes: how the configuration shaped them, shown in the report.
 Plan = collections.namedtuple("Plan", "requirements notes")
 
+# For each ordering operator, the stricter of two thresholds.
+STRICTER = {">=": max, "<=": min}
+
+
+def covering_fixes(requirements):
+    """The requirements, each fix set to the strictest threshold the plan holds for the same knob.
+
+    A program's hard limit and its vendor's advice often judge one knob (Elasticsearch's 262144
+    maps and the docs' 1048576): when both fail, a fix that sets only the lower value leaves the
+    other failing, and the report would print two commands for one setting. Every fix sets the
+    strictest value instead, and says which check asks for it.
+    """
+    covered = []
+    for req in requirements:
+        stricter = STRICTER.get(req.op)
+        same = [r for r in requirements if r.key == req.key and r.op == req.op]
+        value = stricter(r.value for r in same) if stricter and len(same) > 1 else req.value
+        if value == req.value:
+            covered.append(req)
+            continue
+        asking = ", ".join(r.name for r in same if r.value == value)
+        hint = (f"This sets [{format_value(value)}], which {asking} asks for: one change meets both."
+                + (f"\n{req.hint}" if req.hint else ""))
+        covered.append(req._replace(fix_value=value, hint=hint))
+    return covered
+
 
 class Profile(collections.namedtuple("Profile", "name summary commands build")):
     """commands: basenames of the commands that select this profile; build: Invocation -> Plan."""
@@ -22,4 +50,5 @@ class Profile(collections.namedtuple("Profile", "name summary commands build")):
     __slots__ = ()
 
     def plan(self, invocation):
-        return self.build(invocation)
+        built = self.build(invocation)
+        return built._replace(requirements=covering_fixes(built.requirements))
