@@ -8,7 +8,7 @@ import sys
 import time
 
 from guard.checks import format_value
-from guard.fixes import fix
+from guard.fixes import fix, target
 from guard.host import UNLIMITED
 
 PREFIX = "guard: "
@@ -77,9 +77,15 @@ def to_text(profile, place, notes, results, quiet=False):
     bad = problems(results)
     if bad:
         lines.append(summary(bad, len(results), profile))
+        fixed_by = {}  # (knob, value set) -> the number whose fix sets it: each command said once
         for number, r in enumerate(bad, 1):
             kind = "" if r.status == "fail" else " (warning)"
             lines.append(f"[{number}]{kind} {r.message}")
+            change = (r.requirement.key, format_value(target(r.requirement)))
+            if change in fixed_by:
+                lines.append(f"    The fix in [{fixed_by[change]}] covers this too: it sets [{change[1]}].")
+                continue
+            fixed_by[change] = number
             lines += ["    " + line for line in fix(r.requirement, place, profile).splitlines()]
     return "".join(PREFIX + line + "\n" for line in lines)
 

@@ -213,14 +213,13 @@ guard: skip  file-descriptors           max file descriptors nofile.hard skipped
 guard: pass  max-threads                max number of threads nproc [8192] >= [4096]
 guard: pass  max-size-virtual-memory    max size virtual memory as [unlimited] >= [unlimited]
 guard: pass  max-file-size              max file size fsize [unlimited] >= [unlimited]
-guard: [2] of [6] checks failed for elasticsearch
+guard: [1] of [6] checks failed for elasticsearch, and [1] gave a warning
 guard: [1] max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard:     To fix this, run as root: sysctl -w vm.max_map_count=1048576
 guard:     and keep it across reboots: echo 'vm.max_map_count=1048576' > /etc/sysctl.d/99-elasticsearch.conf
 guard:     This sets [1048576], which max-map-count-recommended asks for: one change meets both.
 guard: [2] (warning) max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [1048576]
-guard:     To fix this, run as root: sysctl -w vm.max_map_count=1048576
-guard:     and keep it across reboots: echo 'vm.max_map_count=1048576' > /etc/sysctl.d/99-elasticsearch.conf
+guard:     The fix in [1] covers this too: it sets [1048576].
 guard: check failed (exit 78): fix the failures above, or run with --mode warn (GUARD_MODE=warn) to start anyway
 """
 LIMITS = {"nproc": (8192, 8192)}
@@ -232,7 +231,7 @@ def check_es(tmp_path, host_value, *args):
     return home, run_guard("check", *args, "--", script_of(home), env=env, limits=LIMITS)
 
 
-def test_below_both_the_refusal_and_the_warning_print_one_and_the_same_fix(tmp_path):
+def test_below_both_the_refusal_and_the_warning_print_one_fix_once(tmp_path):
     home, done = check_es(tmp_path, 65530)
     assert done.returncode == 78
     assert text(done) == REPORT_BELOW_BOTH.format(home=home)
