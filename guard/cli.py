@@ -7,7 +7,7 @@ import io
 import os
 import sys
 
-from guard import __version__, checks, launch, place, profiles, report
+from guard import __version__, checks, host, launch, place, profiles, report
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -267,6 +267,16 @@ def cmd_profiles():
     return EXIT_OK if report.output("".join(lines)) else EXIT_OUTPUT
 
 
+def replaceable(path, given_by):
+    """path, when guard may replace it (a regular file or nothing yet), else the usage error:
+    the rule of every file guard writes (--metrics-file)."""
+    problem = host.unfit_to_replace(path)
+    if problem:
+        raise UsageError(f"{given_by} must be a regular file or a path that does not exist yet, but "
+                         f"[{path}] {problem}")
+    return path
+
+
 def cmd_maps(args):
     parser = argparse.ArgumentParser(prog="guard maps", description="Memory maps per process "
                                      "against vm.max_map_count, largest first.")
@@ -318,10 +328,8 @@ def _main(args, environ):
     if settings["watch"]:
         from guard import supervise
 
-        problem = settings["metrics_file"] and supervise.unfit_metrics_file(settings["metrics_file"])
-        if problem:
-            raise UsageError(f"{settings['given_by']['metrics_file']} must be a regular file or a path "
-                             f"that does not exist yet, but [{settings['metrics_file']}] {problem}")
+        if settings["metrics_file"]:
+            replaceable(settings["metrics_file"], settings["given_by"]["metrics_file"])
     where = place.detect(environ, settings["place"])  # once: the report's fixes and the watch's
     if run_checks(settings, command, environ, where)[0] == "refuse":
         return EXIT_REFUSED

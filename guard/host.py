@@ -1,4 +1,5 @@
-"""Reading host facts: sysctls, resource limits, transparent huge pages, where guard runs.
+"""Reading host facts: sysctls, resource limits, transparent huge pages, where guard runs; and
+replacing the files guard writes (metrics) whole.
 
 Reading is kept apart from judging: every reader returns the observed value or raises
 ``Unreadable`` with the reason, and the checks decide what the value means. "/proc" and "/sys"
@@ -6,10 +7,12 @@ live here only, overridable with GUARD_PROCFS and GUARD_SYSFS so tests can feed 
 """
 
 import collections
+import contextlib
 import errno
 import os
 import resource
 import stat
+import tempfile
 
 UNLIMITED = float("inf")
 
@@ -34,6 +37,16 @@ class Unreadable(Exception):
     def __init__(self, reason, missing=False):
         super().__init__(reason)
         self.missing = missing
+
+
+class Unwritable(Exception):
+    """A file guard did not write: str() names it and says why; ``why`` is the reason alone
+    ("it is a FIFO", "Read-only file system"); ``unfit`` when guard left it alone because of what
+    it is, rather than failed to write it."""
+
+    def __init__(self, path, why, unfit=False):
+        super().__init__(f"{'not writing' if unfit else 'cannot write'} {path}: {why}")
+        self.why, self.unfit = why, unfit
 
 
 def proc_root():
@@ -130,6 +143,56 @@ def read_thp():
     if start < 0 or end < start:
         raise Unreadable(f"unexpected content in {path}: [{text}]")
     return text[start + 1 : end]
+
+
+# What lstat() says a path is, for the message when it is not a regular file.
+LSTAT_KINDS = ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"),
+               (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+
+
+def _kind(mode):
+    return "a " + next((name for test, name in LSTAT_KINDS if test(mode)), "special file")
+
+
+def unfit_to_replace(path):
+    """Why path cannot be a file guard replaces ("is a FIFO", "cannot be looked up: Permission
+    denied"), or None when it is a regular file or does not exist yet. guard writes nothing but
+    what the user named, and never over a device, a FIFO or a symlink: the file is replaced by
+    rename, which would put a regular file in their place."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None  # a missing directory is said when writing: it may be mounted later
+    except OSError as e:
+        return f"cannot be looked up: {e.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    return f"is {_kind(mode)}"
+
+
+def replace_file(path, text, mode=0o644):
+    """Replace path with a file holding text, atomically: a reader (node_exporter's textfile
+    collector, sysctl --system) sees the old file or the new one, never a part. Raises Unwritable.
+
+    path is checked again here, as it may have become a device, a FIFO or a symlink since guard
+    started. The new file is made beside it (a rename does not cross file systems).
+    """
+    problem = unfit_to_replace(path)
+    if problem:
+        raise Unwritable(path, f"it {problem}", unfit=True)
+    try:
+        fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".guard-", suffix=".tmp")
+    except OSError as e:
+        raise Unwritable(path, e.strerror) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(temp, mode)  # mkstemp makes it 0600; node_exporter and sysctl read as others
+        os.replace(temp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise Unwritable(path, e.strerror) from None
 
 
 # The resource limits guard knows, by the names ulimit(1), docker --ulimit and limits.conf use.
