@@ -179,6 +179,36 @@ def next_due(due, started, interval, spent, cpu_share):
     return max(due + interval, started + spent / cpu_share)
 
 
+# What ends a loop of every(): docker stop and Kubernetes send SIGTERM, a terminal SIGINT.
+STOPPING = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def every(interval, action, cpu_share=None):
+    """Call action now and every interval seconds until SIGTERM or SIGINT comes; then return 0.
+
+    For a node agent (guard fix --every, guard maps --every): the stop signals are blocked and
+    taken with sigtimedwait(), as in the watch's loop, so one that comes during action() ends the
+    loop after it, never in the middle of a file being replaced. With cpu_share, costly actions
+    are spaced out as the watch's samples are (next_due).
+    """
+    saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+    try:
+        due = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if signal.sigtimedwait(STOPPING, min(max(due - now, 0), LONGEST_WAIT)) is not None:
+                return 0
+            now = time.monotonic()
+            if now < due:
+                continue
+            spent = time.process_time()
+            action()
+            spent = time.process_time() - spent
+            due = next_due(due, now, interval, spent, cpu_share) if cpu_share else max(due + interval, now)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
+
+
 def reap(child):
     """Reap every zombie below guard; the child's exit code once it is among them, else None."""
     code = None
