@@ -89,7 +89,8 @@ commands:
                                           check, raise what falls short where guard runs (never
                                           lowering a value), read it back: exit 0 or 78
   guard profiles                          list the profiles and their requirements
-  guard maps [PID...] [--top N] [--format text|json|prometheus]
+  guard maps [PID...] [--top N] [--format text|json|prometheus] [--output PATH]
+             [--every SECONDS] [--watch-cpu PERCENT]
                                           memory maps per process against vm.max_map_count
 
 environment (a flag given on the command line wins over its variable):
@@ -99,7 +100,7 @@ exit codes:
   2    usage error                       126  COMMAND found but not executable
   127  COMMAND not found                 70   internal error in guard
   1    guard maps: a pid given does not exist or cannot be read
-  74   guard check, fix, profiles, maps, --help: stdout could not be written
+  74   guard check, fix, profiles, maps, --help: stdout (or maps --output) could not be written
   otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
   exit code, or 128 + the number of the signal that killed it
 """
@@ -302,7 +303,7 @@ def cmd_profiles():
 
 def replaceable(path, given_by):
     """path, when guard may replace it (a regular file or nothing yet), else the usage error:
-    the rule of every file guard writes (--metrics-file, fix --persist)."""
+    the rule of every file guard writes (--metrics-file, maps --output, fix --persist)."""
     problem = host.unfit_to_replace(path)
     if problem:
         raise UsageError(f"{given_by} must be a regular file or a path that does not exist yet, but "
@@ -316,12 +317,29 @@ def cmd_maps(args):
     parser.add_argument("pids", nargs="*", metavar="PID")
     parser.add_argument("--top", type=int, default=None, metavar="N", help="show the N largest")
     parser.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
+    parser.add_argument("--output", metavar="PATH", help="replace PATH (a regular file or nothing yet) "
+                        "with the view, atomically, instead of writing to stdout")
+    parser.add_argument("--every", metavar="SECONDS", help="with --output: keep running, write the whole "
+                        "system's view again every SECONDS (exit 0 on SIGTERM)")
+    parser.add_argument("--watch-cpu", metavar="PERCENT", help="with --every, the most of one core the "
+                        "scans may take (default 1.5): costlier scans are spaced out beyond --every")
     parsed = parse_args(parser, args)
     if parsed.top is not None and parsed.top < 1:
         raise UsageError(f"--top must be at least 1 but was [{parsed.top}]")
+    output = parsed.output and replaceable(parsed.output, "--output")
     from guard import mapsview
 
-    return mapsview.run(parsed.pids, parsed.top, parsed.format)
+    if parsed.every is None:
+        if parsed.watch_cpu is not None:
+            raise UsageError("--watch-cpu spaces out the scans of --every: give --every SECONDS too")
+        return mapsview.run(parsed.pids, parsed.top, parsed.format, output)
+    # the same numbers as guard fix --every and guard --watch-cpu, checked the same way
+    every = _validate(BY_FLAG["--every"], parsed.every, "--every")
+    cpu = _validate(BY_FLAG["--watch-cpu"], parsed.watch_cpu or BY_FLAG["--watch-cpu"].default, "--watch-cpu")
+    if not output or parsed.pids:
+        raise UsageError("--every keeps a file current with the whole system's view: give --output PATH, "
+                         "and no PID")
+    return mapsview.Audit(output, parsed.top, parsed.format).keep_written(every, cpu / 100)
 
 
 def cmd_fix(args, environ):
