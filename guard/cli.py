@@ -15,7 +15,7 @@ EXIT_REFUSED = 78  # EX_CONFIG (sysexits.h), the code Elasticsearch exits with o
 EXIT_INTERNAL = 70  # EX_SOFTWARE
 EXIT_OUTPUT = report.EXIT_OUTPUT  # 74, EX_IOERR: stdout could not take guard's output
 
-SUBCOMMANDS = ("check", "fix", "profiles", "maps")
+SUBCOMMANDS = ("check", "fix", "profiles", "maps", "install")
 
 
 class UsageError(Exception):
@@ -92,6 +92,7 @@ commands:
   guard maps [PID...] [--top N] [--format text|json|prometheus] [--output PATH]
              [--every SECONDS] [--watch-cpu PERCENT]
                                           memory maps per process against vm.max_map_count
+  guard install DIR                       copy this bundle (/opt/guard) into DIR
 
 environment (a flag given on the command line wins over its variable):
 {env}
@@ -100,7 +101,8 @@ exit codes:
   2    usage error                       126  COMMAND found but not executable
   127  COMMAND not found                 70   internal error in guard
   1    guard maps: a pid given does not exist or cannot be read
-  74   guard check, fix, profiles, maps, --help: stdout (or maps --output) could not be written
+  74   guard check, fix, profiles, maps, --help: stdout (or maps --output) could not be written;
+       guard install: the copy failed
   otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
   exit code, or 128 + the number of the signal that killed it
 """
@@ -368,6 +370,16 @@ def cmd_fix(args, environ):
     return EXIT_OK if written else EXIT_OUTPUT
 
 
+def cmd_install(args):
+    parser = argparse.ArgumentParser(prog="guard install", description="Copy this bundle (/opt/guard) "
+                                     "into DIR, for a container that mounts DIR at /opt/guard.")
+    parser.add_argument("dir", metavar="DIR", help="an existing folder, empty or holding a previous copy")
+    parsed = parse_args(parser, args)
+    from guard import install
+
+    return install.run(parsed.dir)
+
+
 def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -391,6 +403,8 @@ def _main(args, environ):
             return cmd_maps(rest)
         if sub == "fix":
             return cmd_fix(rest, environ)
+        if sub == "install":
+            return cmd_install(rest)
         # guard check -- COMMAND...: the command only selects the profile and its settings (a
         # preflight service reads the same server.properties the broker will); it never runs.
         options, command = _split_at_command(rest)

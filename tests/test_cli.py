@@ -111,6 +111,19 @@ def test_fix_variables_do_not_concern_check(host_at):
     assert run_guard("check", "--profile", "redis", env=env).returncode == 78
 
 
+def test_install_from_a_pip_install_is_a_usage_error_saying_it_works_from_the_bundle_only(tmp_path):
+    done = run_guard("install", str(tmp_path))
+    assert done.returncode == 2
+    assert text(done).startswith("guard: guard install works from the bundle only (/opt/guard, docker build "
+                                 "--target bundle), and this guard runs from [")
+    assert os.listdir(tmp_path) == []
+
+
+def test_install_needs_its_folder():
+    done = run_guard("install")
+    assert done.returncode == 2 and "DIR" in text(done)
+
+
 def test_profiles_lists_thresholds_hardness_and_sources():
     out = run_guard("profiles").stdout.decode()
     for line in ("vm.max_map_count >= 262144", "MaxMapCountCheck", "vm.overcommit_memory = 1", "hard", "soft"):
