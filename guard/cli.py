@@ -7,7 +7,7 @@ import io
 import os
 import sys
 
-from guard import __version__, checks, launch, place, profiles, report
+from guard import __version__, checks, fixes, host, launch, place, profiles, report
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -15,17 +15,18 @@ EXIT_REFUSED = 78  # EX_CONFIG (sysexits.h), the code Elasticsearch exits with o
 EXIT_INTERNAL = 70  # EX_SOFTWARE
 EXIT_OUTPUT = report.EXIT_OUTPUT  # 74, EX_IOERR: stdout could not take guard's output
 
-SUBCOMMANDS = ("check", "profiles", "maps")
+SUBCOMMANDS = ("check", "fix", "profiles", "maps", "install")
 
 
 class UsageError(Exception):
     pass
 
 
-class Option(collections.namedtuple("Option", "flag env help metavar choices repeatable switch default watch",
-                                    defaults=(None, None, False, False, None, False))):
+class Option(collections.namedtuple("Option", "flag env help metavar choices repeatable switch default only",
+                                    defaults=(None, None, False, False, None, None))):
     """repeatable: the variable takes a comma-separated list; switch: takes no value, the variable
-    takes 1/0, true/false, yes/no; watch: belongs to supervise mode."""
+    takes 1/0, true/false, yes/no; only: the one command that takes it ("guard", whose supervise
+    mode it belongs to, or "fix"), None for all."""
 
     __slots__ = ()
 
@@ -53,20 +54,27 @@ OPTIONS = (
     Option("--place", "GUARD_PLACE", "where fixes must run (default: detected)",
            choices=("auto",) + place.PLACES, default="auto"),
     Option("--watch", "GUARD_WATCH", "stay as PID 1: start COMMAND as a child, forward signals, reap "
-           "zombies, warn as its memory maps near vm.max_map_count", switch=True, default=False, watch=True),
+           "zombies, warn as its memory maps near vm.max_map_count", switch=True, default=False, only="guard"),
     Option("--interval", "GUARD_INTERVAL", "seconds between map samples with --watch", "SECONDS",
-           default=1.0, watch=True),
+           default=1.0, only="guard"),
     Option("--watch-cpu", "GUARD_WATCH_CPU", "with --watch, the most of one core the map samples may "
            "take, in percent: samples are spaced out beyond --interval to stay under it", "PERCENT",
-           default=1.5, watch=True),
+           default=1.5, only="guard"),
     Option("--metrics-file", "GUARD_METRICS_FILE", "with --watch, write Prometheus metrics to this file",
-           "PATH", watch=True),
+           "PATH", only="guard"),
+    Option("--dry-run", "GUARD_DRY_RUN", "guard fix: say what would be written, write nothing", switch=True,
+           default=False, only="fix"),
+    Option("--persist", "GUARD_PERSIST", "guard fix: also keep the sysctls across reboots in "
+           "GUARD_SYSCTL_D/99-PROFILE.conf, merged, never lowered", switch=True, default=False, only="fix"),
+    Option("--every", "GUARD_EVERY", "guard fix: keep running, check and set again every SECONDS (exit 0 on "
+           "SIGTERM); a pass is reported when it wrote or found otherwise than the last", "SECONDS", only="fix"),
 )
 BY_FLAG = {o.flag: o for o in OPTIONS}
 
 # Options that take a number: (exclusive low, inclusive high, what the message asks for).
 POSITIVE_NUMBERS = {
     "interval": (0, 1e9, "a number of seconds above 0"),
+    "every": (0, 1e9, "a number of seconds above 0"),
     "watch_cpu": (0, 100, "a percentage above 0, at most 100"),
 }
 
@@ -77,40 +85,56 @@ commands:
   guard [OPTIONS] [--] COMMAND [ARG...]   check, then exec COMMAND (argv verbatim, no shell)
   guard check [OPTIONS] [-- COMMAND...]   check only: exit 0 (pass or warnings) or 78; COMMAND,
                                           never run, selects the profile and its settings
+  guard fix [OPTIONS] [--dry-run] [--persist] [--every SECONDS] [-- COMMAND...]
+                                          check, raise what falls short where guard runs (never
+                                          lowering a value), read it back: exit 0 or 78
   guard profiles                          list the profiles and their requirements
-  guard maps [PID...] [--top N] [--format text|json|prometheus]
+  guard maps [PID...] [--top N] [--format text|json|prometheus] [--output PATH]
+             [--every SECONDS] [--watch-cpu PERCENT]
                                           memory maps per process against vm.max_map_count
+  guard install DIR                       copy this bundle (/opt/guard) into DIR
 
 environment (a flag given on the command line wins over its variable):
 {env}
 exit codes:
-  0    check passed (guard check)        78   a hard check failed (refused)
+  0    check passed (guard check, fix)   78   a hard check failed (refused; fix: still fails)
   2    usage error                       126  COMMAND found but not executable
   127  COMMAND not found                 70   internal error in guard
   1    guard maps: a pid given does not exist or cannot be read
-  74   guard check, profiles, maps, --help: stdout could not be written
+  74   guard check, fix, profiles, maps, --help: stdout (or maps --output) could not be written;
+       guard install: the copy failed
   otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
   exit code, or 128 + the number of the signal that killed it
 """
 
 
 def _env_help():
-    roots = ("  GUARD_PROCFS         where /proc is read (default /proc)\n"
-             "  GUARD_SYSFS          where /sys is read (default /sys)\n")
+    roots = ("  GUARD_PROCFS         where /proc is read, and guard fix writes sysctls (default /proc)\n"
+             "  GUARD_SYSFS          where /sys is read, and guard fix writes THP (default /sys)\n"
+             "  GUARD_SYSCTL_D       where guard fix --persist keeps sysctls (default /etc/sysctl.d)\n")
     return "".join(f"  {o.env:<20} {o.flag}\n" for o in OPTIONS) + roots
 
 
-def build_parser(prog, with_watch):
+DESCRIPTIONS = {
+    "guard": "Check the host limits a program needs, then start it or refuse with the fix.",
+    "fix": "Set the host settings a program needs from where guard runs, never lowering one, and read "
+           "them back; print the fix for what cannot be set from here.",
+}
+
+
+def build_parser(prog, with_watch=False, fix=False):
+    """The parser of guard (check, then exec: with_watch), guard check, or guard fix (fix)."""
+    command = "guard" if with_watch else "fix" if fix else "check"
     usage = f"{prog} [OPTIONS]" + (" [--] COMMAND [ARG...]" if with_watch else " [-- COMMAND...]")
     parser = argparse.ArgumentParser(
         prog=prog, usage=usage, add_help=True, allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Check the host limits a program needs, then start it or refuse with the fix.",
+        description=DESCRIPTIONS.get(command, DESCRIPTIONS["guard"]),
         epilog=EPILOG.format(env=_env_help()),
     )
     parser.add_argument("--version", action="version", version=f"guard {__version__}")
     for o in OPTIONS:
-        if o.watch and not with_watch:
+        if o.only not in (None, command):
             continue
         text = f"{o.help} [{o.env}]"
         if o.switch:
@@ -212,20 +236,18 @@ def choose_profile(settings, command):
     return profiles.detect(command) if command else None
 
 
-def run_checks(settings, command, environ, where, launching=True):
-    """Plan, check, report (stderr; JSON to stdout when nothing is launched).
+Planned = collections.namedtuple("Planned", "profile own notes requirements")
 
-    Returns the verdict and whether stdout took the JSON (guard's stderr is best effort: what
-    cannot be written there changes nothing)."""
+
+def plan_checks(settings, command, environ, who):
+    """The profile, the program's own words, the notes and the requirements of a run; None when
+    guard launches a program no profile knows. who: the command, for a usage error."""
     profile = choose_profile(settings, command)
     if profile is None and not settings["require"]:
-        if not launching:
-            raise UsageError("guard check needs --profile NAME, --require SPEC or a known COMMAND "
+        if who != "guard":
+            raise UsageError(f"guard {who} needs --profile NAME, --require SPEC or a known COMMAND "
                              f"(profiles: {', '.join(profiles.PROFILES)})")
-        if not settings["quiet"]:
-            report.write(f"guard: no profile knows [{os.path.basename(command[0])}]; "
-                         "starting it unchecked (--profile NAME or GUARD_PROFILE to check)\n")
-        return "pass", True
+        return None
     profile = profile or profiles.PROFILES["none"]
     own = profiles.invocation(profile, command, environ)  # its words and environment, past launchers
     plan = profile.plan(own)
@@ -236,18 +258,32 @@ def run_checks(settings, command, environ, where, launching=True):
         whose = f" of {profile.name}" if profile.name != "none" else ""
         raise UsageError(f"{settings['given_by']['skip']} [{unmatched[0]}] matches no check; "
                          f"the checks{whose} are: {existing}")
-    results = checks.run_checks(requirements, skip=set(settings["skip"]))
-    program = os.path.basename(own.argv[0]) if launching else None
-    name = profile.name
+    return Planned(profile, own, plan.notes, requirements)
+
+
+def run_checks(settings, command, environ, where, launching=True):
+    """Plan, check, report (stderr; JSON to stdout when nothing is launched).
+
+    Returns the verdict and whether stdout took the JSON (guard's stderr is best effort: what
+    cannot be written there changes nothing)."""
+    planned = plan_checks(settings, command, environ, "guard" if launching else "check")
+    if planned is None:
+        if not settings["quiet"]:
+            report.write(f"guard: no profile knows [{os.path.basename(command[0])}]; "
+                         "starting it unchecked (--profile NAME or GUARD_PROFILE to check)\n")
+        return "pass", True
+    results = checks.run_checks(planned.requirements, skip=set(settings["skip"]))
+    program = os.path.basename(planned.own.argv[0]) if launching else None
+    name = planned.profile.name
     written = True
     if settings["format"] == "json":
-        text = report.to_json(name, settings["mode"], where, plan.notes, results) + "\n"
+        text = report.to_json(name, settings["mode"], where, planned.notes, results) + "\n"
         if launching:
             report.write(text)
         else:
             written = report.output(text)
     else:
-        report.write(report.to_text(name, where, plan.notes, results, quiet=settings["quiet"]) +
+        report.write(report.to_text(name, where, planned.notes, results, quiet=settings["quiet"]) +
                      report.closing_line(results, settings["mode"], program))
     return report.verdict(results, settings["mode"] == "enforce"), written
 
@@ -267,18 +303,81 @@ def cmd_profiles():
     return EXIT_OK if report.output("".join(lines)) else EXIT_OUTPUT
 
 
+def replaceable(path, given_by):
+    """path, when guard may replace it (a regular file or nothing yet), else the usage error:
+    the rule of every file guard writes (--metrics-file, maps --output, fix --persist)."""
+    problem = host.unfit_to_replace(path)
+    if problem:
+        raise UsageError(f"{given_by} must be a regular file or a path that does not exist yet, but "
+                         f"[{path}] {problem}")
+    return path
+
+
 def cmd_maps(args):
     parser = argparse.ArgumentParser(prog="guard maps", description="Memory maps per process "
                                      "against vm.max_map_count, largest first.")
     parser.add_argument("pids", nargs="*", metavar="PID")
     parser.add_argument("--top", type=int, default=None, metavar="N", help="show the N largest")
     parser.add_argument("--format", choices=("text", "json", "prometheus"), default="text")
+    parser.add_argument("--output", metavar="PATH", help="replace PATH (a regular file or nothing yet) "
+                        "with the view, atomically, instead of writing to stdout")
+    parser.add_argument("--every", metavar="SECONDS", help="with --output: keep running, write the whole "
+                        "system's view again every SECONDS (exit 0 on SIGTERM)")
+    parser.add_argument("--watch-cpu", metavar="PERCENT", help="with --every, the most of one core the "
+                        "scans may take (default 1.5): costlier scans are spaced out beyond --every")
     parsed = parse_args(parser, args)
     if parsed.top is not None and parsed.top < 1:
         raise UsageError(f"--top must be at least 1 but was [{parsed.top}]")
+    output = parsed.output and replaceable(parsed.output, "--output")
     from guard import mapsview
 
-    return mapsview.run(parsed.pids, parsed.top, parsed.format)
+    if parsed.every is None:
+        if parsed.watch_cpu is not None:
+            raise UsageError("--watch-cpu spaces out the scans of --every: give --every SECONDS too")
+        return mapsview.run(parsed.pids, parsed.top, parsed.format, output)
+    # the same numbers as guard fix --every and guard --watch-cpu, checked the same way
+    every = _validate(BY_FLAG["--every"], parsed.every, "--every")
+    cpu = _validate(BY_FLAG["--watch-cpu"], parsed.watch_cpu or BY_FLAG["--watch-cpu"].default, "--watch-cpu")
+    if not output or parsed.pids:
+        raise UsageError("--every keeps a file current with the whole system's view: give --output PATH, "
+                         "and no PID")
+    return mapsview.Audit(output, parsed.top, parsed.format).keep_written(every, cpu / 100)
+
+
+def cmd_fix(args, environ):
+    """guard fix: the check's profile, settings and requirements, set where guard runs."""
+    options, command = _split_at_command(args)
+    settings = resolve(parse_args(build_parser("guard fix", fix=True), options), environ)
+    where = place.detect(environ, settings["place"])
+    planned = plan_checks(settings, command, environ, "fix")
+    persist_to = None
+    if settings["persist"]:
+        if where.in_container and not environ.get("GUARD_SYSCTL_D"):
+            raise UsageError(f"{settings['given_by']['persist']}: in a container /etc/sysctl.d is the container's "
+                             "own, which the node never reads: mount the node's and name it with GUARD_SYSCTL_D")
+        persist_to = os.path.join(host.sysctl_d_root(), fixes.sysctl_d_file(planned.profile.name))
+        replaceable(persist_to, f"{settings['given_by']['persist']} writes {persist_to}, which")
+    from guard import fix
+
+    fixer = fix.Fixer(planned.profile.name, planned.notes, planned.requirements, where, mode=settings["mode"],
+                      fmt=settings["format"], quiet=settings["quiet"], skip=settings["skip"],
+                      dry_run=settings["dry_run"], persist_to=persist_to)
+    if settings["every"]:
+        return fixer.keep_fixed(settings["every"])
+    verdict, written = fixer.once()
+    if verdict == "refuse":
+        return EXIT_REFUSED
+    return EXIT_OK if written else EXIT_OUTPUT
+
+
+def cmd_install(args):
+    parser = argparse.ArgumentParser(prog="guard install", description="Copy this bundle (/opt/guard) "
+                                     "into DIR, for a container that mounts DIR at /opt/guard.")
+    parser.add_argument("dir", metavar="DIR", help="an existing folder, empty or holding a previous copy")
+    parsed = parse_args(parser, args)
+    from guard import install
+
+    return install.run(parsed.dir)
 
 
 def main(argv=None):
@@ -302,10 +401,14 @@ def _main(args, environ):
             return cmd_profiles()
         if sub == "maps":
             return cmd_maps(rest)
+        if sub == "fix":
+            return cmd_fix(rest, environ)
+        if sub == "install":
+            return cmd_install(rest)
         # guard check -- COMMAND...: the command only selects the profile and its settings (a
         # preflight service reads the same server.properties the broker will); it never runs.
         options, command = _split_at_command(rest)
-        settings = resolve(parse_args(build_parser("guard check", with_watch=False), options), environ)
+        settings = resolve(parse_args(build_parser("guard check"), options), environ)
         where = place.detect(environ, settings["place"])
         verdict, written = run_checks(settings, command, environ, where, launching=False)
         if verdict == "refuse":
@@ -318,10 +421,8 @@ def _main(args, environ):
     if settings["watch"]:
         from guard import supervise
 
-        problem = settings["metrics_file"] and supervise.unfit_metrics_file(settings["metrics_file"])
-        if problem:
-            raise UsageError(f"{settings['given_by']['metrics_file']} must be a regular file or a path "
-                             f"that does not exist yet, but [{settings['metrics_file']}] {problem}")
+        if settings["metrics_file"]:
+            replaceable(settings["metrics_file"], settings["given_by"]["metrics_file"])
     where = place.detect(environ, settings["place"])  # once: the report's fixes and the watch's
     if run_checks(settings, command, environ, where)[0] == "refuse":
         return EXIT_REFUSED

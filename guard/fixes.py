@@ -54,25 +54,60 @@ def fix(req, place, program="guard"):
     if kind == "rlimit":
         text = _rlimit_fix(req, place)
     elif kind == "thp":
-        text = _node_fix(req.key, target(req), place, program, _thp_commands)
+        text = _node_fix(req, place, program, thp_commands)
     elif is_namespaced(req.key):
         text = _namespaced_fix(req.key, target(req), place, program)
     else:
-        text = _node_fix(req.key, target(req), place, program, _sysctl_commands)
+        text = _node_fix(req, place, program, _sysctl_commands)
     return text + (f"\n{req.hint}" if req.hint else "")
+
+
+def sysctl_d_file(program):
+    """The sysctl.d(5) file a program's settings are kept in: 99- sorts last, so they win over the
+    distribution's. With no profile (only --require) the file is guard's."""
+    return f"99-{program if program not in (None, 'none') else 'guard'}.conf"
 
 
 def _sysctl_commands(key, value, program):
     return (f"sysctl -w {key}={value}",
-            f"echo '{key}={value}' > /etc/sysctl.d/99-{program}.conf")
+            f"echo '{key}={value}' > /etc/sysctl.d/{sysctl_d_file(program)}")
 
 
-def _thp_commands(key, value, program):
+def thp_commands(key, value, program=None):
+    """THP now, and across reboots: it is no sysctl, so sysctl.d cannot keep it
+    (Documentation/admin-guide/mm/transhuge.rst, "Boot parameters")."""
     return (f"echo {value} > /sys/kernel/mm/transparent_hugepage/enabled",
             f"add transparent_hugepage={value} to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub)")
 
 
-def _node_fix(key, value, place, program, commands):
+# GKE Autopilot admits no privileged pod but the DaemonSets Google allow-lists; the one for
+# Elasticsearch sets vm.max_map_count to this, exactly, or is refused; from GKE 1.30.3-gke.1451000 a
+# custom ComputeClass sets the sysctl instead (Elastic Cloud on Kubernetes docs, "Virtual memory"
+# and "Deploy ECK on GKE Autopilot").
+AUTOPILOT_MAX_MAP_COUNT = 262144
+
+# What guard fix does to a node-level setting, by the requirement's operator (guard/fix.py).
+FIX_DAEMONSET_DOES = {">=": "raise it on every node with guard fix's DaemonSet, which never lowers a value set higher"}
+
+
+def _kubernetes_node_fix(req, value, persist):
+    """The node's kernel, from the manifests in guard's repository: the raise-only DaemonSet of
+    deploy/kubernetes/fix, or the node image; never a blind privileged `sysctl -w` in the pod."""
+    spec = f"{req.key}{req.op}{format_value(req.value)}"
+    does = FIX_DAEMONSET_DOES.get(req.op, f"set it to [{value}] on every node with guard fix's DaemonSet")
+    lines = [f"To fix this, {does}: in a clone of guard's repository, with --require {spec} in the args of "
+             "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",
+             f"or set it in the node image: {persist}"]
+    if req.key == "vm.max_map_count":
+        enough = "" if value <= AUTOPILOT_MAX_MAP_COUNT else f", less than the [{value}] needed here"
+        lines.append(f"On GKE Autopilot, which admits no privileged pod: Google's allow-listed DaemonSet sets "
+                     f"vm.max_map_count to [{AUTOPILOT_MAX_MAP_COUNT}]{enough}; from GKE 1.30.3-gke.1451000 a "
+                     "custom ComputeClass sets it instead.")
+    return lines
+
+
+def _node_fix(req, place, program, commands):
+    key, value = req.key, target(req)
     now, persist = commands(key, value, program)
     lines = []
     if place.in_container and place.proc_sys_writable and key != THP_KEY:
@@ -83,15 +118,7 @@ def _node_fix(key, value, place, program, commands):
         lines.append(f"{key} is a node-level setting shared by every container: it cannot be set "
                      f"from inside a container, only on {place.where_the_kernel_is}.")
     if place.name == "kubernetes":
-        lines += [
-            "To fix this, set it on every node that runs the pod (node image, DaemonSet), or add a "
-            "privileged initContainer to the pod:",
-            "  initContainers:",
-            f"  - name: set-{key.replace('.', '-').replace('_', '-')}",
-            "    image: busybox",
-            "    securityContext: {privileged: true}",
-            f"    command: [\"sh\", \"-c\", \"{now}\"]",
-        ]
+        lines += _kubernetes_node_fix(req, value, persist)
     elif place.name == "wsl2":
         lines += [
             f"To fix this, in Windows PowerShell run: wsl -d docker-desktop -u root sh -c \"{now}\"",

@@ -1,15 +1,20 @@
-"""Reading host facts: sysctls, resource limits, transparent huge pages, where guard runs.
+"""Reading host facts: sysctls, resource limits, transparent huge pages, where guard runs; and
+writing the few files guard writes: a sysctl or THP knob (guard fix) and a file it replaces
+whole (metrics, sysctl.d).
 
 Reading is kept apart from judging: every reader returns the observed value or raises
-``Unreadable`` with the reason, and the checks decide what the value means. "/proc" and "/sys"
-live here only, overridable with GUARD_PROCFS and GUARD_SYSFS so tests can feed crafted trees.
+``Unreadable`` with the reason, and the checks decide what the value means. "/proc", "/sys" and
+"/etc/sysctl.d" live here only, overridable with GUARD_PROCFS, GUARD_SYSFS and GUARD_SYSCTL_D so
+tests can feed crafted trees.
 """
 
 import collections
+import contextlib
 import errno
 import os
 import resource
 import stat
+import tempfile
 
 UNLIMITED = float("inf")
 
@@ -36,12 +41,27 @@ class Unreadable(Exception):
         self.missing = missing
 
 
+class Unwritable(Exception):
+    """A file guard did not write: str() names it and says why; ``why`` is the reason alone
+    ("it is a FIFO", "Read-only file system"); ``unfit`` when guard left it alone because of what
+    it is, rather than failed to write it."""
+
+    def __init__(self, path, why, unfit=False):
+        super().__init__(f"{'not writing' if unfit else 'cannot write'} {path}: {why}")
+        self.why, self.unfit = why, unfit
+
+
 def proc_root():
     return os.environ.get("GUARD_PROCFS") or "/proc"
 
 
 def sys_root():
     return os.environ.get("GUARD_SYSFS") or "/sys"
+
+
+def sysctl_d_root():
+    """Where sysctl.d(5) files are kept across reboots: a DaemonSet mounts the node's here."""
+    return os.environ.get("GUARD_SYSCTL_D") or "/etc/sysctl.d"
 
 
 def _not_regular(path, mode):
@@ -119,17 +139,112 @@ def read_sysctl(name):
 THP_ENABLED = ("kernel", "mm", "transparent_hugepage", "enabled")
 
 
+def thp_path():
+    return os.path.join(sys_root(), *THP_ENABLED)
+
+
 def read_thp():
     """The selected transparent huge page mode: the bracketed word of ``always [madvise] never``.
 
     Source: Documentation/admin-guide/mm/transhuge.rst. Kernels built without THP have no file.
     """
-    path = os.path.join(sys_root(), *THP_ENABLED)
+    path = thp_path()
     text = read_text(path)
     start, end = text.find("["), text.find("]")
     if start < 0 or end < start:
         raise Unreadable(f"unexpected content in {path}: [{text}]")
     return text[start + 1 : end]
+
+
+def write_knob(path, value):
+    """Write value to a kernel knob that exists (a sysctl under /proc/sys, THP's file under /sys),
+    in one write(), as sysctl(8) and `echo value > path` do; raises Unwritable with the reason.
+
+    Only a regular file is written, never through a symlink (O_NOFOLLOW), and what is opened is
+    checked again: a crafted tree (GUARD_PROCFS) may hold anything, and guard never writes to a
+    device or FIFO. O_TRUNC: a regular file of a crafted tree is rewritten whole; /proc and /sys
+    ignore it.
+    """
+    try:
+        before = os.lstat(path)
+    except OSError as e:
+        raise Unwritable(path, e.strerror) from None
+    if not stat.S_ISREG(before.st_mode):
+        raise Unwritable(path, f"it is {_kind(before.st_mode)}, not a regular file", unfit=True)
+    flags = os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise Unwritable(path, e.strerror) from None
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            raise Unwritable(path, "it changed while guard opened it", unfit=True)
+        data = f"{value}\n".encode()
+        if os.write(fd, data) != len(data):  # the kernel takes a sysctl in one write or not at all
+            raise Unwritable(path, "the value was written in part")
+    except OSError as e:
+        raise Unwritable(path, e.strerror) from None
+    finally:
+        os.close(fd)
+
+
+def write_sysctl(name, value):
+    write_knob(sysctl_path(name), value)
+
+
+def write_thp(mode):
+    write_knob(thp_path(), mode)
+
+
+# What lstat() says a path is, for the message when it is not a regular file.
+LSTAT_KINDS = ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"),
+               (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+
+
+def _kind(mode):
+    return "a " + next((name for test, name in LSTAT_KINDS if test(mode)), "special file")
+
+
+def unfit_to_replace(path):
+    """Why path cannot be a file guard replaces ("is a FIFO", "cannot be looked up: Permission
+    denied"), or None when it is a regular file or does not exist yet. guard writes nothing but
+    what the user named, and never over a device, a FIFO or a symlink: the file is replaced by
+    rename, which would put a regular file in their place."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None  # a missing directory is said when writing: it may be mounted later
+    except OSError as e:
+        return f"cannot be looked up: {e.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    return f"is {_kind(mode)}"
+
+
+def replace_file(path, text, mode=0o644):
+    """Replace path with a file holding text, atomically: a reader (node_exporter's textfile
+    collector, sysctl --system) sees the old file or the new one, never a part. Raises Unwritable.
+
+    path is checked again here, as it may have become a device, a FIFO or a symlink since guard
+    started. The new file is made beside it (a rename does not cross file systems).
+    """
+    problem = unfit_to_replace(path)
+    if problem:
+        raise Unwritable(path, f"it {problem}", unfit=True)
+    try:
+        fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".guard-", suffix=".tmp")
+    except OSError as e:
+        raise Unwritable(path, e.strerror) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(temp, mode)  # mkstemp makes it 0600; node_exporter and sysctl read as others
+        os.replace(temp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise Unwritable(path, e.strerror) from None
 
 
 # The resource limits guard knows, by the names ulimit(1), docker --ulimit and limits.conf use.

@@ -1,7 +1,9 @@
 """`guard maps`: memory mappings per process against vm.max_map_count, as text, JSON or Prometheus.
 
 Counting is guard.maps (the C scanner); this module adds the names, the percentages, the order
-and the three renderings. ``render_prometheus`` is shared with supervise mode.
+and the three renderings. ``render_prometheus`` is shared with supervise mode. With --output the
+view replaces a file whole, and with --every it does so again and again: a node agent for
+node_exporter's textfile collector (deploy/kubernetes/audit).
 """
 
 import itertools
@@ -138,9 +140,14 @@ def _rows_for_pids(pids, top):
     return largest_first(counts, failed, top), code
 
 
-def run(pids, top, fmt):
-    """`guard maps [PID...] [--top N] [--format text|json|prometheus]`: write to stdout, return
-    the exit code (0; 1 when a pid given does not exist or cannot be read; 2 for a bad pid)."""
+def _scan_failure(error):
+    return f"cannot list processes in {error.filename}: {error.strerror}"
+
+
+def run(pids, top, fmt, output=None):
+    """`guard maps [PID...] [--top N] [--format text|json|prometheus] [--output PATH]`: write to
+    stdout, or replace PATH; return the exit code (0; 1 when a pid given does not exist or cannot
+    be read; 2 for a bad pid; 74 when the view could not be written)."""
     for pid in pids:
         if not (pid.isascii() and pid.isdigit()) or not 0 < int(pid) <= PID_MAX_LIMIT:
             report.write(f"{PREFIX}PID must be a process id but was [{pid}]\n")
@@ -151,9 +158,50 @@ def run(pids, top, fmt):
         try:
             scan = maps.scan()
         except OSError as e:
-            report.write(f"{PREFIX}cannot list processes in {e.filename}: {e.strerror}\n")
+            report.write(f"{PREFIX}{_scan_failure(e)}\n")
             return 1
         rows, code = largest_first(scan.counts, scan.failed, top), 0
-    if not report.output(RENDERERS[fmt](rows, read_limit())):
-        return code or report.EXIT_OUTPUT
-    return code
+    text = RENDERERS[fmt](rows, read_limit())
+    if output is None:
+        written = report.output(text)
+    else:
+        try:
+            host.replace_file(output, text)
+            written = True
+        except host.Unwritable as e:
+            report.write(f"{PREFIX}{e}\n")
+            written = False
+    return code if written else code or report.EXIT_OUTPUT
+
+
+class Audit:
+    """`guard maps --output PATH --every SECONDS`: the whole system's view, PATH replaced whole
+    at every pass; what goes wrong is said once, and the next pass tries again."""
+
+    def __init__(self, output, top, fmt):
+        self.output, self.top, self.fmt = output, top, fmt
+        self.complaints = set()
+
+    def complain(self, message):
+        if message not in self.complaints:
+            self.complaints.add(message)
+            report.write(f"{PREFIX}{message}\n")
+
+    def write_once(self):
+        try:
+            scan = maps.scan()
+        except OSError as e:
+            self.complain(_scan_failure(e))
+            return
+        text = RENDERERS[self.fmt](largest_first(scan.counts, scan.failed, self.top), read_limit())
+        try:
+            host.replace_file(self.output, text)
+        except host.Unwritable as e:
+            self.complain(str(e))
+
+    def keep_written(self, every, cpu_share):
+        """Pass after pass until SIGTERM or SIGINT (then 0), within cpu_share of one core as the
+        watch's samples are: a scan of a node with a large process costs the kernel tens of ms."""
+        from guard import supervise  # it imports this module: here, not at the top
+
+        return supervise.every(every, self.write_once, cpu_share)

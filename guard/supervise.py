@@ -19,8 +19,6 @@ and fail hours after starting with "Map failed" when the count reaches the limit
 import contextlib
 import os
 import signal
-import stat
-import tempfile
 import time
 
 from guard import host, launch, maps, mapsview, place, report
@@ -165,14 +163,50 @@ def _supervise(child, interval, watch, cpu_share=CPU_SHARE):
             if now >= next_sample:
                 spent = time.process_time()
                 watch.sample_safely()
-                spent = time.process_time() - spent
-                next_sample = max(next_sample + interval, now + spent / cpu_share)
+                next_sample = next_due(next_sample, now, interval, time.process_time() - spent, cpu_share)
                 continue
             info = signal.sigtimedwait(WAITED, min(next_sample - now, LONGEST_WAIT))
             if info is not None and info.si_signo != signal.SIGCHLD and info.si_pid != os.getpid():
                 forward(child, info.si_signo, watch)
         except KeyboardInterrupt:
             forward(child, signal.SIGINT, watch)
+
+
+def next_due(due, started, interval, spent, cpu_share):
+    """When the next sample is due: interval after this one was due, or later, so that samples
+    costing ``spent`` seconds of CPU each (this one, begun at ``started``) take at most cpu_share
+    of one core."""
+    return max(due + interval, started + spent / cpu_share)
+
+
+# What ends a loop of every(): docker stop and Kubernetes send SIGTERM, a terminal SIGINT.
+STOPPING = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+def every(interval, action, cpu_share=None):
+    """Call action now and every interval seconds until SIGTERM or SIGINT comes; then return 0.
+
+    For a node agent (guard fix --every, guard maps --every): the stop signals are blocked and
+    taken with sigtimedwait(), as in the watch's loop, so one that comes during action() ends the
+    loop after it, never in the middle of a file being replaced. With cpu_share, costly actions
+    are spaced out as the watch's samples are (next_due).
+    """
+    saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+    try:
+        due = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if signal.sigtimedwait(STOPPING, min(max(due - now, 0), LONGEST_WAIT)) is not None:
+                return 0
+            now = time.monotonic()
+            if now < due:
+                continue
+            spent = time.process_time()
+            action()
+            spent = time.process_time() - spent
+            due = next_due(due, now, interval, spent, cpu_share) if cpu_share else max(due + interval, now)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
 
 
 def reap(child):
@@ -323,52 +357,12 @@ class MapWatch:
             say(message)
 
     def write_metrics(self, rows, limit):
-        """Replace the file atomically: node_exporter's textfile collector may read it any time.
-
-        Only a regular file is replaced: the rename would put a regular file in the place of a
-        device, a FIFO or a symlink that took the path since guard started.
-        """
+        """Replace the file whole: node_exporter's textfile collector may read it any time."""
         text = mapsview.render_prometheus(rows, limit) + (
             "# HELP guard_watch_samples_total Samples of the memory maps taken by guard --watch.\n"
             "# TYPE guard_watch_samples_total counter\n"
             f"guard_watch_samples_total {self.samples}\n")
-        problem = unfit_metrics_file(self.metrics_file)
-        if problem:
-            self.complain(f"not writing metrics to {self.metrics_file}: it {problem}")
-            return
-        directory = os.path.dirname(os.path.abspath(self.metrics_file))
         try:
-            fd, temp = tempfile.mkstemp(dir=directory, prefix=".guard-", suffix=".tmp")
-        except OSError as e:
-            self.complain(f"cannot write metrics to {self.metrics_file}: {e.strerror}")
-            return
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(temp, 0o644)  # mkstemp makes it 0600; node_exporter runs as another user
-            os.replace(temp, self.metrics_file)
-        except OSError as e:
-            self.complain(f"cannot write metrics to {self.metrics_file}: {e.strerror}")
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-
-
-# What lstat() says a path is, for the message when it is not a regular file.
-FILE_KINDS = ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"),
-              (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
-
-
-def unfit_metrics_file(path):
-    """Why path cannot be the metrics file ("is a FIFO", "cannot be looked up: Permission denied"),
-    or None when it is a regular file or does not exist yet. guard writes nothing but what the
-    user named, and never over a device, a FIFO or a symlink: the file is replaced by rename."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return None  # a missing directory is said when writing: it may be mounted later
-    except OSError as e:
-        return f"cannot be looked up: {e.strerror}"
-    if stat.S_ISREG(mode):
-        return None
-    kind = next((name for test, name in FILE_KINDS if test(mode)), "special file")
-    return f"is a {kind}"
+            host.replace_file(self.metrics_file, text)
+        except host.Unwritable as e:
+            self.complain(f"{'not writing' if e.unfit else 'cannot write'} metrics to {self.metrics_file}: {e.why}")

@@ -95,6 +95,35 @@ def test_help_lists_every_variable_and_exit_code():
         assert code in done.stdout.decode()
 
 
+def test_fix_help_lists_its_own_options_and_variables_and_the_roots_it_writes_under():
+    done = run_guard("fix", "--help")
+    assert done.returncode == 0
+    out = done.stdout.decode()
+    for flag, env in (("--dry-run", "GUARD_DRY_RUN"), ("--persist", "GUARD_PERSIST"), ("--every", "GUARD_EVERY")):
+        assert f"  {flag}" in out and f"[{env}]" in out
+    for root in ("GUARD_PROCFS", "GUARD_SYSFS", "GUARD_SYSCTL_D"):
+        assert root in out
+    assert "--watch" not in out.split("commands:")[0]  # supervise mode is not guard fix's
+
+
+def test_fix_variables_do_not_concern_check(host_at):
+    env = {**host_at, "GUARD_EVERY": "soon", "GUARD_DRY_RUN": "2", "GUARD_PERSIST": "yes"}
+    assert run_guard("check", "--profile", "redis", env=env).returncode == 78
+
+
+def test_install_from_a_pip_install_is_a_usage_error_saying_it_works_from_the_bundle_only(tmp_path):
+    done = run_guard("install", str(tmp_path))
+    assert done.returncode == 2
+    assert text(done).startswith("guard: guard install works from the bundle only (/opt/guard, docker build "
+                                 "--target bundle), and this guard runs from [")
+    assert os.listdir(tmp_path) == []
+
+
+def test_install_needs_its_folder():
+    done = run_guard("install")
+    assert done.returncode == 2 and "DIR" in text(done)
+
+
 def test_profiles_lists_thresholds_hardness_and_sources():
     out = run_guard("profiles").stdout.decode()
     for line in ("vm.max_map_count >= 262144", "MaxMapCountCheck", "vm.overcommit_memory = 1", "hard", "soft"):
@@ -158,8 +187,11 @@ def stdout_to_a_pipe_nobody_reads(*args, env=None):
         os.close(write_end)
 
 
+FIX_JSON = ["fix", "--profile", "redis", "--mode", "warn", "--format", "json", "--dry-run"]
+
+
 @pytest.mark.parametrize("args", [["profiles"], ["check", "--profile", "redis", "--mode", "warn", "--format", "json"],
-                                  ["--help"], ["maps"]])
+                                  ["--help"], ["maps"], FIX_JSON])
 def test_reader_gone_ends_quietly_with_74(args, host_at):
     done = stdout_to_a_pipe_nobody_reads(*args, env=host_at)
     assert (done.returncode, text(done)) == (74, "")
@@ -173,7 +205,7 @@ def test_profiles_piped_to_head_prints_its_first_line_cleanly():
 
 
 @pytest.mark.parametrize("args", [["check", "--profile", "redis", "--mode", "warn", "--format", "json"],
-                                  ["profiles"], ["--version"], ["maps", "--format", "json"]])
+                                  ["profiles"], ["--version"], ["maps", "--format", "json"], FIX_JSON])
 def test_full_stdout_is_said_and_exits_74(args, host_at):
     with open("/dev/full", "wb") as full:  # an output target only: guard writes to the descriptor
         done = guard_writing_to(full, *args, env=host_at)

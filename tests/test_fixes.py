@@ -38,10 +38,38 @@ def test_docker_desktop_fix_reaches_the_vm_from_a_privileged_container():
     assert "docker run --rm --privileged --pid=host" in text and "sysctl -w vm.max_map_count=262144" in text
 
 
-def test_kubernetes_fix_is_a_privileged_init_container():
-    text = fix(MAPS, KUBERNETES)
-    assert "initContainers:" in text and "privileged: true" in text
-    assert "sysctl -w vm.max_map_count=262144" in text
+def test_kubernetes_fix_is_the_raise_only_daemonset_of_deploy_kubernetes_fix_or_the_node_image():
+    text = fix(MAPS, KUBERNETES, "elasticsearch")
+    assert text.splitlines() == [
+        "vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a "
+        "container, only on the Kubernetes node.",
+        "To fix this, raise it on every node with guard fix's DaemonSet, which never lowers a value set higher: "
+        "in a clone of guard's repository, with --require vm.max_map_count>=262144 in the args of "
+        "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",
+        "or set it in the node image: echo 'vm.max_map_count=262144' > /etc/sysctl.d/99-elasticsearch.conf",
+        "On GKE Autopilot, which admits no privileged pod: Google's allow-listed DaemonSet sets vm.max_map_count "
+        "to [262144]; from GKE 1.30.3-gke.1451000 a custom ComputeClass sets it instead.",
+    ]
+    assert "initContainers" not in text and "sysctl -w" not in text  # no blind privileged write in the pod
+
+
+def test_kubernetes_fix_says_when_autopilots_daemonset_sets_less_than_needed():
+    text = fix(Requirement("vm.max_map_count", ">=", 400000), KUBERNETES, "kafka")
+    assert "--require vm.max_map_count>=400000 in the args" in text
+    assert "sets vm.max_map_count to [262144], less than the [400000] needed here" in text
+
+
+@pytest.mark.parametrize("spec, does, image", [
+    ("vm.overcommit_memory=1", "set it to [1] on every node with guard fix's DaemonSet",
+     "echo 'vm.overcommit_memory=1' > /etc/sysctl.d/99-redis.conf"),
+    ("transparent_hugepage!=always", "set it to [madvise] on every node with guard fix's DaemonSet",
+     "add transparent_hugepage=madvise to the kernel command line"),
+])
+def test_kubernetes_fix_of_a_value_named_sets_it_from_the_daemonset(spec, does, image):
+    text = fix(parse_spec(spec), KUBERNETES, "redis")
+    assert f"To fix this, {does}: in a clone of guard's repository, with --require {spec} " in text
+    assert f"or set it in the node image: {image}" in text
+    assert "Autopilot" not in text  # its allow-listed DaemonSet sets vm.max_map_count only
 
 
 def test_rlimit_fix_in_a_container_names_ulimit_and_compose():
@@ -80,6 +108,11 @@ def test_thp_fix_writes_madvise_and_carries_the_program_hint():
     text = fix(req, HOST)
     assert "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled" in text
     assert text.endswith("Or set disable-thp yes.")
+
+
+def test_without_a_profile_the_sysctl_d_file_is_guards():
+    assert "> /etc/sysctl.d/99-guard.conf" in fix(MAPS, HOST, "none")
+    assert fix(MAPS, HOST).endswith("> /etc/sysctl.d/99-guard.conf")
 
 
 def test_not_equal_on_a_sysctl_asks_for_another_value():

@@ -2,11 +2,14 @@
 
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
 from guard import maps, mapsview
+from support import guard_executable
 
 LINE = "7f0000000000-7f0000001000 r--p 00000000 00:00 0 \n"
 GATE = "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
@@ -123,3 +126,108 @@ def test_unreadable_name_of_a_live_process_is_a_question_mark(proc, capsys):
     os.unlink(proc / "10" / "comm")
     assert mapsview.run(["10"], None, "text") == 0
     assert capsys.readouterr().out.splitlines()[-1] == "      10       250    25.0%  ?"
+
+
+# --- --output and --every: a node agent for node_exporter's textfile collector --------------
+
+
+def test_output_replaces_the_file_whole_instead_of_stdout(proc, capsys, tmp_path):
+    (tmp_path / "out").mkdir()  # tmp_path is the crafted proc root
+    path = tmp_path / "out" / "maps.prom"
+    path.write_text("old\n")
+    assert mapsview.run([], 1, "prometheus", str(path)) == 0
+    assert capsys.readouterr().out == ""
+    assert 'guard_process_map_count{pid="12",comm="java"} 900\n' in path.read_text()
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert os.listdir(tmp_path / "out") == ["maps.prom"]  # no temporary file left behind
+
+
+def test_output_that_cannot_be_written_is_said_and_exits_74(proc, capsys, tmp_path):
+    path = tmp_path / "missing" / "maps.txt"
+    assert mapsview.run([], None, "text", str(path)) == 74
+    assert capsys.readouterr().err == f"guard: cannot write {path}: No such file or directory\n"
+
+
+def maps_command(*args):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+    return [guard_executable(), "maps", *args], clean
+
+
+WHOLE_SYSTEM = "guard: --every keeps a file current with the whole system's view: give --output PATH, and no PID\n"
+NOT_REPLACED = "guard: --output must be a regular file or a path that does not exist yet, but [{path}] is a {kind}\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--every", "1"], WHOLE_SYSTEM),
+    (["--output", "{out}", "--every", "1", "1"], WHOLE_SYSTEM),
+    (["--output", "{out}", "--every", "0"], "guard: --every must be a number of seconds above 0 but was [0]\n"),
+    (["--output", "{out}", "--every", "1", "--watch-cpu", "101"],
+     "guard: --watch-cpu must be a percentage above 0, at most 100 but was [101]\n"),
+    (["--watch-cpu", "1"], "guard: --watch-cpu spaces out the scans of --every: give --every SECONDS too\n"),
+    (["--output", "{fifo}"], NOT_REPLACED.format(path="{fifo}", kind="FIFO")),
+    (["--output", "{link}", "--every", "1"], NOT_REPLACED.format(path="{link}", kind="symbolic link")),
+])
+def test_bad_audit_usage_exits_2_naming_it_and_writes_nothing(tmp_path, args, message):
+    names = {"out": str(tmp_path / "out.prom"), "fifo": str(tmp_path / "fifo"), "link": str(tmp_path / "link")}
+    os.mkfifo(names["fifo"])
+    (tmp_path / "target").write_text("kept\n")
+    os.symlink(tmp_path / "target", names["link"])
+    command, env = maps_command(*(arg.format(**names) for arg in args))
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr) == (2, message.format(**names))
+    assert sorted(os.listdir(tmp_path)) == ["fifo", "link", "target"] and (tmp_path / "target").read_text() == "kept\n"
+
+
+def audit(tmp_path, seconds, every, cpu=None):
+    """guard maps --every on the real /proc for ``seconds``; every version of the file seen, each
+    held open as it was found (so that no inode is reused and counted twice), and SIGTERM's result."""
+    path = tmp_path / "maps.prom"
+    extra = ["--watch-cpu", cpu] if cpu else []
+    command, env = maps_command("--format", "prometheus", "--output", str(path), "--every", every, "--top", "5", *extra)
+    guard = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    versions, held = {}, []
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                f = open(path)
+            except FileNotFoundError:
+                continue
+            inode = os.fstat(f.fileno()).st_ino
+            if inode in versions:
+                f.close()
+            else:
+                versions[inode] = f.read()
+                held.append(f)
+            time.sleep(0.002)
+    finally:
+        guard.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        code = guard.wait(timeout=10)
+        waited = time.monotonic() - stopped
+        for f in held:
+            f.close()
+    return list(versions.values()), (code, waited, guard.stderr.read()), sorted(os.listdir(tmp_path))
+
+
+def test_every_rewrites_the_file_whole_each_time_and_ends_0_on_sigterm(tmp_path):
+    versions, (code, waited, err), left = audit(tmp_path, 1.5, "0.05", cpu="100")
+    assert (code, err) == (0, "") and waited < 1
+    assert len(versions) >= 5, len(versions)
+    with open("/proc/sys/vm/max_map_count") as f:
+        limit = f.read().strip()
+    for text in versions:  # never a part: each version whole, from its first line to its last
+        assert text.startswith("# HELP guard_process_map_count ")
+        assert text.endswith(f"guard_vm_max_map_count {limit}\n")
+        assert text.count("guard_process_map_count{") == 5
+    assert left == ["maps.prom"]  # no temporary file left behind
+
+
+def test_every_stays_under_its_cpu_share_by_spacing_the_scans_out(tmp_path):
+    # A scan of every process costs a few ms of CPU: under 0.001 % of a core the next one waits
+    # minutes, where --every asked for 50 ms; with the whole core, scans come every 50 ms.
+    capped, (code, _, _), _ = audit(tmp_path, 1.5, "0.05", cpu="0.001")
+    uncapped, _, _ = audit(tmp_path, 1.5, "0.05", cpu="100")
+    assert code == 0
+    assert len(capped) == 1, len(capped)
+    assert len(uncapped) >= 10, len(uncapped)
