@@ -52,7 +52,7 @@ guard: redis: disable-thp yes: Redis turns THP off for itself, the THP check is 
 guard: pass  overcommit  memory overcommit vm.overcommit_memory [1] = [1]
 guard: pass  somaxconn   TCP listen backlog net.core.somaxconn [511] >= [511]
 guard: warn  open-files  max file descriptors nofile.hard [1024] is too low, increase to at least [10032]
-guard: [1] of [3] checks failed for redis
+guard: [1] of [3] checks gave a warning for redis; none of them stops it from starting
 guard: [1] (warning) max file descriptors nofile.hard [1024] is too low, increase to at least [10032]
 guard:     To fix this, raise it for the user or service that starts the program: ulimit -n 10032 (as root, or up to the hard limit), LimitNOFILE=10032 in its systemd unit, or '* - nofile 10032' in /etc/security/limits.conf.
 """
@@ -402,13 +402,14 @@ def test_sets_the_hosts_overcommit_for_redis():
 
 
 @as_root
-@pytest.mark.parametrize("name, low, args", [("vm.max_map_count", "65530", ["--require", MAPS]),
-                                             ("vm.overcommit_memory", "0", ["--profile", "redis"])])
-def test_dry_run_leaves_the_host_as_it_is(name, low, args):
+@pytest.mark.parametrize("name, low, args, code", [("vm.max_map_count", "65530", ["--require", MAPS], 78),
+                                                   ("vm.overcommit_memory", "0", ["--profile", "redis"], 0)])
+def test_dry_run_leaves_the_host_as_it_is(name, low, args, code):
     with sysctl(name, low):  # one at a time: the lock is not taken twice by one process
         done = run_guard("fix", *args, "--dry-run")
         assert host_value(name) == low
-    assert done.returncode == 78 and f"would set {name} [{low}] -> [" in text(done)
+    # Still short afterwards: a hard requirement refuses (78), Redis's overcommit only warns (0).
+    assert done.returncode == code and f"would set {name} [{low}] -> [" in text(done)
 
 
 @as_root

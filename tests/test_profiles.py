@@ -347,7 +347,8 @@ def test_kafka_unreadable_log_dirs_fall_back_to_a_soft_default(tmp_path):
 def test_redis_defaults_follow_redis_7():
     reqs = by_key(plan("redis", ["redis-server"]))
     assert (reqs["vm.overcommit_memory"].op, reqs["vm.overcommit_memory"].value) == ("=", 1)
-    assert reqs["vm.overcommit_memory"].hard
+    # Redis warns and starts: its fork may fail later, not certainly, so guard warns too.
+    assert not reqs["vm.overcommit_memory"].hard
     assert reqs["net.core.somaxconn"].value == 511 and not reqs["net.core.somaxconn"].hard
     assert reqs["nofile.hard"].value == 10032
     assert "transparent_hugepage" not in reqs

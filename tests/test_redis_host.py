@@ -54,21 +54,29 @@ def stop(proc):
             proc.wait()
 
 
-def read_overcommit():
-    with open("/proc/sys/vm/overcommit_memory") as f:
-        return int(f.read())
+def test_overcommit_off_warns_as_redis_does_and_starts_it(tmp_path):
+    sock = tmp_path / "r.sock"
+    with sysctl("vm.overcommit_memory", 0):
+        proc = start(["--profile", "redis", "--", *redis_args(sock)])
+        try:
+            log = read_until_ready(proc)
+        finally:
+            stop(proc)
+        err = proc.stderr.read().decode()
+    assert READY.search(log), log
+    assert "(warning) memory overcommit vm.overcommit_memory is [0] but must be [1]" in err
+    assert "sysctl -w vm.overcommit_memory=1" in err
+    assert b"WARNING Memory overcommit must be enabled" in log  # Redis's own word, the same verdict
 
 
-def test_overcommit_off_refuses_before_redis_starts(tmp_path):
-    with host_settings_unchanged():
-        if read_overcommit() == 1:
-            pytest.skip("this host already has vm.overcommit_memory=1")
-        proc = start(["--profile", "redis", "--", *redis_args(tmp_path / "r.sock")])
+def test_overcommit_required_refuses_before_redis_starts(tmp_path):
+    with sysctl("vm.overcommit_memory", 0):
+        proc = start(["--require", "vm.overcommit_memory=1", "--", *redis_args(tmp_path / "r.sock")])
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 78
     assert not READY.search(out) and b"Redis" not in out
     err = err.decode()
-    assert f"memory overcommit vm.overcommit_memory is [{read_overcommit()}] but must be [1]" in err
+    assert "memory overcommit vm.overcommit_memory is [0] but must be [1]" in err
     assert "sysctl -w vm.overcommit_memory=1" in err
 
 

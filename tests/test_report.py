@@ -96,9 +96,10 @@ def test_failures_and_warnings_are_counted_apart(tmp_path):
     env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
                                                    "net.core.somaxconn": 128}),
            "GUARD_SYSFS": crafted_sys(tmp_path / "sys"), "GUARD_PLACE": "host"}
-    done = run_guard("check", "--profile", "redis", env=env, limits={"nofile": (1024, 1024)})
+    done = run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory=1", env=env,
+                     limits={"nofile": (1024, 1024)})
     assert done.returncode == 78
-    assert "guard: [1] of [3] checks failed for redis, and [2] gave a warning\n" in text(done)
+    assert "guard: [1] of [4] checks failed for redis, and [3] gave a warning\n" in text(done)
 
 
 def test_require_only_report_names_the_require_checks_not_a_profile(tmp_path):

@@ -69,11 +69,14 @@ def redis_plan(invocation):
     settings, notes = redis_settings(invocation)
     maxclients, backlog = _redis_int(settings, "maxclients", notes), _redis_int(settings, "tcp-backlog", notes)
     reqs = [
-        # Redis only warns (syscheck.c checkOvercommit), but with overcommit off a BGSAVE or a
-        # replica sync fork fails under memory pressure, and with stop-writes-on-bgsave-error (on
-        # by default) Redis then refuses writes: a failure waiting to happen, so guard refuses.
-        Requirement("vm.overcommit_memory", "=", 1, True, name="overcommit",
-                    source="Redis syscheck.c checkOvercommit"),
+        # Redis only warns (syscheck.c checkOvercommit): without overcommit a BGSAVE or replica
+        # sync fork *may* fail under low memory, and with stop-writes-on-bgsave-error (on by
+        # default) Redis then refuses writes. Not certain: in the default heuristic mode the kernel
+        # refuses only a commit larger than RAM + swap (mm/util.c __vm_enough_memory), so a fork
+        # usually succeeds. A warning, as Redis gives; `--require vm.overcommit_memory=1` refuses.
+        Requirement("vm.overcommit_memory", "=", 1, False, name="overcommit",
+                    source="Redis syscheck.c checkOvercommit",
+                    hint="Redis only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
         # Redis warns and listens with the smaller backlog (server.c checkTcpBacklogSettings).
         Requirement("net.core.somaxconn", ">=", backlog, False,
                     source=f"Redis server.c checkTcpBacklogSettings: tcp-backlog [{backlog}]"),

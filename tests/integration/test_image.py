@@ -11,10 +11,11 @@ def test_image_runs_guard_as_a_non_root_user(made, guard_image):
 
 
 def test_check_in_the_image_passes_and_fails_with_the_host(made, guard_image):
+    check = ["check", "--profile", "redis", "--require", "vm.overcommit_memory=1"]
     with sysctl("vm.overcommit_memory", 1):
-        passed = finish(made.container(guard_image, ["check", "--profile", "redis"]))
+        passed = finish(made.container(guard_image, check))
     with sysctl("vm.overcommit_memory", 0):
-        refused = finish(made.container(guard_image, ["check", "--profile", "redis"]))
+        refused = finish(made.container(guard_image, check))
     assert passed[0] == 0, passed[1]
     assert refused[0] == EXIT_REFUSED, refused[1]
     assert "sysctl -w vm.overcommit_memory=1" in refused[1]

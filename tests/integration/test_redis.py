@@ -10,11 +10,16 @@ READY = "Ready to accept connections"
 OVERCOMMIT_FIX = "sysctl -w vm.overcommit_memory=1"
 
 
-def test_overcommit_off_refuses_before_redis_starts(made, guarded_redis_image):
+# Redis only warns about overcommit, and so does its profile; an operator who wants it refused
+# says so with a requirement of its own.
+REQUIRE_OVERCOMMIT = {"GUARD_REQUIRE": "vm.overcommit_memory=1"}
+
+
+def test_overcommit_off_refuses_before_redis_starts_when_required(made, guarded_redis_image):
     with sysctl("vm.overcommit_memory", 0):
-        status, log = finish(made.container(guarded_redis_image))
+        status, log = finish(made.container(guarded_redis_image, environment=REQUIRE_OVERCOMMIT))
     assert status == EXIT_REFUSED, log
-    assert "[1] of [3] checks failed for redis" in log
+    assert "[1] of [4] checks failed for redis, and [1] gave a warning" in log
     assert "vm.overcommit_memory is [0] but must be [1]" in log
     assert OVERCOMMIT_FIX in log
     assert "Redis is starting" not in log and READY not in log
@@ -38,15 +43,22 @@ def test_satisfied_host_execs_redis_as_pid_1_and_stop_gets_redis_exit_code(made,
     assert "Received SIGTERM" in log
 
 
-def test_warn_mode_starts_redis_anyway_and_prints_the_warning(made, guarded_redis_image):
+def test_overcommit_off_starts_redis_with_guards_warning_and_redis_own(made, guarded_redis_image):
     with sysctl("vm.overcommit_memory", 0):
-        container = made.container(guarded_redis_image, environment={"GUARD_MODE": "warn"})
+        container = made.container(guarded_redis_image)
         log = wait_for_log(container, READY)
         assert exec_output(container, "redis-cli", "ping") == (0, "PONG")
-    assert "vm.overcommit_memory is [0] but must be [1]" in log
+    assert "(warning) memory overcommit vm.overcommit_memory is [0] but must be [1]" in log
     assert OVERCOMMIT_FIX in log
-    # Redis's own start-up check agrees with guard's verdict.
+    # Redis's own start-up check agrees with guard's verdict: a warning, and it runs.
     assert "WARNING Memory overcommit must be enabled" in log
+
+
+def test_warn_mode_starts_redis_even_when_a_requirement_fails(made, guarded_redis_image):
+    with sysctl("vm.overcommit_memory", 0):
+        container = made.container(guarded_redis_image, environment={**REQUIRE_OVERCOMMIT, "GUARD_MODE": "warn"})
+        log = wait_for_log(container, READY)
+    assert "guard: starting redis-server anyway (warn mode)" in log
 
 
 def test_container_limits_too_low_for_redis_are_caught_with_docker_fixes(made, guarded_redis_image):
