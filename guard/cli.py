@@ -156,7 +156,10 @@ def parse_args(parser, args):
             return parser.parse_args(args)
     except SystemExit as e:
         written = report.output(out.getvalue()) if out.getvalue() else True
-        report.write(err.getvalue())
+        said = err.getvalue()
+        if e.code == EXIT_USAGE and said:  # argparse's "error: ...": say where the options are
+            said = f"{said.rstrip()}; {parser.prog} --help lists the options\n"
+        report.write(said)
         raise SystemExit(EXIT_OUTPUT if e.code == EXIT_OK and not written else e.code) from None
 
 
@@ -223,11 +226,19 @@ def resolve(parsed, environ):
             continue
         settings[o.dest] = _validate(o, value, given_by[o.dest])
     settings["given_by"] = given_by
-    try:
-        settings["require"] = [checks.parse_spec(s) for s in settings["require"]]
-    except checks.SpecError as e:
-        raise UsageError(f"--require: {e}") from None
+    settings["require"] = [_requirement(item, given_by["require"]) for item in settings["require"]]
     return settings
+
+
+def _requirement(item, origin):
+    """A --require SPEC or one item of GUARD_REQUIRE's list; a bad one is named whole, with where
+    it came from."""
+    try:
+        return checks.parse_spec(item)
+    except checks.SpecError as e:
+        where = f"{origin} item" if origin.startswith("GUARD_") else origin
+        shown = item if len(item) <= 80 else f"{item[:40]}... ({len(item)} characters)"
+        raise UsageError(f"{where} [{shown}]: {e}") from None
 
 
 def choose_profile(settings, command):
@@ -245,8 +256,12 @@ def plan_checks(settings, command, environ, who):
     profile = choose_profile(settings, command)
     if profile is None and not settings["require"]:
         if who != "guard":
+            known = ", ".join(profiles.PROFILES)
+            if command:
+                raise UsageError(f"guard {who}: no profile knows [{os.path.basename(command[0])}]; name one "
+                                 f"with --profile NAME ({known}) or give --require SPEC")
             raise UsageError(f"guard {who} needs --profile NAME, --require SPEC or a known COMMAND "
-                             f"(profiles: {', '.join(profiles.PROFILES)})")
+                             f"(profiles: {known})")
         return None
     profile = profile or profiles.PROFILES["none"]
     own = profiles.invocation(profile, command, environ)  # its words and environment, past launchers

@@ -161,6 +161,8 @@ def run(pids, top, fmt, output=None):
             report.write(f"{PREFIX}{_scan_failure(e)}\n")
             return 1
         rows, code = largest_first(scan.counts, scan.failed, top), 0
+    if pids and not rows and fmt == "text" and output is None:
+        return code  # every pid given was missing, and said so: a table with no row says nothing more
     text = RENDERERS[fmt](rows, read_limit())
     if output is None:
         written = report.output(text)

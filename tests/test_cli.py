@@ -235,8 +235,9 @@ def test_check_with_a_closed_stream_keeps_its_verdict(host_at, redirect):
 def test_number_beyond_any_kernel_value_is_a_usage_error_not_an_internal_one():
     done = run_guard("check", "--require", "vm.max_map_count>=" + "9" * 5000)
     assert done.returncode == 2
-    assert text(done) == ("guard: --require: [vm.max_map_count] takes a number of 64 bits at most, as the "
-                          "kernel keeps its values, but was given [99999999999999999999...] (5000 digits)\n")
+    assert text(done) == ("guard: --require [vm.max_map_count>=9999999999999999999999... (5018 characters)]: "
+                          "[vm.max_map_count] takes a number of 64 bits at most, as the kernel keeps its values, "
+                          "but was given [99999999999999999999...] (5000 digits)\n")
 
 
 @pytest.mark.parametrize("given, env, named", [(["--skip", "max-map-cont"], {}, "--skip [max-map-cont]"),
@@ -286,3 +287,35 @@ def test_metrics_file_that_is_not_a_regular_file_is_a_usage_error_and_left_alone
                                   f"yet, but [{path}] is a {kind}\n")
             assert file_kind(path) == before and not marker.exists()
     assert (tmp_path / "target.prom").read_text() == "kept\n"
+
+
+# --- words: what a usage error names ---------------------------------------------------------
+
+
+def test_a_bad_item_of_guard_require_is_named_whole_with_the_variable():
+    done = run_guard("check", "--profile", "none", env={"GUARD_REQUIRE": "vm.max_map_count>=1, nofile>=many"})
+    assert done.returncode == 2
+    assert text(done) == ("guard: GUARD_REQUIRE item [nofile>=many]: [nofile] takes a number or [unlimited] "
+                          "but was given [many]\n")
+
+
+def test_a_bad_require_flag_is_named_whole():
+    done = run_guard("check", "--require", "nofile>=many")
+    assert done.returncode == 2
+    assert text(done).startswith("guard: --require [nofile>=many]: ")
+
+
+def test_check_of_a_command_no_profile_knows_names_the_command():
+    done = run_guard("check", "--", "/usr/bin/some-unknown-cmd", "--flag")
+    assert done.returncode == 2
+    assert text(done).startswith("guard: guard check: no profile knows [some-unknown-cmd]; name one with "
+                                 "--profile NAME (elasticsearch, ")
+
+
+@pytest.mark.parametrize("args, prog", [(["--bogus", "--", "true"], "guard"), (["check", "--bogus"], "guard check"),
+                                        (["fix", "--bogus"], "guard fix"), (["maps", "--bogus"], "guard maps")])
+def test_an_unknown_flag_points_at_help(args, prog):
+    done = run_guard(*args)
+    assert done.returncode == 2
+    assert text(done).splitlines()[-1] == (f"{prog}: error: unrecognized arguments: --bogus; "
+                                           f"{prog} --help lists the options")

@@ -84,6 +84,12 @@ def test_pid_that_does_not_exist_exits_1_with_a_message(proc, capsys):
     assert "redis-server" in captured.out
 
 
+def test_only_missing_pids_give_the_message_and_no_empty_table(proc, capsys):
+    assert mapsview.run(["99"], None, "text") == 1
+    captured = capsys.readouterr()
+    assert (captured.err, captured.out) == ("guard: no process with pid [99]\n", "")
+
+
 def test_pid_that_cannot_be_read_exits_1_and_says_why(proc, capsys):
     assert mapsview.run(["13"], None, "text") == 1
     captured = capsys.readouterr()
