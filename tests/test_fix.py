@@ -227,6 +227,17 @@ def test_persist_merges_one_line_a_key_and_never_lowers_a_value_kept_higher(node
                             "vm.overcommit_memory=1\n")
 
 
+def test_persist_keeps_bytes_that_are_not_utf8_and_leaves_no_temporary_file(node):
+    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    with open(path, "wb") as f:
+        f.write(b"# r\xe9gl\xe9 \xe0 la main (Latin-1)\nvm.max_map_count=1000\n")
+    done = run_guard("fix", "--require", MAPS, "--persist", env=node)
+    assert done.returncode == 0, text(done)
+    with open(path, "rb") as f:
+        assert f.read() == b"# r\xe9gl\xe9 \xe0 la main (Latin-1)\nvm.max_map_count=262144\n"
+    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["99-guard.conf"]
+
+
 def test_persist_file_that_is_a_symlink_or_fifo_is_a_usage_error_and_left_alone(node, tmp_path):
     path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
     target = tmp_path / "target.conf"
