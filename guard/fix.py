@@ -29,11 +29,13 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import time
 
 from guard import checks, fixes, host, report
 from guard.checks import THP_KEY, format_value, kind_of
 from guard.host import UNLIMITED
+from guard.profiles.plan import STRICTER
 from guard.report import PREFIX
 
 # Writes of one value before guard fix says another writer keeps lowering it.
@@ -168,45 +170,60 @@ def _setting(line):
     return key.strip().replace("/", "."), value.strip()
 
 
-def _kept(req, persisted):
-    """The value to keep for req, given the one the file holds: never lower than a value already
-    kept higher for a ">=" requirement (nor higher than one kept lower for "<=")."""
-    value = fixes.target(req)
-    try:
-        old = int(persisted)
-    except (TypeError, ValueError):
-        return value
-    if (req.op == ">=" and old >= value) or (req.op == "<=" and old <= value):
-        return old
+def _number(value):
+    """value as a number, when it is one as the kernel reads a decimal (not "1_000", as int() would)."""
+    if isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value)):
+        return int(value)
+    return None
+
+
+def _kept(reqs, *known):
+    """The value to keep for one key: what its requirements set, the strictest of them, unless a
+    value known already (the file's, the node's now) meets them more strictly: never lower for
+    ">=", nor higher for "<=". The file sorts last in sysctl.d (99-), so what it keeps is what the
+    node boots with: a node set higher by a file of its own would be lowered at its next boot.
+    An "=" sets the value it names, whatever else is asked of the key."""
+    value = None
+    for req in sorted(reqs, key=lambda r: r.op == "="):
+        stricter = STRICTER.get(req.op)
+        numbers = [n for n in map(_number, (value, *known)) if n is not None]
+        value = stricter([fixes.target(req), *numbers]) if stricter else fixes.target(req)
     return value
 
 
-def merge(text, requirements):
-    """The sysctl.d file text with each requirement's value merged in: one line a key, a line
-    already there rewritten in its place (a second line of the key dropped), others appended."""
-    by_key = {req.key: req for req in requirements}
-    lines, seen = [], {}
-    for line in text.splitlines():
+def merge(text, requirements, running=None):
+    """The sysctl.d file text with each key's value merged in (running: the node's values now, by
+    key): one line a key, where the key first was, kept no lower than any of its lines (sysctl.d(5)
+    applies the last, which may be the higher one); the others dropped; new keys appended."""
+    by_key, running = {}, running or {}
+    for req in requirements:
+        by_key.setdefault(req.key, []).append(req)
+    lines, held = text.splitlines(), {}
+    for setting in filter(None, map(_setting, lines)):
+        held.setdefault(setting[0], []).append(setting[1])
+    merged, kept = [], {}
+    for line in lines:
         setting = _setting(line)
         if setting and setting[0] in by_key:
             key, old = setting
-            if key in seen:
+            if key in kept:
                 continue
-            seen[key] = str(_kept(by_key[key], old))
-            line = line if seen[key] == old else f"{key}={seen[key]}"
-        lines.append(line)
-    if not lines:
-        lines.append("# Kept by guard fix --persist: one line a key, never lowered; sysctl --system applies it.")
-    for key, req in by_key.items():
-        if key not in seen:
-            seen[key] = str(_kept(req, None))
-            lines.append(f"{key}={seen[key]}")
-    return "\n".join(lines) + "\n", seen
+            kept[key] = str(_kept(by_key[key], *held[key], running.get(key)))
+            line = line if kept[key] == old else f"{key}={kept[key]}"
+        merged.append(line)
+    if not merged:
+        merged.append("# Kept by guard fix --persist: one line a key, never lowered; sysctl --system applies it.")
+    for key, reqs in by_key.items():
+        if key not in kept:
+            kept[key] = str(_kept(reqs, running.get(key)))
+            merged.append(f"{key}={kept[key]}")
+    return "\n".join(merged) + "\n", kept
 
 
 def persistable(results, where):
     """The requirements sysctl.d can keep: every sysctl guard fix sets here, whether it was short
-    or not (the file keeps what is required, not what the node has now), read and not skipped."""
+    or not (the file keeps what is required, or what the node has now where that is stricter),
+    read and not skipped."""
     return [r.requirement for r in results if r.status != "skip" and kind_of(r.requirement.key) == "sysctl"
             and unsettable(r.requirement, where) is None]
 
@@ -233,7 +250,8 @@ def persist(results, where, path, dry_run=False):
         if not e.missing:
             return Kept(None, False, lines + [f"cannot persist: {e}"], f"cannot persist: {e}")
         old = ""
-    new, kept = merge(old, wanted)
+    running = {r.requirement.key: r.actual for r in results if r.status != "skip"}
+    new, kept = merge(old, wanted, running)
     shown = ", ".join(f"{key}={value}" for key, value in kept.items())
     if new == old:
         return Kept(path, False, lines + [f"already persisted: {shown} in {path}"], None)
