@@ -130,15 +130,23 @@ def changes_for(results, where, dry_run=False):
     return changes
 
 
+def _to_lock(path, folder):
+    """A descriptor to flock path by, or None when there is none to be had. A folder is opened as
+    it is; a lock file is made if missing, and only a regular file is opened (never a FIFO or a
+    device in its place), only to lock it: nothing is written to it."""
+    with contextlib.suppress(OSError):  # no /run/lock, or read-only: nobody to take turns with here
+        if folder:
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if host.unfit_to_replace(path) is None:
+            return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    return None
+
+
 @contextlib.contextmanager
-def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE):
-    """Hold an flock on path, if it can be had, while the body runs; yields a line to say when
-    guard fix goes on without it after waiting (None otherwise). Only a regular file is opened
-    (never a FIFO or a device in its place), and only to lock it: nothing is written to it."""
-    fd, said = None, None
-    if host.unfit_to_replace(path) is None:
-        with contextlib.suppress(OSError):  # no /run/lock, or read-only: nobody to take turns with here
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE, folder=False):
+    """Hold an flock on path (a lock file, or a folder), if it can be had, while the body runs;
+    yields a line to say when guard fix goes on without it after waiting (None otherwise)."""
+    fd, said = _to_lock(path, folder), None
     try:
         deadline = time.monotonic() + patience
         while fd is not None:
@@ -244,24 +252,32 @@ def persist(results, where, path, dry_run=False):
     wanted = persistable(results, where)
     if not wanted:
         return Kept(None, False, lines, None)
+    running = {r.requirement.key: r.actual for r in results if r.status != "skip"}
+    # Fixers in two containers that mount the node's folder share no /run/lock, but they share the
+    # folder: without turns on it, one's read, merge and replace drops what the other just kept.
+    with taking_turns(os.path.dirname(path), folder=True) as waited:
+        kept = _merge_into(path, wanted, running, dry_run)
+    return kept._replace(lines=lines + ([waited] if waited else []) + kept.lines)
+
+
+def _merge_into(path, wanted, running, dry_run):
     try:
         old = host.read_bytes(path).decode("utf-8", errors="surrogateescape")
     except host.Unreadable as e:
         if not e.missing:
-            return Kept(None, False, lines + [f"cannot persist: {e}"], f"cannot persist: {e}")
+            return Kept(None, False, [f"cannot persist: {e}"], f"cannot persist: {e}")
         old = ""
-    running = {r.requirement.key: r.actual for r in results if r.status != "skip"}
     new, kept = merge(old, wanted, running)
     shown = ", ".join(f"{key}={value}" for key, value in kept.items())
     if new == old:
-        return Kept(path, False, lines + [f"already persisted: {shown} in {path}"], None)
+        return Kept(path, False, [f"already persisted: {shown} in {path}"], None)
     if dry_run:
-        return Kept(None, False, lines + [f"would persist {shown} in {path}"], None)
+        return Kept(None, False, [f"would persist {shown} in {path}"], None)
     try:
         host.replace_file(path, new, 0o644)
     except host.Unwritable as e:
-        return Kept(None, False, lines + [f"cannot persist: {e}"], f"cannot persist: {e}")
-    return Kept(path, True, lines + [f"persisted {shown} in {path}"], None)
+        return Kept(None, False, [f"cannot persist: {e}"], f"cannot persist: {e}")
+    return Kept(path, True, [f"persisted {shown} in {path}"], None)
 
 
 # --- a pass, and its report -----------------------------------------------------------------

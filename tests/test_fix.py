@@ -491,6 +491,21 @@ def test_a_second_fixer_waits_for_the_first_ones_lock():
         assert host_value("vm.max_map_count") == "262144"
 
 
+def test_persist_waits_for_another_fixer_holding_the_folder(node):
+    # Two containers mounting the node's sysctl.d share no /run/lock, only the folder: a fixer
+    # that read the file while another replaced it would drop what the other had just kept.
+    fd = os.open(node["GUARD_SYSCTL_D"], os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        guard = start_guard("fix", "--require", MAPS, "--persist", env=node)
+        time.sleep(1)
+        assert guard.poll() is None and os.listdir(node["GUARD_SYSCTL_D"]) == []
+    finally:
+        os.close(fd)
+    assert guard.wait(timeout=10) == 0, guard.stderr.read()
+    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["99-guard.conf"]
+
+
 @as_root
 def test_two_fixers_at_once_end_at_the_higher_value():
     with sysctl("vm.max_map_count", 65530):
