@@ -159,6 +159,8 @@ def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE, folder=False):
                             "going on without it")
                     break
                 time.sleep(0.05)
+            except OSError:  # flock(2) ENOLCK: an NFS folder with no lock manager, nobody to take turns with
+                break
         yield said
     finally:
         if fd is not None:
