@@ -17,7 +17,8 @@ A ">=" requirement is raised to its value and never lowered: a node at 1048576 s
 Two fixers at once (a DaemonSet and an init container, or one run by hand): each value is read
 again just before it is written, written only if it still falls short, and read back; a read-back
 that falls short (another writer lowered it since) is written again, ATTEMPTS times at most.
-Fixers that share a file system also take turns on an flock (LOCK_PATH). What is left: fixers in
+Fixers that share a file system also take turns on an flock (LOCK_PATH), and --persist on one on
+the sysctl.d folder, which containers that mount the node's share. What is left: fixers in
 different mount namespaces (two containers) do not see each other's lock, and the kernel has no
 compare-and-swap for a sysctl, so a higher value written between one fixer's read and its write
 is overwritten by the lower one. When that other writer is guard fix, its read-back sees the
