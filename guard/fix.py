@@ -17,7 +17,8 @@ A ">=" requirement is raised to its value and never lowered: a node at 1048576 s
 Two fixers at once (a DaemonSet and an init container, or one run by hand): each value is read
 again just before it is written, written only if it still falls short, and read back; a read-back
 that falls short (another writer lowered it since) is written again, ATTEMPTS times at most.
-Fixers that share a file system also take turns on an flock (LOCK_PATH). What is left: fixers in
+Fixers that share a file system also take turns on an flock (LOCK_PATH), and --persist on one on
+the sysctl.d folder, which containers that mount the node's share. What is left: fixers in
 different mount namespaces (two containers) do not see each other's lock, and the kernel has no
 compare-and-swap for a sysctl, so a higher value written between one fixer's read and its write
 is overwritten by the lower one. When that other writer is guard fix, its read-back sees the
@@ -29,11 +30,13 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import time
 
 from guard import checks, fixes, host, report
 from guard.checks import THP_KEY, format_value, kind_of
 from guard.host import UNLIMITED
+from guard.profiles.plan import STRICTER
 from guard.report import PREFIX
 
 # Writes of one value before guard fix says another writer keeps lowering it.
@@ -128,15 +131,23 @@ def changes_for(results, where, dry_run=False):
     return changes
 
 
+def _to_lock(path, folder):
+    """A descriptor to flock path by, or None when there is none to be had. A folder is opened as
+    it is; a lock file is made if missing, and only a regular file is opened (never a FIFO or a
+    device in its place), only to lock it: nothing is written to it."""
+    with contextlib.suppress(OSError):  # no /run/lock, or read-only: nobody to take turns with here
+        if folder:
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if host.unfit_to_replace(path) is None:
+            return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    return None
+
+
 @contextlib.contextmanager
-def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE):
-    """Hold an flock on path, if it can be had, while the body runs; yields a line to say when
-    guard fix goes on without it after waiting (None otherwise). Only a regular file is opened
-    (never a FIFO or a device in its place), and only to lock it: nothing is written to it."""
-    fd, said = None, None
-    if host.unfit_to_replace(path) is None:
-        with contextlib.suppress(OSError):  # no /run/lock, or read-only: nobody to take turns with here
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE, folder=False):
+    """Hold an flock on path (a lock file, or a folder), if it can be had, while the body runs;
+    yields a line to say when guard fix goes on without it after waiting (None otherwise)."""
+    fd, said = _to_lock(path, folder), None
     try:
         deadline = time.monotonic() + patience
         while fd is not None:
@@ -149,6 +160,8 @@ def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE):
                             "going on without it")
                     break
                 time.sleep(0.05)
+            except OSError:  # flock(2) ENOLCK: an NFS folder with no lock manager, nobody to take turns with
+                break
         yield said
     finally:
         if fd is not None:
@@ -168,45 +181,60 @@ def _setting(line):
     return key.strip().replace("/", "."), value.strip()
 
 
-def _kept(req, persisted):
-    """The value to keep for req, given the one the file holds: never lower than a value already
-    kept higher for a ">=" requirement (nor higher than one kept lower for "<=")."""
-    value = fixes.target(req)
-    try:
-        old = int(persisted)
-    except (TypeError, ValueError):
-        return value
-    if (req.op == ">=" and old >= value) or (req.op == "<=" and old <= value):
-        return old
+def _number(value):
+    """value as a number, when it is one as the kernel reads a decimal (not "1_000", as int() would)."""
+    if isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value)):
+        return int(value)
+    return None
+
+
+def _kept(reqs, *known):
+    """The value to keep for one key: what its requirements set, the strictest of them, unless a
+    value known already (the file's, the node's now) meets them more strictly: never lower for
+    ">=", nor higher for "<=". The file sorts last in sysctl.d (99-), so what it keeps is what the
+    node boots with: a node set higher by a file of its own would be lowered at its next boot.
+    An "=" sets the value it names, whatever else is asked of the key."""
+    value = None
+    for req in sorted(reqs, key=lambda r: r.op == "="):
+        stricter = STRICTER.get(req.op)
+        numbers = [n for n in map(_number, (value, *known)) if n is not None]
+        value = stricter([fixes.target(req), *numbers]) if stricter else fixes.target(req)
     return value
 
 
-def merge(text, requirements):
-    """The sysctl.d file text with each requirement's value merged in: one line a key, a line
-    already there rewritten in its place (a second line of the key dropped), others appended."""
-    by_key = {req.key: req for req in requirements}
-    lines, seen = [], {}
-    for line in text.splitlines():
+def merge(text, requirements, running=None):
+    """The sysctl.d file text with each key's value merged in (running: the node's values now, by
+    key): one line a key, where the key first was, kept no lower than any of its lines (sysctl.d(5)
+    applies the last, which may be the higher one); the others dropped; new keys appended."""
+    by_key, running = {}, running or {}
+    for req in requirements:
+        by_key.setdefault(req.key, []).append(req)
+    lines, held = text.splitlines(), {}
+    for setting in filter(None, map(_setting, lines)):
+        held.setdefault(setting[0], []).append(setting[1])
+    merged, kept = [], {}
+    for line in lines:
         setting = _setting(line)
         if setting and setting[0] in by_key:
             key, old = setting
-            if key in seen:
+            if key in kept:
                 continue
-            seen[key] = str(_kept(by_key[key], old))
-            line = line if seen[key] == old else f"{key}={seen[key]}"
-        lines.append(line)
-    if not lines:
-        lines.append("# Kept by guard fix --persist: one line a key, never lowered; sysctl --system applies it.")
-    for key, req in by_key.items():
-        if key not in seen:
-            seen[key] = str(_kept(req, None))
-            lines.append(f"{key}={seen[key]}")
-    return "\n".join(lines) + "\n", seen
+            kept[key] = str(_kept(by_key[key], *held[key], running.get(key)))
+            line = line if kept[key] == old else f"{key}={kept[key]}"
+        merged.append(line)
+    if not merged:
+        merged.append("# Kept by guard fix --persist: one line a key, never lowered; sysctl --system applies it.")
+    for key, reqs in by_key.items():
+        if key not in kept:
+            kept[key] = str(_kept(reqs, running.get(key)))
+            merged.append(f"{key}={kept[key]}")
+    return "\n".join(merged) + "\n", kept
 
 
 def persistable(results, where):
     """The requirements sysctl.d can keep: every sysctl guard fix sets here, whether it was short
-    or not (the file keeps what is required, not what the node has now), read and not skipped."""
+    or not (the file keeps what is required, or what the node has now where that is stricter),
+    read and not skipped."""
     return [r.requirement for r in results if r.status != "skip" and kind_of(r.requirement.key) == "sysctl"
             and unsettable(r.requirement, where) is None]
 
@@ -227,23 +255,32 @@ def persist(results, where, path, dry_run=False):
     wanted = persistable(results, where)
     if not wanted:
         return Kept(None, False, lines, None)
+    running = {r.requirement.key: r.actual for r in results if r.status != "skip"}
+    # Fixers in two containers that mount the node's folder share no /run/lock, but they share the
+    # folder: without turns on it, one's read, merge and replace drops what the other just kept.
+    with taking_turns(os.path.dirname(path), folder=True) as waited:
+        kept = _merge_into(path, wanted, running, dry_run)
+    return kept._replace(lines=lines + ([waited] if waited else []) + kept.lines)
+
+
+def _merge_into(path, wanted, running, dry_run):
     try:
         old = host.read_bytes(path).decode("utf-8", errors="surrogateescape")
     except host.Unreadable as e:
         if not e.missing:
-            return Kept(None, False, lines + [f"cannot persist: {e}"], f"cannot persist: {e}")
+            return Kept(None, False, [f"cannot persist: {e}"], f"cannot persist: {e}")
         old = ""
-    new, kept = merge(old, wanted)
+    new, kept = merge(old, wanted, running)
     shown = ", ".join(f"{key}={value}" for key, value in kept.items())
     if new == old:
-        return Kept(path, False, lines + [f"already persisted: {shown} in {path}"], None)
+        return Kept(path, False, [f"already persisted: {shown} in {path}"], None)
     if dry_run:
-        return Kept(None, False, lines + [f"would persist {shown} in {path}"], None)
+        return Kept(None, False, [f"would persist {shown} in {path}"], None)
     try:
         host.replace_file(path, new, 0o644)
     except host.Unwritable as e:
-        return Kept(None, False, lines + [f"cannot persist: {e}"], f"cannot persist: {e}")
-    return Kept(path, True, lines + [f"persisted {shown} in {path}"], None)
+        return Kept(None, False, [f"cannot persist: {e}"], f"cannot persist: {e}")
+    return Kept(path, True, [f"persisted {shown} in {path}"], None)
 
 
 # --- a pass, and its report -----------------------------------------------------------------

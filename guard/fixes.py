@@ -93,7 +93,8 @@ FIX_DAEMONSET_DOES = {">=": "raise it on every node with guard fix's DaemonSet, 
 def _kubernetes_node_fix(req, value, persist):
     """The node's kernel, from the manifests in guard's repository: the raise-only DaemonSet of
     deploy/kubernetes/fix, or the node image; never a blind privileged `sysctl -w` in the pod."""
-    spec = f"{req.key}{req.op}{format_value(req.value)}"
+    # The value the fix sets (a stricter check's, when one covers this), but a "!=" names the one to avoid.
+    spec = f"{req.key}{req.op}{format_value(req.value if req.op == '!=' else value)}"
     does = FIX_DAEMONSET_DOES.get(req.op, f"set it to [{value}] on every node with guard fix's DaemonSet")
     lines = [f"To fix this, {does}: in a clone of guard's repository, with --require {spec} in the args of "
              "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",

@@ -228,17 +228,22 @@ def replace_file(path, text, mode=0o644):
 
     path is checked again here, as it may have become a device, a FIFO or a symlink since guard
     started. The new file is made beside it (a rename does not cross file systems).
+
+    The text is written as UTF-8 whatever the locale (the Prometheus exposition format is UTF-8),
+    and bytes read with surrogateescape (a sysctl.d file with a Latin-1 comment) go back as they
+    were: encoded before the file is made, so no encoding error can leave it behind.
     """
     problem = unfit_to_replace(path)
     if problem:
         raise Unwritable(path, f"it {problem}", unfit=True)
+    data = text.encode("utf-8", errors="surrogateescape")
     try:
         fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".guard-", suffix=".tmp")
     except OSError as e:
         raise Unwritable(path, e.strerror) from None
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(temp, mode)  # mkstemp makes it 0600; node_exporter and sysctl read as others
         os.replace(temp, path)
     except OSError as e:

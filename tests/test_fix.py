@@ -227,6 +227,50 @@ def test_persist_merges_one_line_a_key_and_never_lowers_a_value_kept_higher(node
                             "vm.overcommit_memory=1\n")
 
 
+def test_persist_never_lowers_a_key_written_twice_whose_last_line_is_the_higher(node):
+    # sysctl.d(5): a later assignment of the same key wins; the node boots with 1048576, not 65530.
+    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    with open(path, "w") as f:
+        f.write("vm.max_map_count=65530\n# raised later\nvm.max_map_count = 1048576\n")
+    done = run_guard("fix", "--require", MAPS, "--persist", env=node)
+    assert done.returncode == 0, text(done)
+    with open(path) as f:
+        assert f.read() == "vm.max_map_count=1048576\n# raised later\n"
+
+
+def test_persist_keeps_the_strictest_of_two_requirements_of_one_key(node):
+    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    done = run_guard("fix", "--require", "vm.max_map_count>=1048576", "--require", MAPS, "--persist", env=node)
+    assert done.returncode == 0, text(done)
+    assert value(node, "vm.max_map_count") == "1048576"
+    with open(path) as f:
+        assert f.read().splitlines()[1:] == ["vm.max_map_count=1048576"]
+
+
+def test_persist_never_keeps_less_than_the_node_has_now(node):
+    # 99-guard.conf sorts after the node's own files (sysctl.d(5): the last file read wins), so
+    # keeping 262144 there would lower a node set to 1048576 elsewhere at its next boot.
+    set_value(node, "vm.max_map_count", 1048576)
+    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    done = run_guard("fix", "--require", MAPS, "--persist", env=node)
+    assert done.returncode == 0, text(done)
+    assert f"guard: persisted vm.max_map_count=1048576 in {path}\n" in text(done)
+    with open(path) as f:
+        assert f.read().splitlines()[1:] == ["vm.max_map_count=1048576"]
+
+
+def test_persist_keeps_bytes_that_are_not_utf8_and_leaves_no_temporary_file(node):
+    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    with open(path, "wb") as f:
+        f.write(b"# r\xe9gl\xe9 \xe0 la main (Latin-1)\nvm.max_map_count=1000\n")
+    done = run_guard("fix", "--require", MAPS, "--persist", env=node)
+    assert done.returncode == 0, text(done)
+    with open(path, "rb") as f:
+        assert f.read() == b"# r\xe9gl\xe9 \xe0 la main (Latin-1)\nvm.max_map_count=262144\n"
+    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["99-guard.conf"]
+
+
+
 def test_persist_file_that_is_a_symlink_or_fifo_is_a_usage_error_and_left_alone(node, tmp_path):
     path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
     target = tmp_path / "target.conf"
@@ -445,6 +489,21 @@ def test_a_second_fixer_waits_for_the_first_ones_lock():
             os.close(fd)
         assert guard.wait(timeout=10) == 0
         assert host_value("vm.max_map_count") == "262144"
+
+
+def test_persist_waits_for_another_fixer_holding_the_folder(node):
+    # Two containers mounting the node's sysctl.d share no /run/lock, only the folder: a fixer
+    # that read the file while another replaced it would drop what the other had just kept.
+    fd = os.open(node["GUARD_SYSCTL_D"], os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        guard = start_guard("fix", "--require", MAPS, "--persist", env=node)
+        time.sleep(1)
+        assert guard.poll() is None and os.listdir(node["GUARD_SYSCTL_D"]) == []
+    finally:
+        os.close(fd)
+    assert guard.wait(timeout=10) == 0, guard.stderr.read()
+    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["99-guard.conf"]
 
 
 @as_root

@@ -59,6 +59,14 @@ def test_kubernetes_fix_says_when_autopilots_daemonset_sets_less_than_needed():
     assert "sets vm.max_map_count to [262144], less than the [400000] needed here" in text
 
 
+def test_kubernetes_fix_of_a_check_another_covers_names_the_stricter_value_in_the_daemonsets_args():
+    # Elasticsearch 8.16 and later: the bootstrap check's 262144 and the docs' 1048576 share one fix,
+    # which sets 1048576; a DaemonSet given 262144 would leave the second check failing.
+    text = fix(MAPS._replace(fix_value=1048576), KUBERNETES, "elasticsearch")
+    assert "--require vm.max_map_count>=1048576 in the args" in text
+    assert "echo 'vm.max_map_count=1048576' > /etc/sysctl.d/99-elasticsearch.conf" in text
+
+
 @pytest.mark.parametrize("spec, does, image", [
     ("vm.overcommit_memory=1", "set it to [1] on every node with guard fix's DaemonSet",
      "echo 'vm.overcommit_memory=1' > /etc/sysctl.d/99-redis.conf"),

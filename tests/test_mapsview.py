@@ -148,6 +148,25 @@ def test_output_replaces_the_file_whole_instead_of_stdout(proc, capsys, tmp_path
     assert os.listdir(tmp_path / "out") == ["maps.prom"]  # no temporary file left behind
 
 
+def test_output_is_utf8_under_an_ascii_locale_and_leaves_no_temporary_file(tmp_path):
+    # A process may name itself any bytes; guard's own locale (a legacy one, or C without
+    # Python's UTF-8 coercion) must not decide whether its file can be written.
+    named = subprocess.Popen(["python3", "-c", "import sys, time; open('/proc/self/comm', 'wb').write(b'caf\\xc3\\xa9'); "
+                              "print(flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        named.stdout.readline()
+        path = tmp_path / "maps.prom"
+        command, env = maps_command(str(named.pid), "--format", "prometheus", "--output", str(path))
+        done = subprocess.run(command, env={**env, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"},
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        named.kill()
+        named.wait()
+    assert (done.returncode, done.stderr) == (0, "")
+    assert f'guard_process_map_count{{pid="{named.pid}",comm="caf' in path.read_text(encoding="utf-8")
+    assert os.listdir(tmp_path) == ["maps.prom"]
+
+
 def test_output_that_cannot_be_written_is_said_and_exits_74(proc, capsys, tmp_path):
     path = tmp_path / "missing" / "maps.txt"
     assert mapsview.run([], None, "text", str(path)) == 74
