@@ -262,10 +262,11 @@ def _children(pid):
         return pids  # gone
     for tid in tids:
         try:
-            with open(os.path.join(task, tid, "children"), "rb") as f:
-                words = f.read().split()
-        except OSError:
-            continue  # the thread exited
+            # Only a regular file is read, as the kernel's is: in a crafted tree (GUARD_PROCFS) a
+            # FIFO would hold the sample, and with it the reaping, until a writer came.
+            words = host.read_bytes(os.path.join(task, tid, "children")).split()
+        except host.Unreadable:
+            continue  # the thread exited, or it is no children file
         # The kernel writes decimal pids; any other word names no process guard could count.
         pids += [int(w) for w in words if w.isdigit() and 0 < int(w) <= mapsview.PID_MAX_LIMIT]
     return pids

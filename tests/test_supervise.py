@@ -446,17 +446,44 @@ def test_stderr_nobody_reads_any_more_does_not_end_the_watch(tmp_path):
     assert done.returncode == 7
 
 
+def watch_over_crafted_self(tmp_path, setup):
+    """guard --watch over OUTLIVE, sampling every 50 ms from a crafted proc root (GUARD_PROCFS) with
+    vm.max_map_count and the task folder of $$: the shell's pid, which guard keeps when the shell
+    execs it, so the tree describes guard itself. setup: shell commands that craft the rest."""
+    script = (f"mkdir -p {tmp_path}/$$/task/$$ {tmp_path}/sys/vm && echo 65530 > {tmp_path}/sys/vm/max_map_count && "
+              f"{setup} && exec {' '.join(GUARD)} --interval 0.05 -- {' '.join(OUTLIVE[:2])} '{OUTLIVE[2]}'")
+    return subprocess.run(["sh", "-c", script], env={**os.environ, "GUARD_PROCFS": str(tmp_path)},
+                          capture_output=True, timeout=30)
+
+
 @pytest.mark.parametrize("children", ["x y", "-1", "99999999999999999999", "0x10", "SELF"])
 def test_malformed_children_file_is_no_reason_to_stop_supervising(tmp_path, children):
-    # $$ is the shell's pid, which guard keeps when the shell execs it: the crafted tree describes
-    # guard itself. SELF lists guard as its own child, a cycle no walk may follow forever.
-    task = f"{tmp_path}/$$/task/$$"
+    # SELF lists guard as its own child, a cycle no walk may follow forever.
     words = children.replace("SELF", "$$")
-    script = (f"mkdir -p {task} {tmp_path}/sys/vm && echo 65530 > {tmp_path}/sys/vm/max_map_count && "
-              f"echo '{words}' > {task}/children && exec {' '.join(GUARD)} --interval 0.05 -- {' '.join(OUTLIVE[:2])} "
-              f"'{OUTLIVE[2]}'")
-    done = subprocess.run(["sh", "-c", script], env={**os.environ, "GUARD_PROCFS": str(tmp_path)},
-                          capture_output=True, timeout=30)
+    done = watch_over_crafted_self(tmp_path, f"echo '{words}' > {tmp_path}/$$/task/$$/children")
+    assert done.returncode == 7, done.stderr
+    assert b"internal error" not in done.stderr
+
+
+def test_children_file_that_is_a_fifo_is_not_opened_and_the_walk_ends(tmp_path):
+    # A crafted tree may hold anything; the kernel's children files are regular files. Opening a
+    # FIFO for reading waits for a writer: run in a child so that a hang fails, not stalls, the test.
+    os.makedirs(tmp_path / "1" / "task" / "1")
+    os.mkfifo(tmp_path / "1" / "task" / "1" / "children")
+    os.makedirs(tmp_path / "1" / "task" / "2")
+    (tmp_path / "1" / "task" / "2" / "children").write_text("5 6")
+    walk = "from guard import supervise; print(sorted(supervise.descendants(1)))"
+    done = subprocess.run([PYTHON, "-c", walk], env={**os.environ, "GUARD_PROCFS": str(tmp_path)},
+                          capture_output=True, text=True, timeout=10, cwd="/")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[5, 6]\n", "")
+
+
+# guard's own children file, or the maps of the descendant it names (in the C scanner): a FIFO
+# nobody writes, where a sample that opened it would wait forever and never reap the child.
+@pytest.mark.parametrize("fifo", ["$$/task/$$/children", "4000000/maps"])
+def test_a_fifo_in_the_proc_tree_does_not_hold_up_supervision(tmp_path, fifo):
+    done = watch_over_crafted_self(tmp_path, f"mkdir {tmp_path}/4000000 && echo 4000000 > {tmp_path}/$$/task/$$/children "
+                                             f"&& rm -f {tmp_path}/{fifo} && mkfifo {tmp_path}/{fifo}")
     assert done.returncode == 7, done.stderr
     assert b"internal error" not in done.stderr
 
