@@ -235,7 +235,16 @@ def forward(child, signum, watch):
     except ProcessLookupError:
         pass  # the child exited and was reaped since; its code is returned next
     except OSError as e:  # EPERM: the child became another user's (a setuid program)
-        watch.complain(f"cannot forward {signal.Signals(signum).name} to pid [{child}]: {e.strerror}")
+        watch.complain(f"cannot forward {signal_name(signum)} to pid [{child}]: {e.strerror}")
+
+
+def signal_name(signum):
+    """SIGTERM; SIGRTMIN+N as kill -l says, for the real-time signals that signal.Signals lacks
+    (it names only SIGRTMIN and SIGRTMAX): a ValueError here would end guard and orphan the child."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
 
 
 def descendants(pid):

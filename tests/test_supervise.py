@@ -187,6 +187,28 @@ def test_signals_sent_to_guard_reach_the_child(tmp_path):
         stop(proc)
 
 
+# A child that leaves guard's user for nobody's (as gosu or su-exec do), then writes its pid to
+# the file it was given and lives 2 s: guard, root without CAP_KILL, may no longer signal it.
+BECOMES_NOBODY = ("import os, sys, time\nf = open(sys.argv[1], 'w')\nos.setresgid(65534, 65534, 65534)\n"
+                  "os.setresuid(65534, 65534, 65534)\nf.write(f'{os.getpid()}\\n')\nf.close()\ntime.sleep(2)\nsys.exit(7)")
+
+
+def test_a_signal_guard_may_not_forward_is_said_and_supervision_goes_on(tmp_path):
+    started = str(tmp_path / "started")
+    proc = subprocess.Popen(["setpriv", "--bounding-set", "-kill", *GUARD, "--", PYTHON, "-c", BECOMES_NOBODY,
+                             started], stderr=subprocess.PIPE)
+    try:
+        child = poll(lambda: read_file(started).strip(), what="the child to become nobody")
+        # a real-time signal other than SIGRTMIN and SIGRTMAX has no name in Python's signal.Signals
+        os.kill(proc.pid, signal.SIGRTMIN + 1)
+        assert proc.wait(timeout=10) == 7
+        assert proc.stderr.read().decode() == (f"guard: cannot forward SIGRTMIN+1 to pid [{child}]: "
+                                               "Operation not permitted\n")
+    finally:
+        stop(proc)
+        proc.stderr.close()
+
+
 def test_sigterm_stops_a_child_that_keeps_the_default_promptly_with_143():
     proc = guard("sleep", "60")
     try:
