@@ -17,6 +17,7 @@ and fail hours after starting with "Map failed" when the count reaches the limit
 """
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -32,6 +33,9 @@ TERMINAL = {signal.SIGTTIN, signal.SIGTTOU}
 UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 FORWARDED = frozenset(signal.valid_signals() - SYNCHRONOUS - TERMINAL - UNCATCHABLE - {signal.SIGCHLD})
 WAITED = FORWARDED | {signal.SIGCHLD}
+
+# EX_OSERR (sysexits.h), whose meaning is "cannot fork": the child could not be started.
+FORK_FAILED = 71
 
 # include/uapi/linux/prctl.h
 PR_SET_CHILD_SUBREAPER = 36
@@ -82,7 +86,13 @@ def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
     # and the child's exit code would be lost with guard waiting for it forever.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     _become_subreaper()
-    child = _spawn(argv, saved_mask, inherited_ignores, _owns_terminal())
+    try:
+        child = _spawn(argv, saved_mask, inherited_ignores, _owns_terminal())
+    except OSError as e:  # nothing was started: guard ends, as tini does, with the reason
+        more = " (the process limit of the user, nproc, or of the container, pids.max, is reached)" \
+            if e.errno == errno.EAGAIN else ""
+        say(f"cannot start {argv[0]}: fork failed: {e.strerror}{more}")
+        return FORK_FAILED
     return _supervise(child, interval, MapWatch(metrics_file, where=where), cpu_share or CPU_SHARE)
 
 

@@ -1,6 +1,7 @@
 """guard --watch with real processes: exit codes, signals, zombies, and the map-count warnings."""
 
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -113,6 +114,17 @@ def test_command_not_found_is_127_and_named_with_the_path_searched():
                             env=dict(os.environ, PATH="/usr/bin:/bin"))
     assert result.returncode == 127
     assert "guard: exec no-such-program-anywhere failed: not found in PATH [/usr/bin:/bin]" in result.stderr
+
+
+def test_fork_refused_is_said_with_71_not_an_internal_error():
+    # nobody may run one process, guard itself: fork() fails with EAGAIN. Root is exempt from nproc,
+    # so guard runs with nobody as its real user, without the capabilities that lift the limit.
+    done = subprocess.run(["setpriv", "--ruid", "65534", "--bounding-set", "-sys_resource,-sys_admin", *GUARD,
+                           "--", "true"], capture_output=True, timeout=30,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NPROC, (1, 1)))
+    assert (done.returncode, done.stderr.decode()) == (71, (
+        "guard: cannot start true: fork failed: Resource temporarily unavailable (the process limit of the "
+        "user, nproc, or of the container, pids.max, is reached)\n"))
 
 
 def test_command_not_executable_is_126_and_named(tmp_path):
