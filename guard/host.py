@@ -369,7 +369,10 @@ def resolve_name(name, timeout=RESOLVE_TIMEOUT):
             found["error"] = getattr(e, "strerror", None) or str(e) or type(e).__name__
 
     thread = threading.Thread(target=lookup, name="guard-resolve", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError as e:  # threads count against nproc: a user at the limit has none to spare
+        raise Unreadable(f"cannot resolve [{name}]: no thread to wait for the lookup with: {e}") from None
     thread.join(timeout)
     if "addresses" in found:
         return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found["addresses"]]

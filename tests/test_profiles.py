@@ -1,5 +1,6 @@
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -257,6 +258,22 @@ def test_special_hosts_resolve_against_the_real_interfaces(tmp_path, setup, args
     hard, mode = mode_in_fresh_network(tmp_path, setup, *args)
     assert hard == enforced, mode
     assert note in mode
+
+
+def test_a_host_name_with_no_thread_left_to_resolve_it_is_taken_as_beyond_loopback(tmp_path):
+    # nobody may run one process, guard itself, and threads count as processes: the lookup's
+    # thread cannot start. Root is exempt from nproc, so guard runs with nobody as its real user,
+    # without the capabilities that lift the limit. The nproc check then says what is wrong.
+    (tmp_path / "elasticsearch.yml").write_text("network.host: localhost\n")
+    argv = ["setpriv", "--ruid", "65534", "--bounding-set", "-sys_resource,-sys_admin", guard_executable(), "check",
+            "--format", "json", "--", "elasticsearch"]
+    done = subprocess.run(argv, capture_output=True, timeout=30, env={**os.environ, "ES_PATH_CONF": str(tmp_path)},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NPROC, (1, 1)))
+    assert done.returncode == 78, done.stderr
+    report = json.loads(done.stdout)
+    assert report["notes"][0] == ("production mode (cannot resolve [localhost]: no thread to wait for the lookup "
+                                  "with: can't start new thread: taken as beyond loopback): checks are enforced")
+    assert {c["name"]: c["status"] for c in report["checks"]}["max-threads"] == "fail"
 
 
 # --- Kafka ---
