@@ -124,15 +124,15 @@ def read_yaml_settings(path, what, named=False):
 def parse_properties(text):
     """Java .properties: ``key=value``, ``key: value`` or ``key value``; # and ! comments; a
     backslash at the end of a line continues it (java.util.Properties.load)."""
-    settings, pending = {}, ""
+    settings, pending = {}, []  # the pieces of a continued line, joined once it ends: in linear time
     for raw in text.splitlines():
         if not pending and raw.strip().startswith(("#", "!")):
             continue  # a comment ends at its line, backslash or not (java.util.Properties.load)
-        line = pending + raw.strip()
-        if line.endswith("\\"):
-            pending = line[:-1]
+        piece = raw.strip()
+        if piece.endswith("\\"):
+            pending.append(piece[:-1])
             continue
-        pending = ""
+        line, pending = "".join(pending) + piece, []
         if not line:
             continue
         match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
