@@ -244,8 +244,8 @@ def redis_directives(config_file, option_directives, notes):
     once."""
     directives, files, budget, said, unbalanced = [], 0, host.FILE_LIMIT, {}, {}
     items = [("words", words) for words in option_directives]
-    if config_file is not None:
-        items.insert(0, ("file", config_file, "config file"))
+    if config_file is not None:  # globbed as an include is: config.c loadServerConfig reads both
+        items[:0] = [("file", target, "config file") for target in _include_targets(config_file)]
     stack = [(None, iter(items))]  # (real path of the file being read, its remaining items)
     while stack:
         item = next(stack[-1][1], None)

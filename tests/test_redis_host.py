@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -122,3 +123,24 @@ def test_guard_flags_exactly_what_redis_warns_about(tmp_path, extra):
     warned = {key for key, pattern in REDIS_WARNINGS.items() if re.search(pattern, log)}
     assert READY.search(log), log
     assert flagged == warned, (flagged, warned, log.decode(errors="replace"))
+
+
+def test_a_config_file_named_by_a_glob_is_read_as_redis_reads_it(tmp_path):
+    # redis-server globs its config file argument as it globs an include (config.c loadServerConfig)
+    (tmp_path / "10-clients.conf").write_text("maxclients 60000\n")
+    (tmp_path / "20-backlog.conf").write_text("tcp-backlog 100\n")
+    argv = ["--mode", "warn", "--format", "json", "--", "redis-server", f"{tmp_path}/*.conf",
+            *redis_args(tmp_path / "r.sock")[1:]]
+    with host_settings_unchanged():
+        proc = subprocess.Popen([guard_executable(), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)))
+        try:
+            log = read_until_ready(proc)
+        finally:
+            stop(proc)
+    report = json.loads(proc.stderr.read())
+    assert READY.search(log), log
+    assert re.search(REDIS_WARNINGS["nofile.hard"], log)
+    assert {c["key"]: c["required"] for c in report["checks"]} == {
+        "vm.overcommit_memory": 1, "net.core.somaxconn": 100, "nofile.hard": 60032}
+    assert {c["key"]: c["status"] for c in report["checks"]}["nofile.hard"] == "warn"
