@@ -1,7 +1,9 @@
 """guard --watch with real processes: exit codes, signals, zombies, and the map-count warnings."""
 
+import contextlib
 import os
 import resource
+import shutil
 import signal
 import stat
 import subprocess
@@ -219,6 +221,52 @@ def test_a_signal_guard_may_not_forward_is_said_and_supervision_goes_on(tmp_path
     finally:
         stop(proc)
         proc.stderr.close()
+
+
+# In a network and mount namespace of its own: a name server on the loopback that never answers
+# (a socket nobody reads, bound before guard starts), named in a resolv.conf bind-mounted over
+# /etc/resolv.conf. Then guard.
+SILENT_NAME_SERVER = (
+    "ip link set lo up && mount --bind \"$1\" /etc/resolv.conf && shift && "
+    "python3 -c 'import os, socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    "s.bind((\"127.0.0.1\", 53)); os.fork() and os._exit(0); time.sleep(15)' </dev/null >/dev/null 2>&1 && "
+    "exec \"$@\"")
+
+
+def test_sigterm_while_a_name_lookup_is_still_running_reaches_the_child(tmp_path):
+    # Elasticsearch's network.host names a host: guard waits 2 s for the lookup and goes on, the
+    # lookup's thread lives on for the resolver's 5 s. A thread with SIGTERM unblocked would take
+    # docker stop's SIGTERM, whose default action ends guard and orphans the child.
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
+        pytest.skip("needs root, unshare(1) and ip(8) for namespaces of its own")
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
+    (tmp_path / "elasticsearch.yml").write_text("network.host: es-node.example\n")
+    log = str(tmp_path / "signals")
+    proc = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-c", SILENT_NAME_SERVER, "sh",
+                             str(tmp_path / "resolv.conf"), *GUARD, "--interval", "0.001", "--watch-cpu", "100",
+                             "--mode", "warn", "--profile", "elasticsearch",
+                             "--", PYTHON, "-c", RECORD_SIGNALS, log, "SIGUSR1", "SIGTERM"],
+                            env={**os.environ, "ES_PATH_CONF": str(tmp_path)}, stderr=subprocess.PIPE)
+    children = []
+    try:
+        poll(lambda: os.path.exists(log + ".ready"), what="the child to install its handlers")
+        children = supervise.descendants(proc.pid)
+        # the kernel gives a signal to the main thread while it waits in sigtimedwait(): many come,
+        # so that some arrive while it samples, 1000 times a second
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(0.001)
+        assert proc.poll() is None, f"guard ended with [{proc.returncode}], the child left behind"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+        assert read_file(log).splitlines()[-1:] == ["SIGTERM"]
+    finally:
+        stop(proc)
+        proc.stderr.close()
+        for child in children:  # left behind when guard ended first
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
 
 def test_sigterm_stops_a_child_that_keeps_the_default_promptly_with_143():
