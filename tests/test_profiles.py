@@ -108,6 +108,17 @@ def test_loopback_lists_in_the_config_file_are_development_mode(tmp_path, yml):
     assert not any(r.hard for r in p.requirements), p.notes
 
 
+@pytest.mark.parametrize("env,arg,enforced", [
+    ({"discovery.type": "single-node"}, "-Ediscovery.type=multi-node", False),
+    ({"ES_SETTING_DISCOVERY_TYPE": "multi-node"}, "-Ediscovery.type=single-node", True),
+])
+def test_the_image_variables_win_over_e_arguments_as_in_elasticsearch_8(env, arg, enforced):
+    # EnvironmentAwareCommand (8.3 on, elastic/elasticsearch#85913) puts the Docker variables over
+    # the -E settings; before, a setting given both ways stopped Elasticsearch (already set)
+    p = plan("elasticsearch", ["elasticsearch", arg], env)
+    assert all(r.hard for r in p.requirements) if enforced else not any(r.hard for r in p.requirements)
+
+
 def test_enforce_property_wins_over_single_node():
     p = plan("elasticsearch", [], {"discovery.type": "single-node",
                                    "ES_JAVA_OPTS": "-Xms1g -Des.enforce.bootstrap.checks=true"})

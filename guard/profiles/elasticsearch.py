@@ -121,25 +121,28 @@ def _resolve_placeholders(settings, environ, notes):
 
 def search_settings(flavour, invocation):
     """(settings, notes, whether the config file was read), in the precedence the image applies
-    them: file < environment < -E arguments, then ${...} placeholders resolved."""
+    them: file < -E arguments < environment, then ${...} placeholders resolved. Elasticsearch 8.3
+    and later put the image's variables over the -E settings (EnvironmentAwareCommand
+    putDockerEnvSettings); earlier images pass them as -E arguments too (elasticsearch-env), and
+    a setting given twice stops the program ("already set"), so no order is wrong there."""
     env = invocation.environ
     named = bool(env.get(flavour.conf_env))
     conf_dir = env.get(flavour.conf_env) or flavour.conf_dir
     from_file, notes = config.read_yaml_settings(os.path.join(conf_dir, flavour.config_file),
                                                  flavour.config_file, named=named)
     settings = dict(from_file or {})
-    for name, value in env.items():
-        # The official images turn variables named like settings (lowercase, with a dot) into -E.
-        if re.fullmatch(r"[-a-z0-9_]+(\.[-a-z0-9_]+)+", name):
-            settings[name] = value
-        elif flavour.setting_env_prefix and name.startswith(flavour.setting_env_prefix):
-            settings[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
     args = list(invocation.argv[1:])
     for i, arg in enumerate(args):
         pair = args[i + 1] if arg == "-E" and i + 1 < len(args) else arg[2:] if arg.startswith("-E") else ""
         key, sep, value = pair.partition("=")
         if sep:
             settings[key] = value
+    for name, value in env.items():
+        # The official images take variables named like settings (lowercase, with a dot).
+        if re.fullmatch(r"[-a-z0-9_]+(\.[-a-z0-9_]+)+", name):
+            settings[name] = value
+        elif flavour.setting_env_prefix and name.startswith(flavour.setting_env_prefix):
+            settings[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
     return _resolve_placeholders(settings, env, notes), notes, from_file is not None
 
 
