@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -255,15 +256,32 @@ static long count_fd(int fd, int mode)
     return -EINVAL;
 }
 
+/* A maps file opened for reading: the descriptor, or -errno. Only a regular file is read, as the
+ * kernel's maps is: in a crafted proc root a FIFO would make open() wait for a writer (O_NONBLOCK
+ * returns at once) and a device (/dev/zero) give text forever. Errors as systemd's
+ * stat_verify_regular(): -EISDIR for a directory, -EBADFD for any other kind. */
+static int open_maps(int dirfd, const char *path)
+{
+    struct stat st;
+    int fd = openat(dirfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int err = fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : S_ISDIR(st.st_mode) ? EISDIR : EBADFD;
+    if (err == 0)
+        return fd;
+    close(fd);
+    return -err;
+}
+
 /* VMAs of the process pid under proc_root: count or -errno (-ENOENT: no such process). */
 long guard_maps_count(const char *proc_root, int pid, int mode)
 {
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%d/maps", proc_root, pid) >= (int)sizeof(path))
         return -ENAMETOOLONG;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_maps(AT_FDCWD, path);
     if (fd < 0)
-        return -errno;
+        return fd;
     long count = count_fd(fd, mode);
     close(fd);
     return count;
@@ -283,8 +301,8 @@ static void count_entry(const struct scan *s, struct guard_maps_entry *e)
 {
     char name[32];
     snprintf(name, sizeof(name), "%d/maps", e->pid);
-    int fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
-    long count = fd < 0 ? -errno : s->mode == GUARD_MAPS_AUTO ? count_ioctl_first(fd) : count_fd(fd, s->mode);
+    int fd = open_maps(s->dirfd, name);
+    long count = fd < 0 ? fd : s->mode == GUARD_MAPS_AUTO ? count_ioctl_first(fd) : count_fd(fd, s->mode);
     if (fd >= 0)
         close(fd);
     e->count = count < 0 ? 0 : count;

@@ -100,6 +100,7 @@ exit codes:
   0    check passed (guard check, fix)   78   a hard check failed (refused; fix: still fails)
   2    usage error                       126  COMMAND found but not executable
   127  COMMAND not found                 70   internal error in guard
+  71   --watch: COMMAND could not be started (fork failed: nproc, pids.max)
   1    guard maps: a pid given does not exist or cannot be read
   74   guard check, fix, profiles, maps, --help: stdout (or maps --output) could not be written;
        guard install: the copy failed

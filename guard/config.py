@@ -121,30 +121,70 @@ def read_yaml_settings(path, what, named=False):
 
 # --- Java properties ---
 
+# java.util.Properties.load: the whitespace it skips before a line, around a key and its
+# separator; the escapes it reads in keys and values (loadConvert).
+_PROPERTIES_SPACE = " \t\f"
+_PROPERTIES_KEY = re.compile(r"(?:[^\\=: \t\f]|\\.)*", re.DOTALL)  # up to an unescaped = : or space
+_PROPERTIES_SEPARATOR = re.compile(r"[ \t\f]*[=:]?[ \t\f]*")
+_PROPERTIES_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_PROPERTIES_ESCAPES = {"t": "\t", "r": "\r", "n": "\n", "f": "\f"}
+
+
+def _properties_lines(text):
+    """The logical lines of a .properties text, as Properties.load's LineReader makes them: only
+    CR, LF and CRLF end a line; leading whitespace is skipped on every line; blank lines, and #
+    or ! comments where a logical line starts, are dropped; a line ending in an odd number of
+    backslashes goes on at the next (that backslash dropped), up to a blank line or the end."""
+    pieces, length = [], 0  # joined once the logical line ends: in linear time
+    for natural in re.split(r"\r\n|\r|\n", text):
+        piece = natural.lstrip(_PROPERTIES_SPACE)
+        if not length and piece.startswith(("#", "!")):
+            pieces = []  # a comment ends at its line, backslash or not
+            continue
+        if (len(piece) - len(piece.rstrip("\\"))) % 2:
+            pieces.append(piece[:-1])
+            length += len(piece) - 1
+            continue
+        if piece or length:
+            yield "".join(pieces) + piece
+        pieces, length = [], 0
+    if length:
+        yield "".join(pieces)
+
+
+def _properties_text(escaped):
+    """A key or value with its escapes read (Properties.loadConvert): \\uXXXX, \\t \\r \\n \\f,
+    and any other character after a backslash as itself. Unparsable for a malformed \\u, which
+    makes load throw."""
+    def one(match):
+        code = match.group(1)
+        if code == "u":
+            raise Unparsable("malformed \\uxxxx encoding")
+        return chr(int(code[1:], 16)) if len(code) == 5 else _PROPERTIES_ESCAPES.get(code, code)
+
+    return _PROPERTIES_ESCAPE.sub(one, escaped) if "\\" in escaped else escaped
+
+
 def parse_properties(text):
-    """Java .properties: ``key=value``, ``key: value`` or ``key value``; # and ! comments; a
-    backslash at the end of a line continues it (java.util.Properties.load)."""
-    settings, pending = {}, ""
-    for raw in text.splitlines():
-        if not pending and raw.strip().startswith(("#", "!")):
-            continue  # a comment ends at its line, backslash or not (java.util.Properties.load)
-        line = pending + raw.strip()
-        if line.endswith("\\"):
-            pending = line[:-1]
-            continue
-        pending = ""
-        if not line:
-            continue
-        match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
-        if match:
-            settings[match.group(1)] = match.group(2).strip()
+    """Java .properties as java.util.Properties.load reads them: ``key=value``, ``key: value`` or
+    ``key value``, a later key winning; Unparsable when load would throw."""
+    settings = {}
+    for line in _properties_lines(text):
+        key_end = _PROPERTIES_KEY.match(line).end()
+        value_start = _PROPERTIES_SEPARATOR.match(line, key_end).end()
+        settings[_properties_text(line[:key_end])] = _properties_text(line[value_start:])
     return settings
 
 
 def read_properties(path, what, named=True):
-    """(settings, notes); {} when the file was not read."""
+    """(settings, notes); {} when the file was not read or the program would refuse it."""
     data, notes = read_file(path, what, named)
-    return (parse_properties(data.decode("utf-8", errors="replace")) if data is not None else {}), notes
+    if data is None:
+        return {}, notes
+    try:
+        return parse_properties(data.decode("utf-8", errors="replace")), notes
+    except Unparsable as e:
+        return {}, notes + [f"{what} [{path}] cannot be used: {e}; the program refuses it too; {WITHOUT}"]
 
 
 # --- Redis ---
@@ -244,8 +284,8 @@ def redis_directives(config_file, option_directives, notes):
     once."""
     directives, files, budget, said, unbalanced = [], 0, host.FILE_LIMIT, {}, {}
     items = [("words", words) for words in option_directives]
-    if config_file is not None:
-        items.insert(0, ("file", config_file, "config file"))
+    if config_file is not None:  # globbed as an include is: config.c loadServerConfig reads both
+        items[:0] = [("file", target, "config file") for target in _include_targets(config_file)]
     stack = [(None, iter(items))]  # (real path of the file being read, its remaining items)
     while stack:
         item = next(stack[-1][1], None)

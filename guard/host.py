@@ -362,6 +362,7 @@ def resolve_name(name, timeout=RESOLVE_TIMEOUT):
     """The addresses a host name resolves to (getaddrinfo, as the JVM's InetAddress does), or
     Unreadable: unknown, or no answer within the timeout (the lookup is left to finish alone)."""
     import ipaddress
+    import signal
     import socket
     import threading
 
@@ -374,7 +375,17 @@ def resolve_name(name, timeout=RESOLVE_TIMEOUT):
             found["error"] = getattr(e, "strerror", None) or str(e) or type(e).__name__
 
     thread = threading.Thread(target=lookup, name="guard-resolve", daemon=True)
-    thread.start()
+    # The lookup may outlive the wait, into guard --watch. A thread that leaves a signal unblocked
+    # can be the one the kernel gives a signal sent to the process (signal(7)); the watch blocks
+    # them in its own thread to take them with sigtimedwait(), and this one would die of SIGTERM
+    # by default, ending guard. The thread is born with every signal blocked (it inherits the mask).
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        thread.start()
+    except RuntimeError as e:  # threads count against nproc: a user at the limit has none to spare
+        raise Unreadable(f"cannot resolve [{name}]: no thread to wait for the lookup with: {e}") from None
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
     thread.join(timeout)
     if "addresses" in found:
         return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found["addresses"]]

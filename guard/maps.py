@@ -33,10 +33,12 @@ def _root(proc_root):
 
 
 def _error(err, root, pid):
-    """The OSError for an errno (its subclass by errno); a missing /proc/PID reads as ESRCH."""
+    """The OSError for an errno (its subclass by errno); a missing /proc/PID reads as ESRCH, and
+    EBADFD is the scanner's word for a maps file that is not a regular file (not read)."""
     if err == errno.ENOENT:
         err = errno.ESRCH
-    return OSError(err, os.strerror(err), os.path.join(os.fsdecode(root), str(pid), "maps"))
+    reason = "not a regular file" if err == errno.EBADFD else os.strerror(err)
+    return OSError(err, reason, os.path.join(os.fsdecode(root), str(pid), "maps"))
 
 
 def count(pid, proc_root=None, mode="auto"):

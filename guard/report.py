@@ -139,7 +139,7 @@ def write(text, stream="stderr"):
         except (OSError, ValueError) as e:
             return e
         return None
-    data = _encode(text, getattr(target, "encoding", None))
+    data = memoryview(_encode(text, getattr(target, "encoding", None)))
     deadline = time.monotonic() + STDERR_PATIENCE if stream == "stderr" else None
     try:
         target.flush()  # anything Python holds goes first, in order
@@ -147,7 +147,9 @@ def write(text, stream="stderr"):
             if not _room(fd, deadline):
                 return OSError(errno.ETIMEDOUT, "nobody reads it")
             try:
-                data = data[os.write(fd, data):]
+                # A pipe poll() calls writable has a free page: PIPE_BUF bytes fit at once (pipe(7)),
+                # where a longer write to a blocking pipe would wait for a reader that may never come.
+                data = data[os.write(fd, data[:select.PIPE_BUF]):]
             except BlockingIOError:  # a non-blocking descriptor that filled up: wait for room
                 pass
     except (OSError, ValueError) as e:

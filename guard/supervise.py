@@ -17,6 +17,7 @@ and fail hours after starting with "Map failed" when the count reaches the limit
 """
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -32,6 +33,9 @@ TERMINAL = {signal.SIGTTIN, signal.SIGTTOU}
 UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 FORWARDED = frozenset(signal.valid_signals() - SYNCHRONOUS - TERMINAL - UNCATCHABLE - {signal.SIGCHLD})
 WAITED = FORWARDED | {signal.SIGCHLD}
+
+# EX_OSERR (sysexits.h), whose meaning is "cannot fork": the child could not be started.
+FORK_FAILED = 71
 
 # include/uapi/linux/prctl.h
 PR_SET_CHILD_SUBREAPER = 36
@@ -82,7 +86,13 @@ def run(argv, interval, metrics_file=None, where=None, cpu_share=None):
     # and the child's exit code would be lost with guard waiting for it forever.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     _become_subreaper()
-    child = _spawn(argv, saved_mask, inherited_ignores, _owns_terminal())
+    try:
+        child = _spawn(argv, saved_mask, inherited_ignores, _owns_terminal())
+    except OSError as e:  # nothing was started: guard ends, as tini does, with the reason
+        more = " (the process limit of the user, nproc, or of the container, pids.max, is reached)" \
+            if e.errno == errno.EAGAIN else ""
+        say(f"cannot start {argv[0]}: fork failed: {e.strerror}{more}")
+        return FORK_FAILED
     return _supervise(child, interval, MapWatch(metrics_file, where=where), cpu_share or CPU_SHARE)
 
 
@@ -235,7 +245,16 @@ def forward(child, signum, watch):
     except ProcessLookupError:
         pass  # the child exited and was reaped since; its code is returned next
     except OSError as e:  # EPERM: the child became another user's (a setuid program)
-        watch.complain(f"cannot forward {signal.Signals(signum).name} to pid [{child}]: {e.strerror}")
+        watch.complain(f"cannot forward {signal_name(signum)} to pid [{child}]: {e.strerror}")
+
+
+def signal_name(signum):
+    """SIGTERM; SIGRTMIN+N as kill -l says, for the real-time signals that signal.Signals lacks
+    (it names only SIGRTMIN and SIGRTMAX): a ValueError here would end guard and orphan the child."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
 
 
 def descendants(pid):
@@ -262,10 +281,11 @@ def _children(pid):
         return pids  # gone
     for tid in tids:
         try:
-            with open(os.path.join(task, tid, "children"), "rb") as f:
-                words = f.read().split()
-        except OSError:
-            continue  # the thread exited
+            # Only a regular file is read, as the kernel's is: in a crafted tree (GUARD_PROCFS) a
+            # FIFO would hold the sample, and with it the reaping, until a writer came.
+            words = host.read_bytes(os.path.join(task, tid, "children")).split()
+        except host.Unreadable:
+            continue  # the thread exited, or it is no children file
         # The kernel writes decimal pids; any other word names no process guard could count.
         pids += [int(w) for w in words if w.isdigit() and 0 < int(w) <= mapsview.PID_MAX_LIMIT]
     return pids

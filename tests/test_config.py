@@ -1,7 +1,9 @@
 """Reading files the program or the host owns: regular files only, bounded, never blocking, and
 settings parsed the way each program parses them. Real files, FIFOs, devices and /proc."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -243,6 +245,100 @@ def test_properties_comment_does_not_continue_onto_the_next_line(tmp_path):
     props = tmp_path / "server.properties"
     props.write_text("#log.dirs=/old,\\\nlog.dirs=/real\n")
     assert config.read_properties(str(props), "server.properties") == ({"log.dirs": "/real"}, [])
+
+
+# What java.util.Properties.load makes of each text (None: it throws, and the program stops),
+# checked against the JDK itself by test_properties_cases_are_what_the_jdk_reads.
+PROPERTIES_CASES = [
+    ("log.dirs=/a\\\\\nlog.dir=/b\n", {"log.dirs": "/a\\", "log.dir": "/b"}),  # two backslashes: one, no continuation
+    ("log.dirs=/a,\\\n   /b\n", {"log.dirs": "/a,/b"}),
+    ("log.dirs=/a,\\\n  # no comment\n", {"log.dirs": "/a,# no comment"}),
+    ("\\\n#log.dirs=/a\n", {}),  # an empty line continued: a comment still
+    ("#log.dirs=/a\\\nlog.dir=/b\n", {"log.dir": "/b"}),  # a comment is never continued
+    ("log.dirs=/a,\\\n\nlog.dir=/b\n", {"log.dirs": "/a,", "log.dir": "/b"}),  # a blank line ends it
+    ("log.dirs=/a,\\", {"log.dirs": "/a,"}),  # continued at the end of the file
+    ("log.dirs=/a\\ \nlog.dir=/b\n", {"log.dirs": "/a ", "log.dir": "/b"}),  # an escaped space: no continuation
+    ("log.dirs=/data/kafka\\ logs\\t1\n", {"log.dirs": "/data/kafka logs\t1"}),
+    ("log\\ dirs\\=x=/a\n", {"log dirs=x": "/a"}),
+    ("log.dirs=\\u002fdata\\/x\\\\y\n", {"log.dirs": "/data/x\\y"}),
+    ("log.dirs=/a\x0bb\x1cc\n", {"log.dirs": "/a\x0bb\x1cc"}),  # only CR and LF end a line
+    ("log.dirs=/a\rlog.dir=/b\r\n", {"log.dirs": "/a", "log.dir": "/b"}),
+    ("\f log.dirs \t: = /a \n", {"log.dirs": "= /a "}),
+    ("log.dirs /a\n", {"log.dirs": "/a"}),
+    ("log.dirs\n", {"log.dirs": ""}),
+    (":/a\n", {"": "/a"}),
+    ("log.dirs=\\u00zz\n", None),
+    ("log.dirs=/a\\u12\n", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", PROPERTIES_CASES)
+def test_properties_are_read_as_java_util_properties_reads_them(tmp_path, text, expected):
+    props = tmp_path / "server.properties"
+    props.write_bytes(text.encode("latin-1"))
+    settings, notes = config.read_properties(str(props), "server.properties")
+    if expected is None:
+        assert (settings, notes) == ({}, [f"server.properties [{props}] cannot be used: malformed \\uxxxx "
+                                          "encoding; the program refuses it too; judged without its settings"])
+    else:
+        assert (settings, notes) == (expected, [])
+
+
+# Loads each file named with java.util.Properties.load(InputStream), as Kafka's Utils.loadProps
+# does; prints one JSON object a file (null when load throws), every character outside ASCII's
+# printable ones escaped.
+PROPERTIES_ORACLE = r"""
+import java.io.FileInputStream;
+import java.util.Properties;
+import java.util.TreeMap;
+public class Oracle {
+    static String json(String s) {
+        StringBuilder b = new StringBuilder("\"");
+        for (char c : s.toCharArray())
+            b.append(c < 32 || c > 126 || c == '"' || c == '\\' ? String.format("\\u%04x", (int) c) : String.valueOf(c));
+        return b.append('"').toString();
+    }
+    public static void main(String[] args) throws Exception {
+        for (String path : args) {
+            Properties p = new Properties();
+            try (FileInputStream in = new FileInputStream(path)) {
+                p.load(in);
+            } catch (IllegalArgumentException e) {
+                System.out.println("null");
+                continue;
+            }
+            StringBuilder b = new StringBuilder("{");
+            for (var e : new TreeMap<>(p).entrySet())
+                b.append(b.length() > 1 ? "," : "").append(json((String) e.getKey())).append(':').append(json((String) e.getValue()));
+            System.out.println(b.append('}'));
+        }
+    }
+}
+"""
+
+
+def test_properties_cases_are_what_the_jdk_reads(tmp_path):
+    if shutil.which("javac") is None:
+        pytest.skip("no JDK here to check the cases with (openjdk-17-jdk-headless)")
+    (tmp_path / "Oracle.java").write_text(PROPERTIES_ORACLE)
+    subprocess.run(["javac", "-d", str(tmp_path), str(tmp_path / "Oracle.java")], check=True)
+    paths = []
+    for number, (text, _) in enumerate(PROPERTIES_CASES):
+        paths.append(tmp_path / f"{number}.properties")
+        paths[-1].write_bytes(text.encode("latin-1"))
+    done = subprocess.run(["java", "-cp", str(tmp_path), "Oracle", *map(str, paths)], capture_output=True,
+                          text=True, check=True, timeout=60)
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [expected for _, expected in PROPERTIES_CASES]
+
+
+def test_a_megabyte_of_continued_lines_is_read_in_linear_time(tmp_path):
+    # 150,000 lines that each continue the one before: joined once, not copied again at each line
+    props = tmp_path / "server.properties"
+    props.write_text("log.dirs=/data\\\n" + ",/more\\\n" * ((host.FILE_LIMIT - 20) // 8) + "\n")
+    started = time.process_time()
+    settings, notes = config.read_properties(str(props), "server.properties")
+    assert time.process_time() - started < 1.0
+    assert (settings["log.dirs"][:16], notes) == ("/data,/more,/mor", [])
 
 
 def test_a_properties_file_that_is_a_directory_is_a_note(tmp_path):

@@ -163,6 +163,21 @@ def test_a_huge_config_file_is_not_read_and_costs_nothing(tmp_path):
            "guard reads: not read; judged without its settings" in err
 
 
+def test_placeholders_that_expand_a_small_file_into_gigabytes_stop_early(tmp_path):
+    # 300 KB of file: each key names a 300 KB value twice, 1,000 times over (600 MB if expanded),
+    # with guard given 256 MiB of address space. network.host comes last and stays as written: a
+    # name that does not resolve, taken as beyond loopback.
+    big = "x" * 300_000
+    keys = "".join(f"k{n}: ${{big}}${{big}}\n" for n in range(1000))
+    (tmp_path / "elasticsearch.yml").write_text(f"big: {big}\n{keys}network.host: ${{big}}\n")
+    done = run_guard("check", "--format", "json", "--profile", "elasticsearch", timeout=60,
+                     env={"ES_PATH_CONF": str(tmp_path)}, limits={"as": (256 << 20, 256 << 20)})
+    assert done.returncode in (0, 78), text(done)
+    notes = json.loads(done.stdout)["notes"]
+    assert notes[0].startswith("production mode (cannot resolve [${big}]: ")
+    assert any(note.startswith("placeholders expand past [8388608] bytes at [k") for note in notes), notes
+
+
 @pytest.mark.parametrize("argv,note", [
     (["redis-server", "/dev/zero"], "config file: /dev/zero is a character device, not a regular file: not read"),
     (["mongod", "--maxConns", "\u00b2"], "--maxConns [\u00b2] is not a positive whole number: mongod refuses it"),

@@ -227,8 +227,8 @@ def test_program_starts_when_stderr_is_a_pipe_nobody_reads_any_more(tmp_path):
     assert done.returncode == 0 and marker.exists()
 
 
-def test_program_starts_when_stderr_is_a_full_pipe_nobody_reads(tmp_path):
-    marker = tmp_path / "started"
+def filled_pipe(room=0):
+    """(read end, write end) of a blocking pipe filled with pages of 4096 bytes but ``room``."""
     read_end, write_end = os.pipe()
     flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
     fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
@@ -237,10 +237,34 @@ def test_program_starts_when_stderr_is_a_full_pipe_nobody_reads(tmp_path):
             os.write(write_end, b"x" * 4096)
     except BlockingIOError:
         pass
-    fcntl.fcntl(write_end, fcntl.F_SETFL, flags)  # guard gets a blocking pipe that is full
+    os.read(read_end, room)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags)
+    return read_end, write_end
+
+
+def test_program_starts_when_stderr_is_a_full_pipe_nobody_reads(tmp_path):
+    marker = tmp_path / "started"
+    read_end, write_end = filled_pipe()  # guard gets a blocking pipe that is full
     try:
         done = subprocess.run([guard_executable(), *PASS, "--", "touch", str(marker)], stderr=write_end,
                               stdout=subprocess.DEVNULL, cwd="/", timeout=30)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert done.returncode == 0 and marker.exists()
+
+
+def test_program_starts_when_stderr_has_less_room_than_the_report_and_nobody_reads(tmp_path):
+    # One page free: poll() says the pipe is writable, but a blocking write of more than that waits
+    # for a reader for good. The report here is over 4 KiB (JSON, every check failing).
+    marker = tmp_path / "started"
+    read_end, write_end = filled_pipe(room=4096)
+    failing = [f"--require={spec}" for spec in ("vm.max_map_count>=99999999", "fs.file-max>=999999999999",
+                                                "nofile>=99999999", "kernel.pid_max>=999999999")]
+    try:
+        done = subprocess.run([guard_executable(), "--mode", "warn", "--format", "json", "--profile", "elasticsearch",
+                               *failing, "--", "touch", str(marker)], stderr=write_end, stdout=subprocess.DEVNULL,
+                              cwd="/", timeout=30)
     finally:
         os.close(read_end)
         os.close(write_end)

@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -162,6 +163,32 @@ def test_crafted_tree_empty_gate_vanished_and_unreadable(tmp_path):
         assert result.failed[14].errno == errno.EISDIR
         assert result.failed[14].filename == os.path.join(root, "14", "maps")
     assert maps.count(11, proc_root=root) == 2
+
+
+def test_maps_that_are_not_a_regular_file_are_refused_unopened_or_unread(tmp_path):
+    # The kernel's maps are regular files; in a crafted tree a FIFO would make open() wait for a
+    # writer and a device (/dev/zero) give text forever. In a child: a hang fails the test.
+    root = crafted_root(tmp_path, {40: ANON, 41: None, 42: None})
+    os.mkfifo(tmp_path / "41" / "maps")
+    os.symlink("/dev/zero", tmp_path / "42" / "maps")
+    counted = ("import json, sys\nfrom guard import maps\nroot = sys.argv[1]\n"
+               "out = {mode: [maps.scan(root, mode=mode), []] for mode in ('auto', 'text')}\n"
+               "for mode in out:\n"
+               "    for pid in (41, 42):\n"
+               "        try:\n"
+               "            maps.count(pid, proc_root=root, mode=mode)\n"
+               "        except OSError as e:\n"
+               "            out[mode][1].append([e.strerror, e.filename])\n"
+               "print(json.dumps({mode: [scan.counts, {p: [e.strerror, e.filename] for p, e in scan.failed.items()},"
+               " single] for mode, (scan, single) in out.items()}))\n")
+    done = subprocess.run([sys.executable, "-c", counted, str(root)], capture_output=True, text=True,
+                          timeout=10, cwd="/")
+    assert done.returncode == 0, done.stderr
+    refused = [["not a regular file", f"{root}/{pid}/maps"] for pid in (41, 42)]
+    for mode, (counts, failed, single) in json.loads(done.stdout).items():
+        assert counts == {"40": 1}, mode
+        assert failed == {"41": refused[0], "42": refused[1]}, mode
+        assert single == refused, mode
 
 
 def test_text_split_anywhere_counts_lines_less_the_gate(tmp_path):

@@ -16,8 +16,11 @@ STRICT = ["gcc", "-std=gnu99", "-Wall", "-Wextra", "-Werror", "-I", CSRC, "-pthr
 
 @pytest.fixture
 def crafted(tmp_path):
-    # A text longer than the first read and the buffer, lines cut everywhere, a vanished pid.
-    return crafted_root(tmp_path, {1: "", 2: (FILE * 150 + ANON * 400) * 3 + GATE, 3: None, 4: ANON})
+    # A text longer than the first read and the buffer, lines cut everywhere, a vanished pid, and
+    # maps that are a FIFO (refused, never waited on).
+    root = crafted_root(tmp_path, {1: "", 2: (FILE * 150 + ANON * 400) * 3 + GATE, 3: None, 4: ANON, 5: None})
+    os.mkfifo(os.path.join(root, "5", "maps"))
+    return root
 
 
 def build(tmp_path, *flags):

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from guard import maps, mapsview
+from hostsettings import host_settings_unchanged
 from support import guard_executable
 
 LINE = "7f0000000000-7f0000001000 r--p 00000000 00:00 0 \n"
@@ -236,11 +237,12 @@ def audit(tmp_path, seconds, every, cpu=None):
 
 
 def test_every_rewrites_the_file_whole_each_time_and_ends_0_on_sigterm(tmp_path):
-    versions, (code, waited, err), left = audit(tmp_path, 1.5, "0.05", cpu="100")
+    with host_settings_unchanged():  # each version names the limit: no other test may change it meanwhile
+        versions, (code, waited, err), left = audit(tmp_path, 1.5, "0.05", cpu="100")
+        with open("/proc/sys/vm/max_map_count") as f:
+            limit = f.read().strip()
     assert (code, err) == (0, "") and waited < 1
     assert len(versions) >= 5, len(versions)
-    with open("/proc/sys/vm/max_map_count") as f:
-        limit = f.read().strip()
     for text in versions:  # never a part: each version whole, from its first line to its last
         assert text.startswith("# HELP guard_process_map_count ")
         assert text.endswith(f"guard_vm_max_map_count {limit}\n")

@@ -1,5 +1,6 @@
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,17 @@ def test_loopback_lists_in_the_config_file_are_development_mode(tmp_path, yml):
     (tmp_path / "elasticsearch.yml").write_text(yml)
     p = plan("elasticsearch", ["elasticsearch"], {"ES_PATH_CONF": str(tmp_path)})
     assert not any(r.hard for r in p.requirements), p.notes
+
+
+@pytest.mark.parametrize("env,arg,enforced", [
+    ({"discovery.type": "single-node"}, "-Ediscovery.type=multi-node", False),
+    ({"ES_SETTING_DISCOVERY_TYPE": "multi-node"}, "-Ediscovery.type=single-node", True),
+])
+def test_the_image_variables_win_over_e_arguments_as_in_elasticsearch_8(env, arg, enforced):
+    # EnvironmentAwareCommand (8.3 on, elastic/elasticsearch#85913) puts the Docker variables over
+    # the -E settings; before, a setting given both ways stopped Elasticsearch (already set)
+    p = plan("elasticsearch", ["elasticsearch", arg], env)
+    assert all(r.hard for r in p.requirements) if enforced else not any(r.hard for r in p.requirements)
 
 
 def test_enforce_property_wins_over_single_node():
@@ -257,6 +269,22 @@ def test_special_hosts_resolve_against_the_real_interfaces(tmp_path, setup, args
     hard, mode = mode_in_fresh_network(tmp_path, setup, *args)
     assert hard == enforced, mode
     assert note in mode
+
+
+def test_a_host_name_with_no_thread_left_to_resolve_it_is_taken_as_beyond_loopback(tmp_path):
+    # nobody may run one process, guard itself, and threads count as processes: the lookup's
+    # thread cannot start. Root is exempt from nproc, so guard runs with nobody as its real user,
+    # without the capabilities that lift the limit. The nproc check then says what is wrong.
+    (tmp_path / "elasticsearch.yml").write_text("network.host: localhost\n")
+    argv = ["setpriv", "--ruid", "65534", "--bounding-set", "-sys_resource,-sys_admin", guard_executable(), "check",
+            "--format", "json", "--", "elasticsearch"]
+    done = subprocess.run(argv, capture_output=True, timeout=30, env={**os.environ, "ES_PATH_CONF": str(tmp_path)},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NPROC, (1, 1)))
+    assert done.returncode == 78, done.stderr
+    report = json.loads(done.stdout)
+    assert report["notes"][0] == ("production mode (cannot resolve [localhost]: no thread to wait for the lookup "
+                                  "with: can't start new thread: taken as beyond loopback): checks are enforced")
+    assert {c["name"]: c["status"] for c in report["checks"]}["max-threads"] == "fail"
 
 
 # --- Kafka ---

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import pytest
 
+from guard import profiles
 from hostsettings import host_settings_unchanged, sysctl
 from support import guard_executable
 
@@ -122,3 +124,36 @@ def test_guard_flags_exactly_what_redis_warns_about(tmp_path, extra):
     warned = {key for key, pattern in REDIS_WARNINGS.items() if re.search(pattern, log)}
     assert READY.search(log), log
     assert flagged == warned, (flagged, warned, log.decode(errors="replace"))
+
+
+def test_a_config_file_named_by_a_glob_is_read_as_redis_reads_it(tmp_path):
+    # redis-server globs its config file argument as it globs an include (config.c loadServerConfig)
+    (tmp_path / "10-clients.conf").write_text("maxclients 60000\n")
+    (tmp_path / "20-backlog.conf").write_text("tcp-backlog 100\n")
+    argv = ["--mode", "warn", "--format", "json", "--", "redis-server", f"{tmp_path}/*.conf",
+            *redis_args(tmp_path / "r.sock")[1:]]
+    with host_settings_unchanged():
+        proc = subprocess.Popen([guard_executable(), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)))
+        try:
+            log = read_until_ready(proc)
+        finally:
+            stop(proc)
+    report = json.loads(proc.stderr.read())
+    assert READY.search(log), log
+    assert re.search(REDIS_WARNINGS["nofile.hard"], log)
+    assert {c["key"]: c["required"] for c in report["checks"]} == {
+        "vm.overcommit_memory": 1, "net.core.somaxconn": 100, "nofile.hard": 60032}
+    assert {c["key"]: c["status"] for c in report["checks"]}["nofile.hard"] == "warn"
+
+
+@pytest.mark.parametrize("name,value", [("maxclients", v) for v in ("100", "0100", "099", "+100", "-0", "0",
+                                                                    "4294967295", "4294967296")]
+                         + [("tcp-backlog", v) for v in ("0", "00", "-1", "2147483647", "2147483648")])
+def test_a_number_is_refused_exactly_when_redis_refuses_it(name, value):
+    # redis-server parses numbers with string2ll (util.c): no leading zero, no plus sign
+    redis = subprocess.run(["redis-server", "--port", "0", "--save", "", f"--{name}", value], capture_output=True,
+                           timeout=20, cwd="/")
+    refused = b"FATAL CONFIG FILE ERROR" in redis.stdout + redis.stderr
+    notes = profiles.PROFILES["redis"].plan(profiles.Invocation(("redis-server", f"--{name}", value))).notes
+    assert any(note.startswith(f"{name} [{value}] must be a whole number") for note in notes) == refused, notes

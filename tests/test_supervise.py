@@ -1,6 +1,9 @@
 """guard --watch with real processes: exit codes, signals, zombies, and the map-count warnings."""
 
+import contextlib
 import os
+import resource
+import shutil
 import signal
 import stat
 import subprocess
@@ -115,6 +118,17 @@ def test_command_not_found_is_127_and_named_with_the_path_searched():
     assert "guard: exec no-such-program-anywhere failed: not found in PATH [/usr/bin:/bin]" in result.stderr
 
 
+def test_fork_refused_is_said_with_71_not_an_internal_error():
+    # nobody may run one process, guard itself: fork() fails with EAGAIN. Root is exempt from nproc,
+    # so guard runs with nobody as its real user, without the capabilities that lift the limit.
+    done = subprocess.run(["setpriv", "--ruid", "65534", "--bounding-set", "-sys_resource,-sys_admin", *GUARD,
+                           "--", "true"], capture_output=True, timeout=30,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NPROC, (1, 1)))
+    assert (done.returncode, done.stderr.decode()) == (71, (
+        "guard: cannot start true: fork failed: Resource temporarily unavailable (the process limit of the "
+        "user, nproc, or of the container, pids.max, is reached)\n"))
+
+
 def test_command_not_executable_is_126_and_named(tmp_path):
     script = tmp_path / "not-executable.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
@@ -185,6 +199,74 @@ def test_signals_sent_to_guard_reach_the_child(tmp_path):
         assert read_file(log).splitlines() == FORWARDED + ["SIGTERM"]
     finally:
         stop(proc)
+
+
+# A child that leaves guard's user for nobody's (as gosu or su-exec do), then writes its pid to
+# the file it was given and lives 2 s: guard, root without CAP_KILL, may no longer signal it.
+BECOMES_NOBODY = ("import os, sys, time\nf = open(sys.argv[1], 'w')\nos.setresgid(65534, 65534, 65534)\n"
+                  "os.setresuid(65534, 65534, 65534)\nf.write(f'{os.getpid()}\\n')\nf.close()\ntime.sleep(2)\nsys.exit(7)")
+
+
+def test_a_signal_guard_may_not_forward_is_said_and_supervision_goes_on(tmp_path):
+    started = str(tmp_path / "started")
+    proc = subprocess.Popen(["setpriv", "--bounding-set", "-kill", *GUARD, "--", PYTHON, "-c", BECOMES_NOBODY,
+                             started], stderr=subprocess.PIPE)
+    try:
+        child = poll(lambda: read_file(started).strip(), what="the child to become nobody")
+        # a real-time signal other than SIGRTMIN and SIGRTMAX has no name in Python's signal.Signals
+        os.kill(proc.pid, signal.SIGRTMIN + 1)
+        assert proc.wait(timeout=10) == 7
+        assert proc.stderr.read().decode() == (f"guard: cannot forward SIGRTMIN+1 to pid [{child}]: "
+                                               "Operation not permitted\n")
+    finally:
+        stop(proc)
+        proc.stderr.close()
+
+
+# In a network and mount namespace of its own: a name server on the loopback that never answers
+# (a socket nobody reads, bound before guard starts), named in a resolv.conf bind-mounted over
+# /etc/resolv.conf. Then guard.
+SILENT_NAME_SERVER = (
+    "ip link set lo up && mount --bind \"$1\" /etc/resolv.conf && shift && "
+    "python3 -c 'import os, socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    "s.bind((\"127.0.0.1\", 53)); os.fork() and os._exit(0); time.sleep(15)' </dev/null >/dev/null 2>&1 && "
+    "exec \"$@\"")
+
+
+def test_sigterm_while_a_name_lookup_is_still_running_reaches_the_child(tmp_path):
+    # Elasticsearch's network.host names a host: guard waits 2 s for the lookup and goes on, the
+    # lookup's thread lives on for the resolver's 5 s. A thread with SIGTERM unblocked would take
+    # docker stop's SIGTERM, whose default action ends guard and orphans the child.
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
+        pytest.skip("needs root, unshare(1) and ip(8) for namespaces of its own")
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
+    (tmp_path / "elasticsearch.yml").write_text("network.host: es-node.example\n")
+    log = str(tmp_path / "signals")
+    proc = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-c", SILENT_NAME_SERVER, "sh",
+                             str(tmp_path / "resolv.conf"), *GUARD, "--interval", "0.001", "--watch-cpu", "100",
+                             "--mode", "warn", "--profile", "elasticsearch",
+                             "--", PYTHON, "-c", RECORD_SIGNALS, log, "SIGUSR1", "SIGTERM"],
+                            env={**os.environ, "ES_PATH_CONF": str(tmp_path)}, stderr=subprocess.PIPE)
+    children = []
+    try:
+        poll(lambda: os.path.exists(log + ".ready"), what="the child to install its handlers")
+        children = supervise.descendants(proc.pid)
+        # the kernel gives a signal to the main thread while it waits in sigtimedwait(): many come,
+        # so that some arrive while it samples, 1000 times a second
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(0.001)
+        assert proc.poll() is None, f"guard ended with [{proc.returncode}], the child left behind"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+        assert read_file(log).splitlines()[-1:] == ["SIGTERM"]
+    finally:
+        stop(proc)
+        proc.stderr.close()
+        for child in children:  # left behind when guard ended first
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
 
 def test_sigterm_stops_a_child_that_keeps_the_default_promptly_with_143():
@@ -446,17 +528,44 @@ def test_stderr_nobody_reads_any_more_does_not_end_the_watch(tmp_path):
     assert done.returncode == 7
 
 
+def watch_over_crafted_self(tmp_path, setup):
+    """guard --watch over OUTLIVE, sampling every 50 ms from a crafted proc root (GUARD_PROCFS) with
+    vm.max_map_count and the task folder of $$: the shell's pid, which guard keeps when the shell
+    execs it, so the tree describes guard itself. setup: shell commands that craft the rest."""
+    script = (f"mkdir -p {tmp_path}/$$/task/$$ {tmp_path}/sys/vm && echo 65530 > {tmp_path}/sys/vm/max_map_count && "
+              f"{setup} && exec {' '.join(GUARD)} --interval 0.05 -- {' '.join(OUTLIVE[:2])} '{OUTLIVE[2]}'")
+    return subprocess.run(["sh", "-c", script], env={**os.environ, "GUARD_PROCFS": str(tmp_path)},
+                          capture_output=True, timeout=30)
+
+
 @pytest.mark.parametrize("children", ["x y", "-1", "99999999999999999999", "0x10", "SELF"])
 def test_malformed_children_file_is_no_reason_to_stop_supervising(tmp_path, children):
-    # $$ is the shell's pid, which guard keeps when the shell execs it: the crafted tree describes
-    # guard itself. SELF lists guard as its own child, a cycle no walk may follow forever.
-    task = f"{tmp_path}/$$/task/$$"
+    # SELF lists guard as its own child, a cycle no walk may follow forever.
     words = children.replace("SELF", "$$")
-    script = (f"mkdir -p {task} {tmp_path}/sys/vm && echo 65530 > {tmp_path}/sys/vm/max_map_count && "
-              f"echo '{words}' > {task}/children && exec {' '.join(GUARD)} --interval 0.05 -- {' '.join(OUTLIVE[:2])} "
-              f"'{OUTLIVE[2]}'")
-    done = subprocess.run(["sh", "-c", script], env={**os.environ, "GUARD_PROCFS": str(tmp_path)},
-                          capture_output=True, timeout=30)
+    done = watch_over_crafted_self(tmp_path, f"echo '{words}' > {tmp_path}/$$/task/$$/children")
+    assert done.returncode == 7, done.stderr
+    assert b"internal error" not in done.stderr
+
+
+def test_children_file_that_is_a_fifo_is_not_opened_and_the_walk_ends(tmp_path):
+    # A crafted tree may hold anything; the kernel's children files are regular files. Opening a
+    # FIFO for reading waits for a writer: run in a child so that a hang fails, not stalls, the test.
+    os.makedirs(tmp_path / "1" / "task" / "1")
+    os.mkfifo(tmp_path / "1" / "task" / "1" / "children")
+    os.makedirs(tmp_path / "1" / "task" / "2")
+    (tmp_path / "1" / "task" / "2" / "children").write_text("5 6")
+    walk = "from guard import supervise; print(sorted(supervise.descendants(1)))"
+    done = subprocess.run([PYTHON, "-c", walk], env={**os.environ, "GUARD_PROCFS": str(tmp_path)},
+                          capture_output=True, text=True, timeout=10, cwd="/")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "[5, 6]\n", "")
+
+
+# guard's own children file, or the maps of the descendant it names (in the C scanner): a FIFO
+# nobody writes, where a sample that opened it would wait forever and never reap the child.
+@pytest.mark.parametrize("fifo", ["$$/task/$$/children", "4000000/maps"])
+def test_a_fifo_in_the_proc_tree_does_not_hold_up_supervision(tmp_path, fifo):
+    done = watch_over_crafted_self(tmp_path, f"mkdir {tmp_path}/4000000 && echo 4000000 > {tmp_path}/$$/task/$$/children "
+                                             f"&& rm -f {tmp_path}/{fifo} && mkfifo {tmp_path}/{fifo}")
     assert done.returncode == 7, done.stderr
     assert b"internal error" not in done.stderr
 

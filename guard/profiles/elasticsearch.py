@@ -45,6 +45,10 @@ DEFAULT_HOST = "_local_"
 # environment, else from another setting. Values rarely nest; past this many, guard stops.
 PLACEHOLDER = re.compile(r"\$\{([^${}]*)\}")
 PLACEHOLDER_ROUNDS = 32
+# What the values may come to, all together, once resolved: settings read within host.FILE_LIMIT
+# grow past this only when values name big values over and over (a placeholder bomb), which would
+# take guard's memory before the program's. The values past it are judged as written.
+PLACEHOLDER_BUDGET = 8 * host.FILE_LIMIT
 
 
 # setting_env_prefix: ES 8's ES_SETTING_DISCOVERY_TYPE style; "" when the image has none.
@@ -69,8 +73,13 @@ def _setting_from_env_name(name, prefix):
     return body.replace("__", "\0").replace("_", ".").replace("\0", "_")
 
 
-def _replace_placeholders(value, settings, environ):
-    """value with ${NAME} and ${NAME:default} replaced; KeyError naming one that is unset."""
+class _PastBudget(Exception):
+    """Resolving a value would take the values past PLACEHOLDER_BUDGET."""
+
+
+def _replace_placeholders(value, settings, environ, room):
+    """value with ${NAME} and ${NAME:default} replaced; KeyError naming one that is unset,
+    _PastBudget when it would grow past room characters."""
     for _ in range(PLACEHOLDER_ROUNDS):
         match = PLACEHOLDER.search(value)
         if match is None:
@@ -79,20 +88,30 @@ def _replace_placeholders(value, settings, environ):
         found = environ.get(name, settings.get(name) if isinstance(settings.get(name), str) else None)
         if found is None and not sep:
             raise KeyError(name)
-        value = value[:match.start()] + (default if found is None else found) + value[match.end():]
+        replacement = default if found is None else found
+        if len(value) - len(match.group(0)) + len(replacement) > room:
+            raise _PastBudget()
+        value = value[:match.start()] + replacement + value[match.end():]
     return value
 
 
 def _resolve_placeholders(settings, environ, notes):
-    resolved, unset = {}, []
+    resolved, unset, room, past = {}, [], PLACEHOLDER_BUDGET, None
     for key, value in settings.items():
+        items = []
         try:
-            if isinstance(value, list):
-                resolved[key] = [_replace_placeholders(item, settings, environ) for item in value]
-            else:
-                resolved[key] = _replace_placeholders(value, settings, environ)
+            for item in value if isinstance(value, list) else [value]:
+                items.append(_replace_placeholders(item, settings, environ, room))
+                room -= len(items[-1])
         except KeyError as e:
             unset.append(f"[{key}] names ${{{e.args[0]}}}")
+            continue
+        except _PastBudget:
+            past, room, items = past or key, 0, value if isinstance(value, list) else [value]
+        resolved[key] = items if isinstance(value, list) else items[0]
+    if past:
+        notes.append(f"placeholders expand past [{PLACEHOLDER_BUDGET}] bytes at [{past}]: from there on, values "
+                     "are judged as written")
     if unset:
         more = f" and [{len(unset) - 1}] more" if len(unset) > 1 else ""
         notes.append(f"{unset[0]}{more}, which is not set: the program refuses to start with an unresolved "
@@ -102,25 +121,28 @@ def _resolve_placeholders(settings, environ, notes):
 
 def search_settings(flavour, invocation):
     """(settings, notes, whether the config file was read), in the precedence the image applies
-    them: file < environment < -E arguments, then ${...} placeholders resolved."""
+    them: file < -E arguments < environment, then ${...} placeholders resolved. Elasticsearch 8.3
+    and later put the image's variables over the -E settings (EnvironmentAwareCommand
+    putDockerEnvSettings); earlier images pass them as -E arguments too (elasticsearch-env), and
+    a setting given twice stops the program ("already set"), so no order is wrong there."""
     env = invocation.environ
     named = bool(env.get(flavour.conf_env))
     conf_dir = env.get(flavour.conf_env) or flavour.conf_dir
     from_file, notes = config.read_yaml_settings(os.path.join(conf_dir, flavour.config_file),
                                                  flavour.config_file, named=named)
     settings = dict(from_file or {})
-    for name, value in env.items():
-        # The official images turn variables named like settings (lowercase, with a dot) into -E.
-        if re.fullmatch(r"[-a-z0-9_]+(\.[-a-z0-9_]+)+", name):
-            settings[name] = value
-        elif flavour.setting_env_prefix and name.startswith(flavour.setting_env_prefix):
-            settings[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
     args = list(invocation.argv[1:])
     for i, arg in enumerate(args):
         pair = args[i + 1] if arg == "-E" and i + 1 < len(args) else arg[2:] if arg.startswith("-E") else ""
         key, sep, value = pair.partition("=")
         if sep:
             settings[key] = value
+    for name, value in env.items():
+        # The official images take variables named like settings (lowercase, with a dot).
+        if re.fullmatch(r"[-a-z0-9_]+(\.[-a-z0-9_]+)+", name):
+            settings[name] = value
+        elif flavour.setting_env_prefix and name.startswith(flavour.setting_env_prefix):
+            settings[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
     return _resolve_placeholders(settings, env, notes), notes, from_file is not None
 
 

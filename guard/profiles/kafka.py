@@ -47,6 +47,7 @@ def kafka_settings(invocation):
     settings, notes = {}, []
     if args and not args[0].startswith("-"):
         settings, notes = config.read_properties(args[0], "server.properties")
+        settings = {key: value.strip() for key, value in settings.items()}  # ConfigDef.parseType trims
     for i, arg in enumerate(args):
         if arg == "--override" and i + 1 < len(args):
             key, sep, value = args[i + 1].partition("=")

@@ -58,7 +58,8 @@ def redis_settings(invocation):
 def _redis_int(settings, name, notes):
     text = settings[name]
     low, high = REDIS_RANGES[name]
-    if re.fullmatch(r"-?[0-9]+", text) and low <= int(text) <= high:
+    # util.c string2ll, which config.c parses numbers with: no sign but '-', no leading zero
+    if re.fullmatch(r"0|-?[1-9][0-9]*", text) and low <= int(text) <= high:
         return int(text)
     notes.append(f"{name} [{text}] must be a whole number from [{low}] to [{high}]: redis-server "
                  f"refuses it; judged on the default [{REDIS_DEFAULTS[name]}]")
