@@ -19,7 +19,6 @@ As root, after scripts/test (which leaves the Docker engine, the base images and
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
