@@ -118,6 +118,7 @@ def _env_help():
 
 DESCRIPTIONS = {
     "guard": "Check the host limits a program needs, then start it or refuse with the fix.",
+    "check": "Check the host limits a program needs and print the fix for what falls short; start nothing.",
     "fix": "Set the host settings a program needs from where guard runs, never lowering one, and read "
            "them back; print the fix for what cannot be set from here.",
 }
@@ -137,7 +138,8 @@ def build_parser(prog, with_watch=False, fix=False):
     for o in OPTIONS:
         if o.only not in (None, command):
             continue
-        text = f"{o.help} [{o.env}]"
+        default = f" (default {o.default:g})" if isinstance(o.default, float) else ""
+        text = f"{o.help}{default} [{o.env}]"
         if o.switch:
             parser.add_argument(o.flag, action="store_const", const=True, default=None, help=text)
         elif o.repeatable:

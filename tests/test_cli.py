@@ -95,6 +95,15 @@ def test_help_lists_every_variable_and_exit_code():
         assert code in done.stdout.decode()
 
 
+def test_check_help_says_it_starts_nothing_and_help_gives_the_watch_defaults():
+    check = run_guard("check", "--help")
+    assert check.returncode == 0
+    assert "start nothing" in check.stdout.decode() and "then start it" not in check.stdout.decode()
+    words = " ".join(run_guard("--help").stdout.decode().split())  # argparse wraps the help
+    assert "with --watch (default 1) [GUARD_INTERVAL]" in words
+    assert "(default 1.5) [GUARD_WATCH_CPU]" in words
+
+
 def test_fix_help_lists_its_own_options_and_variables_and_the_roots_it_writes_under():
     done = run_guard("fix", "--help")
     assert done.returncode == 0
