@@ -180,7 +180,7 @@ def measure_holder(ref, holder, args, quick):
         return times, ratios, vmas
 
 
-# The Python children of MAPS-BASELINES.md's population (14,491 lines in 265 processes) mapped
+# The Python children of a measured reference population (14,491 lines in 265 processes) mapped
 # the shared libraries a service loads: they import what a typical Python service imports (TLS,
 # sqlite, ctypes, compression, asyncio), ~130 maps lines each. A bare interpreter maps ~40, which
 # leaves more of a scan to fixed per-process costs: --bare-python measures that population too.
@@ -189,7 +189,7 @@ DEFAULT_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else s
 
 
 def start_population(python, bare):
-    """150 `sleep` and 50 idle Python children, as in MAPS-BASELINES.md's whole-system run."""
+    """150 `sleep` and 50 idle Python children: the whole-system population the targets were set on."""
     code = "import sys; sys.stdin.read()" if bare else f"{SERVICE_IMPORTS}; import sys; sys.stdin.read()"
     children = [subprocess.Popen(["sleep", "3600"]) for _ in range(POPULATION["sleep"])]
     children += [subprocess.Popen([python, "-c", code],
