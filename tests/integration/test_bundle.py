@@ -116,12 +116,13 @@ def test_watch_stays_pid_1_writes_metrics_and_passes_the_stop_on(made, bundled):
                                     "--profile", "none", "--", "sleep", "1000"])
     wait_for_process(container, "sleep")
     assert exec_output(container, "cat", "/proc/1/comm") == (0, "guard")
+    # The first sample may be taken between fork and exec, before the child is sleep: wait for
+    # one that shows it, every 0.2 s.
     deadline = time.monotonic() + 10
-    while "guard_watch_samples_total" not in exec_output(container, "cat", metrics)[1]:
-        assert time.monotonic() < deadline, "no metrics written"
+    while 'comm="sleep"' not in (text := exec_output(container, "cat", metrics)[1]):
+        assert time.monotonic() < deadline, f"no sample of the child in {metrics}: {text!r}"
         time.sleep(0.1)
-    text = exec_output(container, "cat", metrics)[1]
-    assert 'comm="sleep"' in text
+    assert "guard_watch_samples_total" in text
     assert "guard_vm_max_map_count" in text
     container.stop(timeout=10)
     assert finish(container)[0] == 143
