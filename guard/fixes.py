@@ -172,7 +172,7 @@ CHANGE_VERBS = {">=": "raise", "<=": "lower"}
 
 
 def _rlimit_fix(req, place):
-    base, _ = rlimit_parts(req.key)
+    base, which = rlimit_parts(req.key)
     value = target(req)
     verb = CHANGE_VERBS.get(req.op, "set")
     if place.name == "kubernetes":
@@ -193,8 +193,14 @@ def _rlimit_fix(req, place):
             f"        hard: {number}",
         ])
     letter = ULIMIT_LETTERS[base]
-    # Anyone may lower a limit; raising one beyond the hard limit takes root.
-    who = "as root, or up to the hard limit" if verb != "lower" else "any user may lower a limit"
+    # Anyone may lower a limit; raising one beyond the hard limit takes root (setrlimit(2)), so a
+    # hard limit itself is raised only as root.
+    if verb == "lower":
+        who = "any user may lower a limit"
+    elif which == "hard":
+        who = "as root: only root raises a hard limit"
+    else:
+        who = "as root, or up to the hard limit"
     return (f"To fix this, {verb} it for the user or service that starts the program: "
             f"ulimit -{letter} {format_value(value)} ({who}), "
             f"{SYSTEMD_NAMES[base]}={_systemd(value)} in its systemd unit, or "

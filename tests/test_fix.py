@@ -54,7 +54,7 @@ guard: pass  somaxconn   TCP listen backlog net.core.somaxconn [511] >= [511]
 guard: warn  open-files  max file descriptors nofile.hard [1024] is too low, increase to at least [10032]
 guard: [1] of [3] checks gave a warning for redis; none of them stops it from starting
 guard: [1] (warning) max file descriptors nofile.hard [1024] is too low, increase to at least [10032]
-guard:     To fix this, raise it for the user or service that starts the program: ulimit -n 10032 (as root, or up to the hard limit), LimitNOFILE=10032 in its systemd unit, or '* - nofile 10032' in /etc/security/limits.conf.
+guard:     To fix this, raise it for the user or service that starts the program: ulimit -n 10032 (as root: only root raises a hard limit), LimitNOFILE=10032 in its systemd unit, or '* - nofile 10032' in /etc/security/limits.conf.
 """
 
 

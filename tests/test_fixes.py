@@ -100,6 +100,14 @@ def test_rlimit_fix_on_a_host_names_ulimit_systemd_and_limits_conf():
     assert "ulimit -n 65535" in text and "LimitNOFILE=65535" in text and "limits.conf" in text
 
 
+@pytest.mark.parametrize("key, who", [
+    ("nofile", "(as root, or up to the hard limit)"),
+    ("nofile.hard", "(as root: only root raises a hard limit)"),
+])
+def test_rlimit_fix_on_a_host_says_who_may_raise_it(key, who):
+    assert who in fix(Requirement(key, ">=", 65535), HOST)
+
+
 def test_namespaced_sysctl_fix_in_a_container_is_docker_sysctl():
     text = fix(Requirement("net.core.somaxconn", ">=", 1024), CONTAINER)
     assert "docker run --sysctl net.core.somaxconn=1024" in text
