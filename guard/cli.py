@@ -323,8 +323,9 @@ def cmd_profiles():
 
 def replaceable(path, given_by):
     """path, when guard may replace it (a regular file or nothing yet), else the usage error:
-    the rule of every file guard writes (--metrics-file, maps --output, fix --persist)."""
-    problem = host.unfit_to_replace(path)
+    the rule of every file guard writes (--metrics-file, maps --output, fix --persist). An empty
+    path names no file: replacing it would make the temporary file in the current folder's parent."""
+    problem = "names no file" if path == "" else host.unfit_to_replace(path)
     if problem:
         raise UsageError(f"{given_by} must be a regular file or a path that does not exist yet, but "
                          f"[{path}] {problem}")
@@ -346,7 +347,7 @@ def cmd_maps(args):
     parsed = parse_args(parser, args)
     if parsed.top is not None and parsed.top < 1:
         raise UsageError(f"--top must be at least 1 but was [{parsed.top}]")
-    output = parsed.output and replaceable(parsed.output, "--output")
+    output = None if parsed.output is None else replaceable(parsed.output, "--output")
     from guard import mapsview
 
     if parsed.every is None:
@@ -439,7 +440,7 @@ def _main(args, environ):
     if settings["watch"]:
         from guard import supervise
 
-        if settings["metrics_file"]:
+        if settings["metrics_file"] is not None:
             replaceable(settings["metrics_file"], settings["given_by"]["metrics_file"])
     where = place.detect(environ, settings["place"])  # once: the report's fixes and the watch's
     if run_checks(settings, command, environ, where)[0] == "refuse":

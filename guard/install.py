@@ -6,6 +6,7 @@ container mounts at /opt/guard (deploy/kubernetes/components/guard-prefix). Mode
 kept; files belong to whoever runs the copy (the pod's user).
 """
 
+import glob
 import os
 import shutil
 import sys
@@ -19,6 +20,10 @@ from guard.report import PREFIX
 # libexec/guard (the embedded Python), lib/ (loader, libc, libpython, the standard library, guard).
 PARTS = ("bin", "lib", "libexec")
 STAGING = ".guard-install-"  # a copy under way; one left by an interrupted copy is replaced
+# What each part of a previous copy holds: bin/ and libexec/ nothing but guard, lib/ guard's
+# package under some pythonX.Y. A folder of the same name that holds anything else is not
+# guard's to remove (a volume's lib/ of another program).
+PART_SIGNS = {"bin": "guard", "libexec": "guard", "lib": os.path.join("python3*", "site-packages", "guard")}
 
 EXIT_USAGE = 2
 EXIT_IOERR = 74  # EX_IOERR (sysexits.h): the copy failed
@@ -55,7 +60,21 @@ def _unfit_target(target, bundle):
     foreign = [name for name in names if name not in PARTS and not name.startswith(STAGING)]
     if foreign:
         return f"holds [{foreign[0]}], which is no part of a copy of guard ({', '.join(PARTS)}): give an empty folder"
+    for part in (name for name in names if name in PARTS):
+        if not _previous_part(os.path.join(target, part), part):
+            sign = "holds no" if part == "lib" else "holds more than"
+            return (f"holds [{part}], which is not the {part} of a copy of guard (it is no folder, or {sign} "
+                    f"{PART_SIGNS[part]}): give an empty folder")
     return None
+
+
+def _previous_part(path, part):
+    """Whether path is the part of a previous copy: a folder (not a symlink) as the bundle has it."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    if part == "lib":
+        return any(os.path.isdir(found) for found in glob.glob(os.path.join(glob.escape(path), PART_SIGNS[part])))
+    return set(os.listdir(path)) <= {PART_SIGNS[part]}
 
 
 def _remove(path):
@@ -66,17 +85,22 @@ def _remove(path):
 
 
 def copy(bundle, target):
-    """Copy into a staging folder inside target, then put each part in place of the previous
-    copy's, so that a copy cut short leaves only what the next run replaces."""
+    """Copy into a staging folder inside target, then swap each part for the previous copy's by
+    rename (the old one goes into the staging folder, removed last), so that a copy cut short
+    leaves every part whole, old or new, and the rest in staging folders the next run removes."""
     staging = tempfile.mkdtemp(prefix=STAGING, dir=target)
     for part in PARTS:
         shutil.copytree(os.path.join(bundle, part), os.path.join(staging, part), symlinks=True)
     for name in os.listdir(target):
-        if name in PARTS or (name.startswith(STAGING) and name != os.path.basename(staging)):
+        if name.startswith(STAGING) and name != os.path.basename(staging):
             _remove(os.path.join(target, name))
+    previous = os.path.join(staging, "previous")
+    os.mkdir(previous)
     for part in PARTS:
+        if os.path.lexists(os.path.join(target, part)):
+            os.rename(os.path.join(target, part), os.path.join(previous, part))
         os.rename(os.path.join(staging, part), os.path.join(target, part))
-    os.rmdir(staging)
+    shutil.rmtree(staging)
 
 
 def run(target):

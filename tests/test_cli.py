@@ -298,6 +298,20 @@ def test_metrics_file_that_is_not_a_regular_file_is_a_usage_error_and_left_alone
     assert (tmp_path / "target.prom").read_text() == "kept\n"
 
 
+@pytest.mark.parametrize("args", [["maps", "--output", ""], ["--watch", "--profile", "none", "--metrics-file", ""]])
+def test_an_empty_path_to_write_is_a_usage_error_and_nothing_is_made(tmp_path, args):
+    # An empty path named the current folder's parent to make the temporary file in, and the
+    # metrics file was dropped without a word.
+    work = tmp_path / "parent" / "work"
+    work.mkdir(parents=True)
+    marker = tmp_path / "started"
+    command = ["--", "touch", str(marker)] if "--watch" in args else []
+    done = run_guard(*args, *command, cwd=work)
+    assert done.returncode == 2, text(done)
+    assert text(done).startswith("guard: ") and "[]" in text(done) and "Traceback" not in text(done)
+    assert os.listdir(tmp_path / "parent") == ["work"] and os.listdir(work) == [] and not marker.exists()
+
+
 # --- words: what a usage error names ---------------------------------------------------------
 
 
