@@ -131,23 +131,26 @@ def changes_for(results, where, dry_run=False):
     return changes
 
 
-def _to_lock(path, folder):
+def _to_lock(path, folder, create):
     """A descriptor to flock path by, or None when there is none to be had. A folder is opened as
-    it is; a lock file is made if missing, and only a regular file is opened (never a FIFO or a
-    device in its place), only to lock it: nothing is written to it."""
+    it is; a lock file is made if missing (and create), and only a regular file is opened (never
+    a FIFO or a device in its place), only to lock it: nothing is written to it."""
     with contextlib.suppress(OSError):  # no /run/lock, or read-only: nobody to take turns with here
         if folder:
             return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         if host.unfit_to_replace(path) is None:
-            return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+            return os.open(path, flags, 0o644)
     return None
 
 
 @contextlib.contextmanager
-def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE, folder=False):
+def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE, folder=False, create=True):
     """Hold an flock on path (a lock file, or a folder), if it can be had, while the body runs;
-    yields a line to say when guard fix goes on without it after waiting (None otherwise)."""
-    fd, said = _to_lock(path, folder), None
+    yields a line to say when guard fix goes on without it after waiting (None otherwise).
+    Without create, a missing lock file is not made (a dry run writes nothing): no fixer that
+    could be writing meanwhile has been here since the file system was mounted."""
+    fd, said = _to_lock(path, folder, create), None
     try:
         deadline = time.monotonic() + patience
         while fd is not None:
@@ -288,7 +291,7 @@ def _merge_into(path, wanted, running, dry_run):
 
 def fix_once(requirements, where, skip=(), dry_run=False, persist_to=None):
     """Check, set what falls short and can be set here, keep it (persist_to), check again."""
-    with taking_turns() as waited:
+    with taking_turns(create=not dry_run) as waited:
         before = checks.run_checks(requirements, skip=skip)
         changes = changes_for(before, where, dry_run)
         kept = persist(before, where, persist_to, dry_run) if persist_to else Kept(None, False, [], None)

@@ -491,6 +491,20 @@ def test_a_second_fixer_waits_for_the_first_ones_lock():
         assert host_value("vm.max_map_count") == "262144"
 
 
+@as_root
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare(1) for a mount namespace of its own")
+@pytest.mark.parametrize("args, made", [(["--dry-run"], []), ([], ["guard-fix.lock"])], ids=["dry-run", "fix"])
+def test_only_a_fixer_that_may_write_makes_the_lock_file(node, args, made):
+    # An empty /run/lock of the test's own: a dry run writes nothing, not even the lock file.
+    script = 'mount -t tmpfs guard-test /run/lock || exit 99; "$@" >/dev/null 2>&1; ls -A /run/lock'
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                           guard_executable(), "fix", "--require", MAPS, *args],
+                          env={**os.environ, **node}, capture_output=True, text=True, timeout=60)
+    if done.returncode == 99 or "unshare" in done.stderr:
+        pytest.skip(f"no mount namespace here: {done.stderr}")
+    assert done.stdout.split() == made, done.stderr
+
+
 def test_persist_waits_for_another_fixer_holding_the_folder(node):
     # Two containers mounting the node's sysctl.d share no /run/lock, only the folder: a fixer
     # that read the file while another replaced it would drop what the other had just kept.
