@@ -42,7 +42,7 @@ LABELS = {
 }
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$")
-_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$")  # "/": a dot within a component
 _WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 
 
@@ -153,7 +153,7 @@ def parse_spec(text, hard=True):
             f"(e.g. vm.max_map_count>=262144) but was [{text}]"
         )
     key, op, raw = match.groups()
-    key = key.replace("/", ".")  # sysctl(8) accepts vm/max_map_count too
+    key = host.sysctl_name(key)  # sysctl(8) accepts vm/max_map_count too
     if not _KEY.match(key):
         raise SpecError(f"[{key}] is not a sysctl name, a resource limit or {THP_KEY}")
     base, _, suffix = key.partition(".")

@@ -181,7 +181,7 @@ def _setting(line):
     if not text or text[0] in "#;" or "=" not in text:
         return None
     key, _, value = text.lstrip("-").partition("=")
-    return key.strip().replace("/", "."), value.strip()
+    return host.sysctl_name(key.strip()), value.strip()
 
 
 def _number(value):

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import errno
 import os
+import re
 import resource
 import stat
 import tempfile
@@ -126,9 +127,23 @@ def read_text(path):
     return read_bytes(path).decode("ascii", errors="replace").strip()
 
 
+# Dots and slashes trade places in a name whose first separator is a slash: the rule of
+# sysctl(8) (procps' slashdot()) and of sysctl.d(5), by which a dot within a component (a VLAN's
+# eth0.100) is written as "/" in the dotted form: net.ipv4.conf.eth0/100.forwarding.
+_DOT_FOR_SLASH = str.maketrans("./", "/.")
+
+
+def sysctl_name(name):
+    """A sysctl's name in its dotted form, as sysctl(8) prints it: ``vm/max_map_count`` ->
+    ``vm.max_map_count``, ``net/ipv4/conf/eth0.100/rp_filter`` -> ``net.ipv4.conf.eth0/100.rp_filter``."""
+    first = re.search(r"[./]", name)
+    return name.translate(_DOT_FOR_SLASH) if first and first.group() == "/" else name
+
+
 def sysctl_path(name):
-    """``vm.max_map_count`` -> ``<proc root>/sys/vm/max_map_count`` (sysctl(8) naming)."""
-    return os.path.join(proc_root(), "sys", *name.split("."))
+    """``vm.max_map_count`` -> ``<proc root>/sys/vm/max_map_count``; a "/" in a dotted name is a
+    dot of the file's path (sysctl_name)."""
+    return os.path.join(proc_root(), "sys", *sysctl_name(name).translate(_DOT_FOR_SLASH).split("/"))
 
 
 def read_sysctl(name):

@@ -74,6 +74,17 @@ def test_sysctl_is_read_from_the_proc_root(tmp_path, monkeypatch, value, status)
     assert (result.status, result.actual) == (status, value)
 
 
+@pytest.mark.parametrize("spelling", ["net/ipv4/conf/eth0.100/forwarding", "net.ipv4.conf.eth0/100.forwarding"])
+def test_a_sysctl_whose_component_has_a_dot_is_read_from_its_file(tmp_path, monkeypatch, spelling):
+    # A VLAN interface eth0.100: sysctl(8) names it with "/" for the dot in the dotted form.
+    folder = tmp_path / "sys" / "net" / "ipv4" / "conf" / "eth0.100"
+    folder.mkdir(parents=True)
+    (folder / "forwarding").write_text("1\n")
+    monkeypatch.setenv("GUARD_PROCFS", str(tmp_path))
+    result = run_check(parse_spec(f"{spelling}=1"))
+    assert (result.status, result.actual) == ("pass", 1), result.message
+
+
 def test_unreadable_value_is_skipped_not_failed(tmp_path, monkeypatch):
     monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {}))
     result = run_check(Requirement("vm.max_map_count", ">=", 262144))

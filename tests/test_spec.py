@@ -21,6 +21,9 @@ from guard.host import UNLIMITED
     ("memlock>=-1", "memlock", ">=", UNLIMITED),
     ("vm.swappiness<=1", "vm.swappiness", "<=", 1),
     ("vm/max_map_count>=5", "vm.max_map_count", ">=", 5),
+    # A VLAN's dot within a component: "/" in the dotted form, as sysctl(8) writes it.
+    ("net/ipv4/conf/eth0.100/forwarding=1", "net.ipv4.conf.eth0/100.forwarding", "=", 1),
+    ("net.ipv4.conf.eth0/100.forwarding=1", "net.ipv4.conf.eth0/100.forwarding", "=", 1),
     ("net.ipv4.tcp_congestion_control=bbr", "net.ipv4.tcp_congestion_control", "=", "bbr"),
 ])
 def test_valid_specs(text, key, op, value):
