@@ -42,6 +42,8 @@ def names(p):
     (["setpriv", "--reuid", "redis", "--init-groups", "redis-server"], "redis"),
     (["numactl", "--interleave", "all", "mongod"], "mongodb"),
     (["numactl", "--interleave=all", "mongod"], "mongodb"),
+    (["/__cacert_entrypoint.sh", "/etc/kafka/docker/run"], "kafka"),  # the apache/kafka image's
+    (["/usr/local/bin/run"], None),  # only the image's run script is Kafka's
     (["gosu", "kafka", "/bin/sh", "-c", "x"], None),
     (["chroot", "/opt/cassandra", "/bin/true"], None),
     (["python3", "redis-server"], None),
@@ -341,6 +343,25 @@ def test_kafka_environment_sets_log_dirs(tmp_path):
     logs = tmp_path / "data"
     make_segments(logs, 1, 2)
     assert "2 segments" in plan("kafka", ["kafka"], {"KAFKA_LOG_DIRS": str(logs)}).notes[0]
+
+
+@pytest.mark.parametrize("args, env, log_dirs", [
+    ([], {}, "/tmp/kraft-combined-logs"),  # configureDefaults, KRaft
+    ([], {"KAFKA_LOG_DIRS": ""}, "/tmp/kraft-combined-logs"),  # empty counts as unset there
+    ([], {"KAFKA_ZOOKEEPER_CONNECT": "zk:2181"}, "/tmp/kafka-logs"),  # no defaults: KafkaConfig's
+    (["KAFKA_LOG_DIRS=/from/argument"], {"KAFKA_LOG_DIRS": "/from/env"}, "/from/argument"),  # run exports it
+], ids=["kraft-default", "empty", "zookeeper", "argument"])
+def test_kafka_image_run_script_takes_the_images_log_dirs(args, env, log_dirs):
+    found = profiles.invocation(profiles.PROFILES["kafka"], ["/__cacert_entrypoint.sh", "/etc/kafka/docker/run", *args],
+                                env)
+    assert profiles.PROFILES["kafka"].plan(found).notes[0].startswith(f"log.dirs [{log_dirs}] ")
+
+
+def test_kafka_image_run_script_counts_the_segments_of_its_log_dirs(tmp_path):
+    logs = tmp_path / "data"
+    make_segments(logs, 2, 2)
+    p = plan("kafka", ["/etc/kafka/docker/run", f"KAFKA_LOG_DIRS={logs}"])
+    assert p.notes[0] == f"log.dirs [{logs}] holds 4 segments in 2 partitions"
 
 
 def test_kafka_a_folder_that_is_not_a_partition_is_skipped_and_said(tmp_path):

@@ -11,7 +11,7 @@ import os
 
 from guard.profiles.cassandra import cassandra_plan
 from guard.profiles.elasticsearch import ELASTICSEARCH, OPENSEARCH, search_plan
-from guard.profiles.kafka import kafka_plan
+from guard.profiles.kafka import KAFKA_IMAGE_RUN, kafka_plan
 from guard.profiles.mongodb import mongodb_plan
 from guard.profiles.plan import Invocation, Plan, Profile
 from guard.profiles.redis import redis_plan
@@ -34,7 +34,7 @@ PROFILES = {
                 ("opensearch", "opensearch-docker-entrypoint.sh"),
                 lambda inv: search_plan(OPENSEARCH, inv)),
         Profile("kafka", "Kafka broker: file descriptors and maps per log segment",
-                ("kafka-server-start.sh", "kafka-server-start", "kafka"), kafka_plan),
+                ("kafka-server-start.sh", "kafka-server-start", "kafka", KAFKA_IMAGE_RUN), kafka_plan),
         Profile("redis", "Redis server's own start-up checks", ("redis-server", "valkey-server"), redis_plan),
         Profile("mongodb", "MongoDB mongod start-up warnings and ulimit advice", ("mongod",), mongodb_plan),
         Profile("cassandra", "Cassandra start-up checks and recommended limits", ("cassandra",), cassandra_plan),
@@ -48,6 +48,7 @@ PROFILES = {
 # each takes before the program (gosu USER, chroot NEWROOT), and its options that take a value.
 LAUNCHERS = {
     "docker-entrypoint.sh": (0, ()),
+    "__cacert_entrypoint.sh": (0, ()),  # eclipse-temurin and apache/kafka: imports CA certificates, execs "$@"
     "tini": (0, ("-e", "-p")),
     "dumb-init": (0, ("-r", "--rewrite")),
     "env": (0, ("-u", "--unset", "-C", "--chdir", "-S", "--split-string")),
@@ -101,7 +102,7 @@ def _walk(argv):
             continue
         base = os.path.basename(arg)
         for profile in PROFILES.values():
-            if base in profile.commands:
+            if base in profile.commands or arg in profile.commands:  # a name, or an image's fixed path
                 return profile, i, changes
         if base not in LAUNCHERS:
             return None, i, changes

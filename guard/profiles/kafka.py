@@ -40,9 +40,31 @@ KAFKA_DEFAULT_LOG_DIRS = "/tmp/kafka-logs"  # KafkaConfig log.dirs default
 KAFKA_PARTITION_DIR = re.compile(r"[A-Za-z0-9._-]+-[0-9]+(\.\S+-(delete|future|stray))?")
 
 
+# The apache/kafka image starts through this script (apache/kafka docker/resources/common-scripts/
+# run): it exports its NAME=value arguments, then, unless KAFKA_ZOOKEEPER_CONNECT is set,
+# configureDefaults gives each unset or empty KAFKA_* its default (KAFKA_LOG_DIRS: the KRaft
+# folder below), and configure writes server.properties from the KAFKA_* variables.
+KAFKA_IMAGE_RUN = "/etc/kafka/docker/run"
+KAFKA_IMAGE_LOG_DIRS = "/tmp/kraft-combined-logs"
+
+
+def image_run_settings(invocation):
+    """(settings, notes) of a broker the apache/kafka image's run script starts."""
+    environ = dict(invocation.environ)
+    for arg in invocation.argv[1:]:
+        name, sep, value = arg.partition("=")
+        if sep:
+            environ[name] = value
+    if not environ.get("KAFKA_ZOOKEEPER_CONNECT") and not environ.get("KAFKA_LOG_DIRS"):
+        environ["KAFKA_LOG_DIRS"] = KAFKA_IMAGE_LOG_DIRS
+    return ({"log.dirs": environ["KAFKA_LOG_DIRS"]} if environ.get("KAFKA_LOG_DIRS") else {}), []
+
+
 def kafka_settings(invocation):
     """(settings, notes): server.properties from the argument, then --override key=value, then
-    KAFKA_* variables."""
+    KAFKA_* variables; or what the apache/kafka image's run script makes of its variables."""
+    if invocation.argv and invocation.argv[0] == KAFKA_IMAGE_RUN:
+        return image_run_settings(invocation)
     args = [a for a in invocation.argv[1:] if a != "-daemon"]
     settings, notes = {}, []
     if args and not args[0].startswith("-"):
