@@ -295,3 +295,36 @@ def test_a_small_memory_lock_limit_refuses_with_the_unlimited_fix(tmp_path):
     assert found["memory-lock-recommended"]["status"] == "warn"
     assert "docker run --ulimit memlock=-1:-1" in found["memory-lock"]["fix"]
     assert "memlock=536870912" not in found["memory-lock"]["fix"]
+
+
+# --- settings from variables: only in the Docker distribution ---
+
+@pytest.mark.parametrize("line, counted", [
+    ("ES_DISTRIBUTION_TYPE=docker", True),  # the image's Dockerfile rewrites tar to docker
+    ("ES_DISTRIBUTION_TYPE=tar", False),
+    ("readonly ES_DISTRIBUTION_TYPE=\"deb\"", False),
+    ("ES_DISTRIBUTION_TYPE=@es.distribution.type@", True),  # not built: unknown, as without the file
+    (None, True),  # no env script to read: as in the image
+], ids=["docker", "tar", "deb", "placeholder", "no-script"])
+def test_setting_variables_count_only_in_the_docker_distribution(tmp_path, line, counted):
+    home = installation(tmp_path / "es", "elasticsearch-8.17.0.jar")
+    if line is not None:
+        (home / "bin" / "elasticsearch-env").write_text(f"#!/bin/bash\nset -e\n{line}\ncd \"$ES_HOME\"\n")
+    env = {"discovery.type": "single-node", "ES_SETTING_NETWORK_HOST": "127.0.0.1",
+           "ES_PATH_CONF": str(tmp_path / "no-config")}
+    p = plan([script_of(home)], env)
+    assert all(not r.hard for r in p.requirements) == counted, p.notes
+    left_out = [n for n in p.notes if "takes no settings from variables" in n]
+    if counted:
+        assert not left_out
+    else:
+        kind = re.search(r"=\W*(\w+)", line).group(1)
+        assert left_out == [f"the {kind} distribution takes no settings from variables, as its "
+                            "bin/elasticsearch-env says: discovery.type, network.host left out, as it leaves them"]
+
+
+def test_a_fifo_in_place_of_the_env_script_is_not_read(tmp_path):
+    home = installation(tmp_path / "es", "elasticsearch-8.17.0.jar")
+    os.mkfifo(home / "bin" / "elasticsearch-env")
+    p = plan([script_of(home)], {"discovery.type": "single-node", "ES_PATH_CONF": str(tmp_path)})
+    assert all(not r.hard for r in p.requirements)  # unknown: the variables count, nothing waited on

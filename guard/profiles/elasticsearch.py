@@ -53,18 +53,29 @@ PLACEHOLDER_BUDGET = 8 * host.FILE_LIMIT
 
 # setting_env_prefix: ES 8's ES_SETTING_DISCOVERY_TYPE style; "" when the image has none.
 # home_env, home_dir: the installation, whose lib/ names the version; map_count_advice: the
-# docs' vm.max_map_count beyond the bootstrap check, or None.
+# docs' vm.max_map_count beyond the bootstrap check, or None; env_script: the installation's
+# script that names its distribution type (below), or None.
 SearchFlavour = collections.namedtuple(
     "SearchFlavour", "name conf_env conf_dir config_file java_opts_env enforce_property setting_env_prefix "
-                     "home_env home_dir map_count_advice")
+                     "home_env home_dir map_count_advice env_script")
 
 
 ELASTICSEARCH = SearchFlavour("elasticsearch", "ES_PATH_CONF", "/usr/share/elasticsearch/config",
                               "elasticsearch.yml", "ES_JAVA_OPTS", "es.enforce.bootstrap.checks", "ES_SETTING_",
-                              "ES_HOME", "/usr/share/elasticsearch", ES_MAP_COUNT_ADVICE)
+                              "ES_HOME", "/usr/share/elasticsearch", ES_MAP_COUNT_ADVICE,
+                              os.path.join("bin", "elasticsearch-env"))
 OPENSEARCH = SearchFlavour("opensearch", "OPENSEARCH_PATH_CONF", "/usr/share/opensearch/config",
                            "opensearch.yml", "OPENSEARCH_JAVA_OPTS", "opensearch.enforce.bootstrap.checks", "",
-                           "OPENSEARCH_HOME", "/usr/share/opensearch", None)
+                           "OPENSEARCH_HOME", "/usr/share/opensearch", None, None)
+
+# Elasticsearch takes settings from variables only in its Docker distribution: the docker
+# branch of bin/elasticsearch-env before 8.3, EnvironmentAwareCommand.putDockerEnvSettings for
+# the Docker build type after. The image's Dockerfile (distribution/docker/src/docker/Dockerfile)
+# marks it by rewriting ES_DISTRIBUTION_TYPE=tar to docker in bin/elasticsearch-env; the tar,
+# deb and rpm distributions keep theirs, and ignore such variables.
+DISTRIBUTION_TYPE = re.compile(rb"^[ \t]*(?:readonly[ \t]+)?ES_DISTRIBUTION_TYPE=[\"']?([A-Za-z0-9_.-]+)[\"']?[ \t]*$",
+                               re.MULTILINE)
+DOCKER_DISTRIBUTION = "docker"
 
 
 def _setting_from_env_name(name, prefix):
@@ -137,13 +148,36 @@ def search_settings(flavour, invocation):
         key, sep, value = pair.partition("=")
         if sep:
             settings[key] = value
+    from_env = {}
     for name, value in env.items():
         # The official images take variables named like settings (lowercase, with a dot).
         if re.fullmatch(r"[-a-z0-9_]+(\.[-a-z0-9_]+)+", name):
-            settings[name] = value
+            from_env[name] = value
         elif flavour.setting_env_prefix and name.startswith(flavour.setting_env_prefix):
-            settings[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
+            from_env[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
+    kind = distribution_type(flavour, invocation)
+    if kind in (None, DOCKER_DISTRIBUTION):
+        settings.update(from_env)
+    elif from_env:
+        notes.append(f"the {kind} distribution takes no settings from variables, as its "
+                     f"{flavour.env_script} says: {', '.join(sorted(from_env))} left out, as it leaves them")
     return _resolve_placeholders(settings, env, notes), notes, from_file is not None
+
+
+def distribution_type(flavour, invocation):
+    """The distribution type the installation's env script names (docker, tar, deb, rpm), or None
+    when there is none to read: then variables count, as in the image (a preflight container
+    without the program has its variables, not its files)."""
+    if flavour.env_script is None:
+        return None
+    home = installation(flavour, invocation)[0]
+    if home is None:
+        return None
+    try:
+        found = DISTRIBUTION_TYPE.findall(host.read_bytes(os.path.join(home, flavour.env_script)))
+    except host.Unreadable:
+        return None
+    return found[-1].decode() if found else None  # a build-time placeholder (@es.distribution.type@) names none
 
 
 def _hosts(settings, keys):
