@@ -328,3 +328,16 @@ def test_a_fifo_in_place_of_the_env_script_is_not_read(tmp_path):
     os.mkfifo(home / "bin" / "elasticsearch-env")
     p = plan([script_of(home)], {"discovery.type": "single-node", "ES_PATH_CONF": str(tmp_path)})
     assert all(not r.hard for r in p.requirements)  # unknown: the variables count, nothing waited on
+
+
+@pytest.mark.parametrize("argv, counted", [
+    (["./opensearch-docker-entrypoint.sh", "opensearch"], True),  # the image's way
+    ([], True),  # a preflight, no command: as in the image
+    (["/usr/share/opensearch/bin/opensearch"], False),  # the program itself reads no variables
+])
+def test_opensearch_takes_setting_variables_only_through_its_entrypoint(tmp_path, argv, counted):
+    p = plan(argv, {"discovery.type": "single-node", "OPENSEARCH_PATH_CONF": str(tmp_path)}, name="opensearch")
+    assert all(not r.hard for r in p.requirements) == counted, p.notes
+    left_out = ("opensearch takes no settings from variables when started without "
+                "opensearch-docker-entrypoint.sh: discovery.type left out, as it leaves them")
+    assert (left_out in p.notes) == (not counted)

@@ -54,19 +54,20 @@ PLACEHOLDER_BUDGET = 8 * host.FILE_LIMIT
 # setting_env_prefix: ES 8's ES_SETTING_DISCOVERY_TYPE style; "" when the image has none.
 # home_env, home_dir: the installation, whose lib/ names the version; map_count_advice: the
 # docs' vm.max_map_count beyond the bootstrap check, or None; env_script: the installation's
-# script that names its distribution type (below), or None.
+# script that names its distribution type (below), or None; env_launcher: the image's script
+# that turns variables into settings, when the program itself does not (below), or None.
 SearchFlavour = collections.namedtuple(
     "SearchFlavour", "name conf_env conf_dir config_file java_opts_env enforce_property setting_env_prefix "
-                     "home_env home_dir map_count_advice env_script")
+                     "home_env home_dir map_count_advice env_script env_launcher")
 
 
 ELASTICSEARCH = SearchFlavour("elasticsearch", "ES_PATH_CONF", "/usr/share/elasticsearch/config",
                               "elasticsearch.yml", "ES_JAVA_OPTS", "es.enforce.bootstrap.checks", "ES_SETTING_",
                               "ES_HOME", "/usr/share/elasticsearch", ES_MAP_COUNT_ADVICE,
-                              os.path.join("bin", "elasticsearch-env"))
+                              os.path.join("bin", "elasticsearch-env"), None)
 OPENSEARCH = SearchFlavour("opensearch", "OPENSEARCH_PATH_CONF", "/usr/share/opensearch/config",
                            "opensearch.yml", "OPENSEARCH_JAVA_OPTS", "opensearch.enforce.bootstrap.checks", "",
-                           "OPENSEARCH_HOME", "/usr/share/opensearch", None, None)
+                           "OPENSEARCH_HOME", "/usr/share/opensearch", None, None, "opensearch-docker-entrypoint.sh")
 
 # Elasticsearch takes settings from variables only in its Docker distribution: the docker
 # branch of bin/elasticsearch-env before 8.3, EnvironmentAwareCommand.putDockerEnvSettings for
@@ -76,6 +77,9 @@ OPENSEARCH = SearchFlavour("opensearch", "OPENSEARCH_PATH_CONF", "/usr/share/ope
 DISTRIBUTION_TYPE = re.compile(rb"^[ \t]*(?:readonly[ \t]+)?ES_DISTRIBUTION_TYPE=[\"']?([A-Za-z0-9_.-]+)[\"']?[ \t]*$",
                                re.MULTILINE)
 DOCKER_DISTRIBUTION = "docker"
+# OpenSearch itself reads no settings from variables: its image's entrypoint
+# (opensearch-build docker/release/config/opensearch/opensearch-docker-entrypoint.sh) turns
+# them into -E arguments, so they count only when the program is started through it.
 
 
 def _setting_from_env_name(name, prefix):
@@ -155,13 +159,23 @@ def search_settings(flavour, invocation):
             from_env[name] = value
         elif flavour.setting_env_prefix and name.startswith(flavour.setting_env_prefix):
             from_env[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
-    kind = distribution_type(flavour, invocation)
-    if kind in (None, DOCKER_DISTRIBUTION):
+    ignored = variables_ignored(flavour, invocation)
+    if ignored is None:
         settings.update(from_env)
     elif from_env:
-        notes.append(f"the {kind} distribution takes no settings from variables, as its "
-                     f"{flavour.env_script} says: {', '.join(sorted(from_env))} left out, as it leaves them")
+        notes.append(f"{ignored}: {', '.join(sorted(from_env))} left out, as it leaves them")
     return _resolve_placeholders(settings, env, notes), notes, from_file is not None
+
+
+def variables_ignored(flavour, invocation):
+    """Why the program will take no settings from variables, or None when it will (as in the image)."""
+    command = invocation.argv[0] if invocation.argv else ""
+    if flavour.env_launcher and os.path.basename(command) == flavour.name:
+        return f"{flavour.name} takes no settings from variables when started without {flavour.env_launcher}"
+    kind = distribution_type(flavour, invocation)
+    if kind not in (None, DOCKER_DISTRIBUTION):
+        return f"the {kind} distribution takes no settings from variables, as its {flavour.env_script} says"
+    return None
 
 
 def distribution_type(flavour, invocation):
