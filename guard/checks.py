@@ -231,15 +231,20 @@ def run_check(req):
     return judge(req, actual)
 
 
+def _skipped(skip):
+    """The names and keys skip names: a key in sysctl(8)'s other spelling too (vm/max_map_count)."""
+    return set(skip) | {host.sysctl_name(name) for name in skip}
+
+
 def unmatched_skips(skip, requirements):
     """The names in skip that name no requirement, by check name or key, in the order given."""
     known = {req.name for req in requirements} | {req.key for req in requirements}
-    return [name for name in skip if name not in known]
+    return [name for name in skip if not _skipped([name]) & known]
 
 
 def run_checks(requirements, skip=()):
     """Every check runs; none stops the others. Skipped names give a skip result, not silence."""
-    results = []
+    results, skip = [], _skipped(skip)
     for req in requirements:
         if req.name in skip or req.key in skip:
             results.append(Result(req, "skip", None, f"{describe(req.key)} skipped: --skip {req.name}"))
