@@ -43,6 +43,8 @@ LABELS = {
 
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$")
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$")  # "/": a dot within a component
+# A component of only slashes in the dotted form is "." or ".." (or "...") in the file's path.
+_CLIMBS = re.compile(r"(^|\.)/+(\.|$)")
 _WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 
 
@@ -152,10 +154,13 @@ def parse_spec(text, hard=True):
             f"requirement must look like KEY>=VALUE, KEY<=VALUE, KEY=VALUE or KEY!=VALUE "
             f"(e.g. vm.max_map_count>=262144) but was [{text}]"
         )
-    key, op, raw = match.groups()
-    key = host.sysctl_name(key)  # sysctl(8) accepts vm/max_map_count too
+    given, op, raw = match.groups()
+    key = host.sysctl_name(given)  # sysctl(8) accepts vm/max_map_count too
     if not _KEY.match(key):
-        raise SpecError(f"[{key}] is not a sysctl name, a resource limit or {THP_KEY}")
+        raise SpecError(f"[{given}] is not a sysctl name, a resource limit or {THP_KEY}")
+    if _CLIMBS.search(key):
+        # sysctl(8) writes nothing outside /proc/sys (procps is_proc_path), and neither does guard fix.
+        raise SpecError(f"[{given}] is not a sysctl name: a '.' or '..' component leaves /proc/sys")
     base, _, suffix = key.partition(".")
     if base in host.RLIMITS and suffix not in ("", "soft", "hard"):
         raise SpecError(f"resource limit [{key}] takes a .soft or .hard suffix, not [.{suffix}]")
@@ -226,15 +231,20 @@ def run_check(req):
     return judge(req, actual)
 
 
+def _skipped(skip):
+    """The names and keys skip names: a key in sysctl(8)'s other spelling too (vm/max_map_count)."""
+    return set(skip) | {host.sysctl_name(name) for name in skip}
+
+
 def unmatched_skips(skip, requirements):
     """The names in skip that name no requirement, by check name or key, in the order given."""
     known = {req.name for req in requirements} | {req.key for req in requirements}
-    return [name for name in skip if name not in known]
+    return [name for name in skip if not _skipped([name]) & known]
 
 
 def run_checks(requirements, skip=()):
     """Every check runs; none stops the others. Skipped names give a skip result, not silence."""
-    results = []
+    results, skip = [], _skipped(skip)
     for req in requirements:
         if req.name in skip or req.key in skip:
             results.append(Result(req, "skip", None, f"{describe(req.key)} skipped: --skip {req.name}"))

@@ -258,6 +258,14 @@ def test_skip_that_matches_no_check_is_a_usage_error_naming_it_and_the_checks(ho
                           "(vm.overcommit_memory), somaxconn (net.core.somaxconn), open-files (nofile.hard)\n")
 
 
+@pytest.mark.parametrize("spelling", ["vm/max_map_count", "vm.max_map_count", "max-map-count"])
+def test_skip_takes_a_key_in_either_spelling_sysctl_takes(host_at, spelling):
+    # sysctl(8) reads vm/max_map_count as vm.max_map_count; --require does too, and so does --skip.
+    done = run_guard("check", "--require", "vm.max_map_count>=262144", "--skip", spelling, env=host_at)
+    assert done.returncode == 0, text(done)
+    assert "max-map-count" in text(done) and "skipped: --skip max-map-count" in text(done)
+
+
 # --- --metrics-file names a regular file or nothing yet ------------------------------------
 
 

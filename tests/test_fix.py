@@ -323,6 +323,18 @@ def test_bad_usage_exits_2_naming_the_value_and_writes_nothing(node, args, env, 
     assert value(node, "vm.max_map_count") == "65530"
 
 
+@pytest.mark.parametrize("key", ["vm/../../outside", "vm.//.//.outside", "vm/./../../outside"])
+def test_a_key_that_climbs_out_of_proc_sys_is_a_usage_error_and_nothing_is_written(node, key):
+    # sysctl(8) writes only under /proc/sys (procps is_proc_path): ".." in a key names no sysctl.
+    outside = os.path.join(node["GUARD_PROCFS"], "outside")
+    with open(outside, "w") as f:
+        f.write("7\n")
+    done = run_guard("fix", "--require", f"{key}>=9", env=node)
+    assert done.returncode == 2 and f"[{key}]" in text(done), text(done)
+    with open(outside) as f:
+        assert f.read() == "7\n"
+
+
 def test_command_selects_the_profile_and_its_settings_and_never_runs(node, tmp_path):
     marker = tmp_path / "ran"
     done = run_guard("fix", "--", "redis-server", "--tcp-backlog", "2048", "--", str(marker), env=node)

@@ -345,19 +345,47 @@ def test_kafka_environment_sets_log_dirs(tmp_path):
     assert "2 segments" in plan("kafka", ["kafka"], {"KAFKA_LOG_DIRS": str(logs)}).notes[0]
 
 
-@pytest.mark.parametrize("args, env, log_dirs", [
-    ([], {}, "/tmp/kraft-combined-logs"),  # configureDefaults, KRaft
-    ([], {"KAFKA_LOG_DIRS": ""}, "/tmp/kraft-combined-logs"),  # empty counts as unset there
-    ([], {"KAFKA_ZOOKEEPER_CONNECT": "zk:2181"}, "/tmp/kafka-logs"),  # no defaults: KafkaConfig's
-    (["KAFKA_LOG_DIRS=/from/argument"], {"KAFKA_LOG_DIRS": "/from/env"}, "/from/argument"),  # run exports it
-], ids=["kraft-default", "empty", "zookeeper", "argument"])
-def test_kafka_image_run_script_takes_the_images_log_dirs(args, env, log_dirs):
+@pytest.fixture
+def kafka_image(tmp_path, monkeypatch):
+    """The apache/kafka image's two server.properties, in a folder of the test's own: the default
+    (Kafka's KRaft example) and, once written, the one mounted at /mnt/shared/config."""
+    default, mounted = tmp_path / "etc-kafka-docker.properties", tmp_path / "mnt-shared-config.properties"
+    default.write_text("process.roles=broker,controller\nlog.dirs=/tmp/kraft-combined-logs\n")
+    monkeypatch.setattr(kafka, "KAFKA_IMAGE_DEFAULT_PROPERTIES", str(default))
+    monkeypatch.setattr(kafka, "KAFKA_IMAGE_MOUNTED_PROPERTIES", str(mounted))
+    return mounted
+
+
+def image_log_dirs(args, env):
     found = profiles.invocation(profiles.PROFILES["kafka"], ["/__cacert_entrypoint.sh", "/etc/kafka/docker/run", *args],
                                 env)
-    assert profiles.PROFILES["kafka"].plan(found).notes[0].startswith(f"log.dirs [{log_dirs}] ")
+    return profiles.PROFILES["kafka"].plan(found).notes[0].split("]")[0][len("log.dirs ["):]
 
 
-def test_kafka_image_run_script_counts_the_segments_of_its_log_dirs(tmp_path):
+@pytest.mark.parametrize("args, env, log_dirs", [
+    ([], {}, "/tmp/kraft-combined-logs"),  # nothing given: the image's default file
+    ([], {"KAFKA_OPTS": "-Dx=y", "KAFKA_HEAP_OPTS": "-Xmx1g"}, "/tmp/kraft-combined-logs"),  # no settings
+    # Any setting given: server.properties is made of those alone, without log.dirs: KafkaConfig's.
+    ([], {"KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller"}, "/tmp/kafka-logs"),
+    (["KAFKA_LOG_DIRS=/from/argument"], {"KAFKA_LOG_DIRS": "/from/env"}, "/from/argument"),  # run exports it
+    ([], {"KAFKA_LOG_DIR": "/single"}, "/single"),  # log.dir, as KafkaDockerWrapper names it
+], ids=["default-file", "only-options", "settings-without-log-dirs", "argument", "log-dir"])
+def test_kafka_image_run_script_takes_the_images_log_dirs(kafka_image, args, env, log_dirs):
+    assert image_log_dirs(args, env) == log_dirs
+
+
+def test_kafka_image_run_script_reads_the_mounted_server_properties_under_its_variables(kafka_image):
+    kafka_image.write_text("node.id=1\nlog.dirs=/var/lib/kafka/data\n")
+    assert image_log_dirs([], {"KAFKA_NODE_ID": "2"}) == "/var/lib/kafka/data"
+    assert image_log_dirs([], {"KAFKA_LOG_DIRS": "/from/env"}) == "/from/env"  # appended: the last line wins
+
+
+def test_kafka_image_run_script_without_the_images_files_takes_its_default(kafka_image, monkeypatch, tmp_path):
+    monkeypatch.setattr(kafka, "KAFKA_IMAGE_DEFAULT_PROPERTIES", str(tmp_path / "absent"))
+    assert image_log_dirs([], {}) == "/tmp/kraft-combined-logs"
+
+
+def test_kafka_image_run_script_counts_the_segments_of_its_log_dirs(kafka_image, tmp_path):
     logs = tmp_path / "data"
     make_segments(logs, 2, 2)
     p = plan("kafka", ["/etc/kafka/docker/run", f"KAFKA_LOG_DIRS={logs}"])

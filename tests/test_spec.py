@@ -42,6 +42,9 @@ def test_valid_specs(text, key, op, value):
     ("maxmapcount>=5", "maxmapcount"),
     ("nofile>=-5", "-5"),
     ("", "[]"),
+    ("vm/../../x>=1", "vm/../../x"),  # out of /proc/sys
+    ("vm.//.//.x>=1", "vm.//.//.x"),
+    ("net/ipv4/./conf/all/forwarding=1", "net/ipv4/./conf/all/forwarding"),
 ])
 def test_malformed_specs_name_the_bad_value(text, named):
     with pytest.raises(SpecError) as info:

@@ -40,12 +40,27 @@ KAFKA_DEFAULT_LOG_DIRS = "/tmp/kafka-logs"  # KafkaConfig log.dirs default
 KAFKA_PARTITION_DIR = re.compile(r"[A-Za-z0-9._-]+-[0-9]+(\.\S+-(delete|future|stray))?")
 
 
-# The apache/kafka image starts through this script (apache/kafka docker/resources/common-scripts/
-# run): it exports its NAME=value arguments, then, unless KAFKA_ZOOKEEPER_CONNECT is set,
-# configureDefaults gives each unset or empty KAFKA_* its default (KAFKA_LOG_DIRS: the KRaft
-# folder below), and configure writes server.properties from the KAFKA_* variables.
+# The apache/kafka image (3.7 and later) starts through this script (apache/kafka
+# docker/resources/common-scripts/run): it exports its NAME=value arguments, and configure runs
+# KafkaDockerWrapper setup, which writes server.properties as the mounted one
+# (/mnt/shared/config) with a line for each KAFKA_* variable appended; only when that is blank,
+# the image's default (Kafka's KRaft example, log.dirs=/tmp/kraft-combined-logs) is copied instead.
 KAFKA_IMAGE_RUN = "/etc/kafka/docker/run"
-KAFKA_IMAGE_LOG_DIRS = "/tmp/kraft-combined-logs"
+KAFKA_IMAGE_MOUNTED_PROPERTIES = "/mnt/shared/config/server.properties"
+KAFKA_IMAGE_DEFAULT_PROPERTIES = "/etc/kafka/docker/server.properties"
+KAFKA_IMAGE_LOG_DIRS = "/tmp/kraft-combined-logs"  # the default file's, when guard cannot read it
+# Variables KafkaDockerWrapper leaves out of server.properties (ExcludeServerPropsEnv).
+KAFKA_IMAGE_NOT_SETTINGS = frozenset((
+    "KAFKA_VERSION", "KAFKA_HEAP_OPTS", "KAFKA_LOG4J_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS",
+    "KAFKA_JVM_PERFORMANCE_OPTS", "KAFKA_GC_LOG_OPTS", "KAFKA_LOG4J_ROOT_LOGLEVEL", "KAFKA_LOG4J_LOGGERS",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL", "KAFKA_JMX_HOSTNAME"))
+
+
+def _image_setting_name(variable):
+    """KAFKA_LOG_DIRS -> log.dirs, as KafkaDockerWrapper.getServerConfigsFromEnv names it: '_' a
+    dot, '__' an underscore, '___' a dash."""
+    name = variable.replace("KAFKA_", "").lower().replace("_", ".")
+    return name.replace("...", "-").replace("..", "_")
 
 
 def image_run_settings(invocation):
@@ -55,9 +70,18 @@ def image_run_settings(invocation):
         name, sep, value = arg.partition("=")
         if sep:
             environ[name] = value
-    if not environ.get("KAFKA_ZOOKEEPER_CONNECT") and not environ.get("KAFKA_LOG_DIRS"):
-        environ["KAFKA_LOG_DIRS"] = KAFKA_IMAGE_LOG_DIRS
-    return ({"log.dirs": environ["KAFKA_LOG_DIRS"]} if environ.get("KAFKA_LOG_DIRS") else {}), []
+    from_env = {_image_setting_name(name): value for name, value in environ.items()
+                if name.startswith("KAFKA_") and name not in KAFKA_IMAGE_NOT_SETTINGS}
+    settings, notes = {}, []
+    if os.path.exists(KAFKA_IMAGE_MOUNTED_PROPERTIES):
+        settings, notes = config.read_properties(KAFKA_IMAGE_MOUNTED_PROPERTIES, "server.properties")
+    settings.update(from_env)
+    if not settings and not notes:
+        if os.path.exists(KAFKA_IMAGE_DEFAULT_PROPERTIES):
+            settings, notes = config.read_properties(KAFKA_IMAGE_DEFAULT_PROPERTIES, "server.properties")
+        else:  # a preflight container without the image's files
+            settings = {"log.dirs": KAFKA_IMAGE_LOG_DIRS}
+    return {key: value.strip() for key, value in settings.items()}, notes
 
 
 def kafka_settings(invocation):
