@@ -134,7 +134,7 @@ def _resolve_placeholders(settings, environ, notes):
     return resolved
 
 
-def search_settings(flavour, invocation):
+def search_settings(flavour, invocation, home):
     """(settings, notes, whether the config file was read), in the precedence the image applies
     them: file < -E arguments < environment, then ${...} placeholders resolved. Elasticsearch 8.3
     and later put the image's variables over the -E settings (EnvironmentAwareCommand
@@ -159,7 +159,7 @@ def search_settings(flavour, invocation):
             from_env[name] = value
         elif flavour.setting_env_prefix and name.startswith(flavour.setting_env_prefix):
             from_env[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
-    ignored = variables_ignored(flavour, invocation)
+    ignored = variables_ignored(flavour, invocation, home)
     if ignored is None:
         settings.update(from_env)
     elif from_env:
@@ -167,25 +167,23 @@ def search_settings(flavour, invocation):
     return _resolve_placeholders(settings, env, notes), notes, from_file is not None
 
 
-def variables_ignored(flavour, invocation):
-    """Why the program will take no settings from variables, or None when it will (as in the image)."""
+def variables_ignored(flavour, invocation, home):
+    """Why the program will take no settings from variables, or None when it will (as in the image).
+    home: the installation (installation()), None when unknown."""
     command = invocation.argv[0] if invocation.argv else ""
     if flavour.env_launcher and os.path.basename(command) == flavour.name:
         return f"{flavour.name} takes no settings from variables when started without {flavour.env_launcher}"
-    kind = distribution_type(flavour, invocation)
+    kind = distribution_type(flavour, home)
     if kind not in (None, DOCKER_DISTRIBUTION):
         return f"the {kind} distribution takes no settings from variables, as its {flavour.env_script} says"
     return None
 
 
-def distribution_type(flavour, invocation):
-    """The distribution type the installation's env script names (docker, tar, deb, rpm), or None
-    when there is none to read: then variables count, as in the image (a preflight container
-    without the program has its variables, not its files)."""
-    if flavour.env_script is None:
-        return None
-    home = installation(flavour, invocation)[0]
-    if home is None:
+def distribution_type(flavour, home):
+    """The distribution type the env script of the installation at home names (docker, tar, deb,
+    rpm), or None when there is none to read: then variables count, as in the image (a preflight
+    container without the program has its variables, not its files)."""
+    if flavour.env_script is None or home is None:
         return None
     try:
         found = DISTRIBUTION_TYPE.findall(host.read_bytes(os.path.join(home, flavour.env_script)))
@@ -411,14 +409,15 @@ def installed_version(flavour, home):
     return versions.pop(), os.path.join(lib, jars[0])
 
 
-def advised_map_count(flavour, invocation, notes):
+def advised_map_count(flavour, invocation, found, notes):
     """The docs' vm.max_map_count beyond the bootstrap check, as a warning, when the installed
     version is one the advice is for. A version that cannot be read leaves the check out (today's
-    behaviour), with a note only when the user said where the installation is."""
+    behaviour), with a note only when the user said where the installation is (found: what
+    installation() gives)."""
     advice = flavour.map_count_advice
     if advice is None:
         return []
-    home, named = installation(flavour, invocation)
+    home, named = found
     try:
         if home is None:
             raise host.Unreadable(f"no folder named bin above {invocation.argv[0]}")
@@ -436,7 +435,8 @@ def advised_map_count(flavour, invocation, notes):
 
 
 def search_plan(flavour, invocation):
-    settings, file_notes, file_read = search_settings(flavour, invocation)
+    found = installation(flavour, invocation)  # once: a PATH lookup and a realpath
+    settings, file_notes, file_read = search_settings(flavour, invocation, found[0])
     hard, mode_note = _enforced(flavour, settings, invocation.environ, file_read, HostResolver())
     notes = [mode_note] + file_notes
     source = "BootstrapChecks."
@@ -444,7 +444,7 @@ def search_plan(flavour, invocation):
     if _boolean(settings, "node.store.allow_mmap", "true", notes):
         reqs.append(Requirement("vm.max_map_count", ">=", ES_MAX_MAP_COUNT, hard,
                                 source=source + "MaxMapCountCheck (1 << 18)"))
-        reqs += advised_map_count(flavour, invocation, notes)
+        reqs += advised_map_count(flavour, invocation, found, notes)
     else:
         notes.append("node.store.allow_mmap=false: the map count check is dropped")
     reqs += [
