@@ -323,9 +323,8 @@ def cmd_profiles():
 
 def replaceable(path, given_by):
     """path, when guard may replace it (a regular file or nothing yet), else the usage error:
-    the rule of every file guard writes (--metrics-file, maps --output, fix --persist). An empty
-    path names no file: replacing it would make the temporary file in the current folder's parent."""
-    problem = "names no file" if path == "" else host.unfit_to_replace(path)
+    the rule of every file guard writes (--metrics-file, maps --output, fix --persist)."""
+    problem = host.unfit_to_replace(path)
     if problem:
         raise UsageError(f"{given_by} must be a regular file or a path that does not exist yet, but "
                          f"[{path}] {problem}")

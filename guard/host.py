@@ -225,7 +225,10 @@ def unfit_to_replace(path):
     """Why path cannot be a file guard replaces ("is a FIFO", "cannot be looked up: Permission
     denied"), or None when it is a regular file or does not exist yet. guard writes nothing but
     what the user named, and never over a device, a FIFO or a symlink: the file is replaced by
-    rename, which would put a regular file in their place."""
+    rename, which would put a regular file in their place. An empty path names no file (lstat
+    says it does not exist, and the temporary file would land in the parent folder)."""
+    if not path:
+        return "names no file"
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
