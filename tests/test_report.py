@@ -39,6 +39,13 @@ def test_full_report_text_is_pinned(tmp_path):
     assert text(done) == ELASTICSEARCH_IN_A_CONTAINER
 
 
+def redis_host(tmp_path, overcommit):
+    """A crafted host for Redis's checks: the given overcommit, a short backlog (128), THP madvise."""
+    return {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": overcommit,
+                                                    "net.core.somaxconn": 128}),
+            "GUARD_SYSFS": crafted_sys(tmp_path / "sys"), "GUARD_PLACE": "host"}
+
+
 def test_quiet_report_keeps_only_the_failure_block(tmp_path):
     env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530}), "GUARD_PLACE": "container",
            "GUARD_QUIET": "1"}
@@ -49,9 +56,7 @@ def test_quiet_report_keeps_only_the_failure_block(tmp_path):
 
 
 def test_json_report_on_stdout_for_check(tmp_path):
-    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 1,
-                                                   "net.core.somaxconn": 128}),
-           "GUARD_SYSFS": crafted_sys(tmp_path / "sys"), "GUARD_PLACE": "host"}
+    env = redis_host(tmp_path, overcommit=1)
     done = run_guard("check", "--profile", "redis", "--format", "json", env=env,
                      limits={"nofile": (1024, 1024)})
     assert done.returncode == 0  # only soft requirements failed: warnings
@@ -83,9 +88,7 @@ def test_unreadable_values_are_skipped_and_never_refuse(tmp_path):
 
 
 def test_only_soft_failures_are_counted_as_warnings_not_failures(tmp_path):
-    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 1,
-                                                   "net.core.somaxconn": 128}),
-           "GUARD_SYSFS": crafted_sys(tmp_path / "sys"), "GUARD_PLACE": "host"}
+    env = redis_host(tmp_path, overcommit=1)
     done = run_guard("check", "--profile", "redis", env=env, limits={"nofile": (1024, 1024)})
     assert done.returncode == 0
     assert "guard: [2] of [3] checks gave a warning for redis; none of them stops it from starting\n" in text(done)
@@ -93,9 +96,7 @@ def test_only_soft_failures_are_counted_as_warnings_not_failures(tmp_path):
 
 
 def test_failures_and_warnings_are_counted_apart(tmp_path):
-    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
-                                                   "net.core.somaxconn": 128}),
-           "GUARD_SYSFS": crafted_sys(tmp_path / "sys"), "GUARD_PLACE": "host"}
+    env = redis_host(tmp_path, overcommit=0)
     done = run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory=1", env=env,
                      limits={"nofile": (1024, 1024)})
     assert done.returncode == 78

@@ -141,6 +141,19 @@ def exec_output(container, *cmd):
     return code, output.decode(errors="replace").strip()
 
 
+def stop_redis_at_pid_1(container):
+    """Assert Redis runs as PID 1 and answers, then docker stop it: (exit code, log, seconds the
+    stop took). Redis exits 0 on SIGTERM itself; a wrapper in its place would make docker stop
+    wait for its timeout and SIGKILL (137)."""
+    assert exec_output(container, "cat", "/proc/1/comm") == (0, "redis-server")
+    assert exec_output(container, "redis-cli", "ping") == (0, "PONG")
+    started = time.monotonic()
+    container.stop(timeout=10)
+    stopped_in = time.monotonic() - started
+    status, log = finish(container)
+    return status, log, stopped_in
+
+
 def wait_for_process(container, comm, timeout=30):
     """Poll until a process named comm runs in the container (sleep writes no log)."""
     deadline = time.monotonic() + timeout

@@ -1,9 +1,7 @@
 """guard in front of a real redis-server (Debian's), in the derived image compose/redis/Dockerfile."""
 
-import time
-
 import docker
-from containers import EXIT_REFUSED, exec_output, finish, wait_for_log
+from containers import EXIT_REFUSED, exec_output, finish, stop_redis_at_pid_1, wait_for_log
 from hostsettings import sysctl
 
 READY = "Ready to accept connections"
@@ -30,12 +28,7 @@ def test_satisfied_host_execs_redis_as_pid_1_and_stop_gets_redis_exit_code(made,
         container = made.container(guarded_redis_image)
         log = wait_for_log(container, READY)
         assert "checks failed" not in log
-        assert exec_output(container, "cat", "/proc/1/comm") == (0, "redis-server")
-        assert exec_output(container, "redis-cli", "ping") == (0, "PONG")
-        started = time.monotonic()
-        container.stop(timeout=10)
-        stopped_in = time.monotonic() - started
-        status, log = finish(container)
+        status, log, stopped_in = stop_redis_at_pid_1(container)
     # Redis handles SIGTERM itself (saves, "ready to exit, bye bye", exit 0): docker stop did not
     # have to wait its 10 s and SIGKILL (137), because the signal reached Redis, not a wrapper.
     assert status == 0, log
