@@ -104,6 +104,7 @@ exit codes:
   1    guard maps: a pid given does not exist or cannot be read
   74   guard check, fix, profiles, maps, --help: stdout (or maps --output) could not be written;
        guard install: the copy failed
+  75   guard install: another install held DIR for more than 120 s (nothing copied)
   otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
   exit code, or 128 + the number of the signal that killed it
 """

@@ -27,13 +27,11 @@ lower value and raises it again; a writer that does not read back (a plain `sysc
 
 import collections
 import contextlib
-import fcntl
 import json
 import os
 import re
-import time
 
-from guard import checks, fixes, host, report
+from guard import checks, fixes, host, report, turns
 from guard.checks import THP_KEY, format_value, kind_of
 from guard.host import UNLIMITED
 from guard.profiles.plan import STRICTER
@@ -131,44 +129,15 @@ def changes_for(results, where, dry_run=False):
     return changes
 
 
-def _to_lock(path, folder, create):
-    """A descriptor to flock path by, or None when there is none to be had. A folder is opened as
-    it is; a lock file is made if missing (and create), and only a regular file is opened (never
-    a FIFO or a device in its place), only to lock it: nothing is written to it."""
-    with contextlib.suppress(OSError):  # no /run/lock, or read-only: nobody to take turns with here
-        if folder:
-            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        if host.unfit_to_replace(path) is None:
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_CREAT if create else 0)
-            return os.open(path, flags, 0o644)
-    return None
-
-
 @contextlib.contextmanager
 def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE, folder=False, create=True):
     """Hold an flock on path (a lock file, or a folder), if it can be had, while the body runs;
     yields a line to say when guard fix goes on without it after waiting (None otherwise).
     Without create, a missing lock file is not made (a dry run writes nothing): no fixer that
     could be writing meanwhile has been here since the file system was mounted."""
-    fd, said = _to_lock(path, folder, create), None
-    try:
-        deadline = time.monotonic() + patience
-        while fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    said = (f"another guard fix has held {path} for more than [{patience:g}] seconds: "
-                            "going on without it")
-                    break
-                time.sleep(0.05)
-            except OSError:  # flock(2) ENOLCK: an NFS folder with no lock manager, nobody to take turns with
-                break
-        yield said
-    finally:
-        if fd is not None:
-            os.close(fd)  # closing releases the flock
+    with turns.turn(path, patience, folder, create) as state:
+        yield (f"another guard fix has held {path} for more than [{patience:g}] seconds: going on without it"
+               if state == turns.BUSY else None)
 
 
 # --- --persist: one sysctl.d file, merged ---------------------------------------------------

@@ -1,5 +1,6 @@
 """Running the installed guard as a user would, and crafting the host it reads."""
 
+import contextlib
 import os
 import resource
 import shutil
@@ -11,6 +12,19 @@ def guard_executable():
     """The console script installed beside this interpreter (the package as users get it)."""
     beside = os.path.join(os.path.dirname(sys.executable), "guard")
     return beside if os.path.exists(beside) else shutil.which("guard")
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder, size, *options):
+    """A tmpfs of the test's own (size: "1m"), mounted over folder (made here) while the body
+    runs: a file system to fill, or to mount read-only. Takes root."""
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(folder)],
+                   check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 RLIMIT_NAMES = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC,
