@@ -4,9 +4,9 @@ Exit codes for a command that cannot be run follow the shell (POSIX 2.8.2, as ti
 dumb-init do): 127 when it is not found, 126 when it is found but cannot be executed.
 """
 
+import _signal as signal  # the C module: the signal module wraps it in enums, a tenth of guard's start
 import errno
 import os
-import signal
 import sys
 
 from guard import execve, report
