@@ -8,7 +8,6 @@ without touching the host.
 
 import collections
 import operator
-import re
 
 from guard import host
 from guard.host import UNLIMITED, Unreadable
@@ -41,11 +40,30 @@ LABELS = {
     THP_KEY: "transparent huge pages",
 }
 
-_SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$")
-_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$")  # "/": a dot within a component
-# A component of only slashes in the dotted form is "." or ".." (or "...") in the file's path.
-_CLIMBS = re.compile(r"(^|\.)/+(\.|$)")
-_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+
+def _patterns():
+    """SPEC, KEY, CLIMBS, WORD: the grammar of a SPEC, compiled when one is first read. Only a run
+    given --require reads one, and importing re (and enum with it) is a fifth of guard's start."""
+    global _compiled
+    if _compiled is None:
+        import re
+
+        _compiled = (re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$"),
+                     re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$"),  # "/": a dot within a component
+                     # A component of only slashes in the dotted form is "." or ".." (or "...") in the path.
+                     re.compile(r"(^|\.)/+(\.|$)"),
+                     re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$"))
+    return _compiled
+
+
+_compiled = None
+
+
+def is_decimal(text):
+    """Whether text is an integer as the kernel writes one: an optional '-', then ASCII digits
+    (not "1_000", which int() takes, nor other scripts' digits, which str.isdigit() takes)."""
+    digits = text[1:] if text[:1] == "-" else text
+    return digits.isascii() and digits.isdigit()
 
 
 class SpecError(ValueError):
@@ -77,7 +95,8 @@ def default_name(key):
     """``vm.max_map_count`` -> ``max-map-count``; ``net.core.somaxconn`` -> ``somaxconn``;
     ``nofile.hard`` -> ``nofile-hard``."""
     last = key if kind_of(key) == "rlimit" else key.rsplit(".", 1)[-1]
-    return re.sub(r"[._]+", "-", last).strip("-").lower()
+    words = last.replace(".", "_").split("_")  # a run of dots and underscores is one dash
+    return "-".join(word for word in words if word).strip("-").lower()
 
 
 def format_value(value):
@@ -113,7 +132,7 @@ def parse_value(text, key):
         if kind != "rlimit":
             raise SpecError(f"[unlimited] is only a value for resource limits, not for [{key}]")
         return UNLIMITED
-    if re.fullmatch(r"-?[0-9]+", text):
+    if is_decimal(text):
         number = _number(text, key)
         if kind == "rlimit" and number == -1:
             return UNLIMITED  # docker --ulimit and limits.conf spell unlimited as -1
@@ -128,7 +147,7 @@ def parse_value(text, key):
         return lowered
     if kind == "rlimit":
         raise SpecError(f"[{key}] takes a number or [unlimited] but was given [{text}]")
-    if not _WORD.match(text):
+    if not _patterns()[3].match(text):
         raise SpecError(f"value must be a number, [unlimited] or a word but was [{text}]")
     return text
 
@@ -148,7 +167,8 @@ def _number(text, key):
 
 def parse_spec(text, hard=True):
     """``KEY OP VALUE`` -> Requirement, or SpecError naming what is wrong."""
-    match = _SPEC.match(text)
+    spec, key_pattern, climbs, word = _patterns()
+    match = spec.match(text)
     if not match:
         raise SpecError(
             f"requirement must look like KEY>=VALUE, KEY<=VALUE, KEY=VALUE or KEY!=VALUE "
@@ -156,9 +176,9 @@ def parse_spec(text, hard=True):
         )
     given, op, raw = match.groups()
     key = host.sysctl_name(given)  # sysctl(8) accepts vm/max_map_count too
-    if not _KEY.match(key):
+    if not key_pattern.match(key):
         raise SpecError(f"[{given}] is not a sysctl name, a resource limit or {THP_KEY}")
-    if _CLIMBS.search(key):
+    if climbs.search(key):
         # sysctl(8) writes nothing outside /proc/sys (procps is_proc_path), and neither does guard fix.
         raise SpecError(f"[{given}] is not a sysctl name: a '.' or '..' component leaves /proc/sys")
     base, _, suffix = key.partition(".")

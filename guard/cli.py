@@ -1,9 +1,6 @@
 """Command line: parse flags and GUARD_* variables, then wire the pieces. No logic of its own."""
 
-import argparse
 import collections
-import contextlib
-import io
 import os
 import sys
 
@@ -127,6 +124,8 @@ DESCRIPTIONS = {
 
 def build_parser(prog, with_watch=False, fix=False):
     """The parser of guard (check, then exec: with_watch), guard check, or guard fix (fix)."""
+    import argparse
+
     command = "guard" if with_watch else "fix" if fix else "check"
     usage = f"{prog} [OPTIONS]" + (" [--] COMMAND [ARG...]" if with_watch else " [-- COMMAND...]")
     parser = argparse.ArgumentParser(
@@ -154,6 +153,9 @@ def build_parser(prog, with_watch=False, fix=False):
 def parse_args(parser, args):
     """argparse, with what it prints (--help, --version, a usage error) written the way guard
     writes: a closed or broken stdout or stderr cannot turn --help into an internal error."""
+    import contextlib
+    import io
+
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -165,6 +167,41 @@ def parse_args(parser, args):
             said = f"{said.rstrip()}; {parser.prog} --help lists the options\n"
         report.write(said)
         raise SystemExit(EXIT_OUTPUT if e.code == EXIT_OK and not written else e.code) from None
+
+
+def parse_options(prog, args, with_watch=False, fix=False):
+    """The options of guard, guard check or guard fix, {dest: value, None when not given}.
+
+    Options as users give them (--flag VALUE, --flag=VALUE, switches) are read here; anything
+    else (--help, --version, an unknown or abbreviated flag, a missing value, a value that looks
+    like an option) goes to argparse, imported only then, which prints or refuses it as it
+    always has: argparse's set-up is a fifth of guard's start, paid before every program's start.
+    """
+    command = "guard" if with_watch else "fix" if fix else "check"
+    taken = {o.dest: None for o in OPTIONS if o.only in (None, command)}
+    i = 0
+    while i < len(args):
+        flag, equals, value = args[i].partition("=")
+        option = BY_FLAG.get(flag)
+        if option is None or option.dest not in taken or (option.switch and equals):
+            break
+        if option.switch:
+            taken[option.dest], i = True, i + 1
+            continue
+        if not equals:
+            if i + 1 == len(args):
+                break
+            value, i = args[i + 1], i + 1
+        i += 1
+        if value.startswith("-"):
+            break  # argparse decides whether it is a value or a flag
+        if option.repeatable:
+            taken[option.dest] = (taken[option.dest] or []) + [value]
+        else:
+            taken[option.dest] = value
+    else:
+        return taken
+    return vars(parse_args(build_parser(prog, with_watch=with_watch, fix=fix), args))
 
 
 def _split_at_command(args):
@@ -216,7 +253,7 @@ def resolve(parsed, environ):
 
     Only the options this command takes are read: guard check ignores the --watch variables.
     settings["given_by"] names where each value came from (--skip or GUARD_SKIP), for messages."""
-    settings, taken, given_by = {}, vars(parsed), {}
+    settings, taken, given_by = {}, parsed, {}
     for o in OPTIONS:
         given_by[o.dest] = o.flag
         if o.dest not in taken:
@@ -333,6 +370,8 @@ def replaceable(path, given_by):
 
 
 def cmd_maps(args):
+    import argparse
+
     parser = argparse.ArgumentParser(prog="guard maps", description="Memory maps per process "
                                      "against vm.max_map_count, largest first.")
     parser.add_argument("pids", nargs="*", metavar="PID")
@@ -366,7 +405,7 @@ def cmd_maps(args):
 def cmd_fix(args, environ):
     """guard fix: the check's profile, settings and requirements, set where guard runs."""
     options, command = _split_at_command(args)
-    settings = resolve(parse_args(build_parser("guard fix", fix=True), options), environ)
+    settings = resolve(parse_options("guard fix", options, fix=True), environ)
     where = place.detect(environ, settings["place"])
     planned = plan_checks(settings, command, environ, "fix")
     persist_to = None
@@ -390,6 +429,8 @@ def cmd_fix(args, environ):
 
 
 def cmd_install(args):
+    import argparse
+
     parser = argparse.ArgumentParser(prog="guard install", description="Copy this bundle (/opt/guard) "
                                      "into DIR, for a container that mounts DIR at /opt/guard.")
     parser.add_argument("dir", metavar="DIR", help="an existing folder, empty or holding a previous copy")
@@ -427,14 +468,14 @@ def _main(args, environ):
         # guard check -- COMMAND...: the command only selects the profile and its settings (a
         # preflight service reads the same server.properties the broker will); it never runs.
         options, command = _split_at_command(rest)
-        settings = resolve(parse_args(build_parser("guard check"), options), environ)
+        settings = resolve(parse_options("guard check", options), environ)
         where = place.detect(environ, settings["place"])
         verdict, written = run_checks(settings, command, environ, where, launching=False)
         if verdict == "refuse":
             return EXIT_REFUSED  # the verdict first: a refusal never reads as anything milder
         return EXIT_OK if written else EXIT_OUTPUT
     options, command = _split_at_command(args)
-    settings = resolve(parse_args(build_parser("guard", with_watch=True), options), environ)
+    settings = resolve(parse_options("guard", options, with_watch=True), environ)
     if not command:
         raise UsageError("no COMMAND given: guard [OPTIONS] [--] COMMAND [ARG...], or guard check")
     if settings["watch"]:

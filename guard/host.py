@@ -9,13 +9,10 @@ tests can feed crafted trees.
 """
 
 import collections
-import contextlib
 import errno
 import os
-import re
 import resource
 import stat
-import tempfile
 
 UNLIMITED = float("inf")
 
@@ -136,8 +133,8 @@ _DOT_FOR_SLASH = str.maketrans("./", "/.")
 def sysctl_name(name):
     """A sysctl's name in its dotted form, as sysctl(8) prints it: ``vm/max_map_count`` ->
     ``vm.max_map_count``, ``net/ipv4/conf/eth0.100/rp_filter`` -> ``net.ipv4.conf.eth0/100.rp_filter``."""
-    first = re.search(r"[./]", name)
-    return name.translate(_DOT_FOR_SLASH) if first and first.group() == "/" else name
+    dot, slash = name.find("."), name.find("/")
+    return name.translate(_DOT_FOR_SLASH) if slash >= 0 and (dot < 0 or slash < dot) else name
 
 
 def sysctl_path(name):
@@ -251,6 +248,9 @@ def replace_file(path, text, mode=0o644):
     and bytes read with surrogateescape (a sysctl.d file with a Latin-1 comment) go back as they
     were: encoded before the file is made, so no encoding error can leave it behind.
     """
+    import contextlib
+    import tempfile  # here, not at the top: only a run that writes a file needs it
+
     problem = unfit_to_replace(path)
     if problem:
         raise Unwritable(path, f"it {problem}", unfit=True)
