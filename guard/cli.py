@@ -48,7 +48,8 @@ OPTIONS = (
            repeatable=True, default=()),
     Option("--format", "GUARD_FORMAT", "report format", choices=("text", "json"), default="text"),
     Option("--quiet", "GUARD_QUIET", "print only failures and warnings", switch=True, default=False),
-    Option("--place", "GUARD_PLACE", "where fixes must run (default: detected)",
+    Option("--place", "GUARD_PLACE", "where guard runs, for the fixes it prints (default: detected from the "
+           "kernel release, container markers, Kubernetes' service account and the machine's DMI names)",
            choices=("auto",) + place.PLACES, default="auto"),
     Option("--watch", "GUARD_WATCH", "stay as PID 1: start COMMAND as a child, forward signals, reap "
            "zombies, warn as its memory maps near vm.max_map_count", switch=True, default=False, only="guard"),
@@ -110,7 +111,8 @@ exit codes:
 def _env_help():
     roots = ("  GUARD_PROCFS         where /proc is read, and guard fix writes sysctls (default /proc)\n"
              "  GUARD_SYSFS          where /sys is read, and guard fix writes THP (default /sys)\n"
-             "  GUARD_SYSCTL_D       where guard fix --persist keeps sysctls (default /etc/sysctl.d)\n")
+             "  GUARD_SYSCTL_D       where guard fix --persist keeps sysctls (default /etc/sysctl.d)\n"
+             "  GUARD_ROOTFS         where containers' marker files are read, to tell where guard runs (default /)\n")
     return "".join(f"  {o.env:<20} {o.flag}\n" for o in OPTIONS) + roots
 
 

@@ -70,7 +70,7 @@ def unsettable(req, where):
                 "for another process")
     if req.op == "!=" and kind != "thp":
         return f"[!= {format_value(req.value)}] names no value to set"
-    if kind == "sysctl" and fixes.is_namespaced(req.key) and where.name != "host":
+    if kind == "sysctl" and fixes.is_namespaced(req.key) and where.in_container:
         return (f"{req.key} is kept per namespace: written from a container it changes that container's "
                 "own, not the program's")
     return None

@@ -3,9 +3,10 @@ writing the few files guard writes: a sysctl or THP knob (guard fix) and a file 
 whole (metrics, sysctl.d).
 
 Reading is kept apart from judging: every reader returns the observed value or raises
-``Unreadable`` with the reason, and the checks decide what the value means. "/proc", "/sys" and
-"/etc/sysctl.d" live here only, overridable with GUARD_PROCFS, GUARD_SYSFS and GUARD_SYSCTL_D so
-tests can feed crafted trees.
+``Unreadable`` with the reason, and the checks decide what the value means. "/proc", "/sys",
+"/etc/sysctl.d" and the root under which containers' marker files are read live here only,
+overridable with GUARD_PROCFS, GUARD_SYSFS, GUARD_SYSCTL_D and GUARD_ROOTFS so tests can feed
+crafted trees.
 """
 
 import collections
@@ -55,6 +56,12 @@ def proc_root():
 
 def sys_root():
     return os.environ.get("GUARD_SYSFS") or "/sys"
+
+
+def root_fs():
+    """Where the marker files of containers are read: /run/.containerenv, /.dockerenv, the
+    Kubernetes service-account folder (guard/place.py)."""
+    return os.environ.get("GUARD_ROOTFS") or "/"
 
 
 def sysctl_d_root():
