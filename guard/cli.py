@@ -73,8 +73,8 @@ BY_FLAG = {o.flag: o for o in OPTIONS}
 
 # Options that take a number: (exclusive low, inclusive high, what the message asks for).
 POSITIVE_NUMBERS = {
-    "interval": (0, 1e9, "a number of seconds above 0"),
-    "every": (0, 1e9, "a number of seconds above 0"),
+    "interval": (0, 1e9, "a number of seconds above 0, at most 1000000000"),
+    "every": (0, 1e9, "a number of seconds above 0, at most 1000000000"),
     "watch_cpu": (0, 100, "a percentage above 0, at most 100"),
 }
 

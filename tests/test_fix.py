@@ -310,9 +310,12 @@ def test_thp_cannot_be_persisted_in_sysctl_d_and_the_kernel_command_line_is_name
 
 @pytest.mark.parametrize("args, env, message", [
     ([], {}, "guard: guard fix needs --profile NAME, --require SPEC or a known COMMAND"),
-    (["--require", MAPS, "--every", "0"], {}, "guard: --every must be a number of seconds above 0 but was [0]"),
+    (["--require", MAPS, "--every", "0"], {},
+     "guard: --every must be a number of seconds above 0, at most 1000000000 but was [0]"),
     (["--require", MAPS], {"GUARD_EVERY": "often"},
-     "guard: GUARD_EVERY must be a number of seconds above 0 but was [often]"),
+     "guard: GUARD_EVERY must be a number of seconds above 0, at most 1000000000 but was [often]"),
+    (["--require", MAPS, "--every", "1e308"], {},
+     "guard: --every must be a number of seconds above 0, at most 1000000000 but was [1e308]"),
     (["--require", MAPS], {"GUARD_DRY_RUN": "maybe"},
      "guard: GUARD_DRY_RUN must be [1|0|true|false|yes|no|on|off] but was [maybe]"),
     (["--require", MAPS, "--watch"], {}, "unrecognized arguments: --watch"),
