@@ -237,7 +237,7 @@ def _requirement(item, origin):
     """A --require SPEC or one item of GUARD_REQUIRE's list; a bad one is named whole, with where
     it came from."""
     try:
-        return checks.parse_spec(item)
+        return checks.on_this_kernel(checks.parse_spec(item))
     except checks.SpecError as e:
         where = f"{origin} item" if origin.startswith("GUARD_") else origin
         shown = item if len(item) <= 80 else f"{item[:40]}... ({len(item)} characters)"

@@ -140,10 +140,28 @@ def sysctl_name(name):
     return name.translate(_DOT_FOR_SLASH) if first and first.group() == "/" else name
 
 
+def sysctl_components(name):
+    """``vm.max_map_count`` -> ["vm", "max_map_count"]: the names of the file's path under
+    /proc/sys; a "/" in a dotted name is a dot of the path (sysctl_name)."""
+    return sysctl_name(name).translate(_DOT_FOR_SLASH).split("/")
+
+
 def sysctl_path(name):
-    """``vm.max_map_count`` -> ``<proc root>/sys/vm/max_map_count``; a "/" in a dotted name is a
-    dot of the file's path (sysctl_name)."""
-    return os.path.join(proc_root(), "sys", *sysctl_name(name).translate(_DOT_FOR_SLASH).split("/"))
+    """``vm.max_map_count`` -> ``<proc root>/sys/vm/max_map_count``."""
+    return os.path.join(proc_root(), "sys", *sysctl_components(name))
+
+
+def sysctl_folder(components):
+    """What a folder under <proc root>/sys holds: {name: whether it is a folder itself}, or
+    Unreadable (missing when there is no such folder)."""
+    path = os.path.join(proc_root(), "sys", *components)
+    try:
+        with os.scandir(path) as entries:
+            return {entry.name: entry.is_dir(follow_symlinks=False) for entry in entries}
+    except OSError as e:
+        raise _cannot_read(path, e) from None
+    except ValueError:  # a NUL byte in a component: no folder has that name
+        raise Unreadable(f"cannot read {path!r}: a path cannot hold a NUL byte", missing=True) from None
 
 
 def read_sysctl(name):

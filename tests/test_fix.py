@@ -345,6 +345,28 @@ def test_command_selects_the_profile_and_its_settings_and_never_runs(node, tmp_p
     assert not marker.exists()
 
 
+def test_a_backlog_the_kernel_would_wrap_is_capped_in_what_fix_sets_and_prints(node, tmp_path):
+    # Linux 3.10 (RHEL 7) keeps a listen backlog in 16 bits: somaxconn 70000 would give Redis 4464.
+    proc = crafted_proc(tmp_path / "old", {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
+                                           "net.core.somaxconn": 128}, osrelease="3.10.0-1160.el7.x86_64")
+    env = {**node, "GUARD_PROCFS": proc}
+    checked = run_guard("check", "--", "redis-server", "--tcp-backlog", "70000", env=env)
+    assert "sysctl -w net.core.somaxconn=65535" in text(checked) and "somaxconn=70000" not in text(checked)
+    done = run_guard("fix", "--", "redis-server", "--tcp-backlog", "70000", env=env)
+    assert "guard: set net.core.somaxconn [128] -> [65535]\n" in text(done)
+    assert ("guard: redis: net.core.somaxconn [70000] (Redis server.c checkTcpBacklogSettings: tcp-backlog [70000]) "
+            "is above [65535], the most a listen backlog keeps before Linux 4.1 (16 bits: above, it wraps): guard "
+            "asks for [65535]\n") in text(done)
+    with open(os.path.join(proc, "sys", "net", "core", "somaxconn")) as f:
+        assert f.read() == "65535\n"
+
+
+def test_mongod_connections_beyond_its_file_limit_ask_no_map_count_the_kernel_refuses(node):
+    done = run_guard("fix", "--", "mongod", "--maxConns", "2000000000", env=node, limits={"nofile": (1024, 4096)})
+    assert "4000000000" not in text(done)
+    assert "leave vm.max_map_count [65530] (already >= [1638])" in text(done)  # 2 x 80% of 1024
+
+
 # --- --every: a node agent ---------------------------------------------------------------------
 
 
