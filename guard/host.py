@@ -4,8 +4,9 @@ whole (metrics, sysctl.d).
 
 Reading is kept apart from judging: every reader returns the observed value or raises
 ``Unreadable`` with the reason, and the checks decide what the value means. "/proc", "/sys" and
-"/etc/sysctl.d" live here only, overridable with GUARD_PROCFS, GUARD_SYSFS and GUARD_SYSCTL_D so
-tests can feed crafted trees.
+"/etc/sysctl.d" live here only, overridable with GUARD_PROCFS, GUARD_SYSFS, GUARD_SYSCTL_D and
+GUARD_SYSCTL_ROOT (the root the boot's other sysctl files are read under) so tests can feed
+crafted trees.
 """
 
 import collections
@@ -60,9 +61,17 @@ def sys_root():
     return os.environ.get("GUARD_SYSFS") or "/sys"
 
 
+def sysctl_root():
+    """Where the boot's sysctl files are read from (ROOT/etc/sysctl.d, ROOT/usr/lib/sysctl.d,
+    ROOT/etc/sysctl.conf...): GUARD_SYSCTL_ROOT (a DaemonSet mounts the node's root there), None
+    when it is not named."""
+    return os.environ.get("GUARD_SYSCTL_ROOT") or None
+
+
 def sysctl_d_root():
-    """Where sysctl.d(5) files are kept across reboots: a DaemonSet mounts the node's here."""
-    return os.environ.get("GUARD_SYSCTL_D") or "/etc/sysctl.d"
+    """Where guard fix --persist keeps sysctl.d(5) files: GUARD_SYSCTL_D (a DaemonSet mounts the
+    node's here), else etc/sysctl.d under GUARD_SYSCTL_ROOT or /."""
+    return os.environ.get("GUARD_SYSCTL_D") or os.path.join(sysctl_root() or "/", "etc", "sysctl.d")
 
 
 def _not_regular(path, mode):
@@ -258,9 +267,11 @@ def unfit_to_replace(path):
     return f"is {_kind(mode)}"
 
 
-def replace_file(path, text, mode=0o644):
+def replace_file(path, text, mode=0o644, keep=False):
     """Replace path with a file holding text, atomically: a reader (node_exporter's textfile
     collector, sysctl --system) sees the old file or the new one, never a part. Raises Unwritable.
+    With keep, a file replaced keeps its owner, group and mode (a 0600 root:adm sysctl.d file
+    stays so); mode is a new file's.
 
     path is checked again here, as it may have become a device, a FIFO or a symlink since guard
     started. The new file is made beside it (a rename does not cross file systems).
@@ -274,18 +285,35 @@ def replace_file(path, text, mode=0o644):
         raise Unwritable(path, f"it {problem}", unfit=True)
     data = text.encode("utf-8", errors="surrogateescape")
     try:
+        existing = os.lstat(path) if keep else None
+    except FileNotFoundError:
+        existing = None
+    except OSError as e:
+        raise Unwritable(path, e.strerror) from None
+    try:
         fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".guard-", suffix=".tmp")
     except OSError as e:
         raise Unwritable(path, e.strerror) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(temp, mode)  # mkstemp makes it 0600; node_exporter and sysctl read as others
+            f.flush()
+            if existing is not None:  # the owner first: chown(2) clears set-user-ID and set-group-ID bits
+                _keep_owner(f.fileno(), existing)
+            # mkstemp makes it 0600; node_exporter and sysctl read as others
+            os.fchmod(f.fileno(), stat.S_IMODE(existing.st_mode) if existing is not None else mode)
         os.replace(temp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise Unwritable(path, e.strerror) from None
+
+
+def _keep_owner(fd, existing):
+    try:
+        os.fchown(fd, existing.st_uid, existing.st_gid)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot keep its owner [{existing.st_uid}:{existing.st_gid}]: {e.strerror}") from None
 
 
 # The resource limits guard knows, by the names ulimit(1), docker --ulimit and limits.conf use.

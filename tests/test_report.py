@@ -19,7 +19,7 @@ guard: [2] of [5] checks failed for elasticsearch
 guard: [1] max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard:     vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a container, only on the Docker host.
 guard:     To fix this, on the Docker host run as root: sysctl -w vm.max_map_count=262144
-guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/99-elasticsearch.conf
+guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf
 guard: [2] max file descriptors nofile.hard [1024] is too low, increase to at least [65535]
 guard:     To fix this, start the container with: docker run --ulimit nofile=65535:65535 ...
 guard:     or in compose:
