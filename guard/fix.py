@@ -312,12 +312,13 @@ def _overridden(after, by_key, kept, path, root):
     for source in after:
         for setting in source.settings:
             if setting.key in kept and _less_strict(by_key[setting.key], kept[setting.key], setting):
-                found.append(Overridden(source.path, setting.key, setting.value, kept[setting.key]))
+                sets = setting.value if setting.number is None else setting.number  # what the kernel takes
+                found.append(Overridden(source.path, setting.key, sets, kept[setting.key]))
                 order = ("sysctl --system (procps) applies it after every sysctl.d file" if source.path == conf
                          else "sysctl.d files apply in the order of their names")
                 lines.append(f"{source.path} sets {setting.key} = {setting.value} after {path} ({order}): the node "
-                             f"would boot with [{setting.value}], not the [{kept[setting.key]}] kept; change or "
-                             "remove that line")
+                             f"would boot with [{sets}], not the [{kept[setting.key]}] kept; change or remove "
+                             "that line")
     return found, lines
 
 

@@ -336,7 +336,7 @@ def test_persist_never_keeps_less_than_a_file_the_boot_applies_before_it(node):
 
 def test_persist_file_sorts_after_debians_99_sysctl_conf_and_names_lower_lines_applied_after_it(node):
     root, folder = node["GUARD_SYSCTL_ROOT"], node["GUARD_SYSCTL_D"]
-    write(f"{root}/etc/sysctl.conf", "vm.max_map_count = 65530\n")
+    write(f"{root}/etc/sysctl.conf", "vm.max_map_count = 65530 # the default\n")
     os.symlink("../sysctl.conf", f"{folder}/99-sysctl.conf")  # as Debian and Ubuntu ship it
     write(f"{root}/usr/lib/sysctl.d/zzz-tuning.conf", "vm.max_map_count = 100000\nvm.overcommit_memory = 0\n")
     write(f"{root}/usr/lib/sysctl.d/zzz-masked.conf", "vm.max_map_count = 1\n")
@@ -351,14 +351,14 @@ def test_persist_file_sorts_after_debians_99_sysctl_conf_and_names_lower_lines_a
         f"guard: {root}/usr/lib/sysctl.d/zzz-tuning.conf sets vm.max_map_count = 100000 after {path} (sysctl.d "
         "files apply in the order of their names): the node would boot with [100000], not the [262144] kept; "
         "change or remove that line\n"
-        f"guard: {root}/etc/sysctl.conf sets vm.max_map_count = 65530 after {path} (sysctl --system (procps) "
-        "applies it after every sysctl.d file): the node would boot with [65530], not the [262144] kept; change "
-        "or remove that line\n"), text(done)
+        f"guard: {root}/etc/sysctl.conf sets vm.max_map_count = 65530 # the default after {path} (sysctl "
+        "--system (procps) applies it after every sysctl.d file): the node would boot with [65530], not the "
+        "[262144] kept; change or remove that line\n"), text(done)
     report = json.loads(run_guard("fix", "--require", MAPS, "--persist", "--format", "json", env=node).stdout)
     assert report["overridden"] == [
-        {"path": f"{root}/usr/lib/sysctl.d/zzz-tuning.conf", "key": "vm.max_map_count", "value": "100000",
+        {"path": f"{root}/usr/lib/sysctl.d/zzz-tuning.conf", "key": "vm.max_map_count", "value": 100000,
          "kept": 262144},
-        {"path": f"{root}/etc/sysctl.conf", "key": "vm.max_map_count", "value": "65530", "kept": 262144}]
+        {"path": f"{root}/etc/sysctl.conf", "key": "vm.max_map_count", "value": 65530, "kept": 262144}]
     assert any("zzz-tuning.conf sets vm.max_map_count = 100000" in note for note in report["notes"])
 
 
