@@ -8,6 +8,7 @@ without touching the host.
 
 import collections
 import operator
+import os
 
 from guard import host
 from guard.host import UNLIMITED, Unreadable
@@ -191,6 +192,137 @@ def parse_spec(text, hard=True):
     if op in ORDERING and isinstance(value, str):
         raise SpecError(f"[{op}] needs a number but [{key}] was given the word [{value}]")
     return Requirement(key=key, op=op, value=value, hard=hard, source="--require")
+
+
+# The most the kernel takes for the knobs whose requirements a program's own configuration sets
+# (Redis's tcp-backlog, mongod's --maxConns): a value beyond it is refused by the kernel (EINVAL
+# for a sysctl, EPERM for setrlimit), so a requirement beyond it could never pass, nor its fix work.
+INT_MAX = (1 << 31) - 1
+# fs/file.c sysctl_nr_open_max: fs.nr_open, and with it RLIMIT_NOFILE, is at most INT_MAX rounded
+# down to a multiple of BITS_PER_LONG (64-bit kernels).
+NR_OPEN_MAX = INT_MAX & ~63
+DEFAULT_NR_OPEN = 1 << 20  # fs/file.c sysctl_nr_open: fs.nr_open's default
+KERNEL_MAXIMA = {
+    # mm/mmap.c: an int from 0, proc_dointvec_minmax (larger values: EINVAL)
+    "vm.max_map_count": (INT_MAX, "the most the kernel takes (an int)"),
+    # net/core/sysctl_net_core.c: an int from 0, proc_dointvec_minmax
+    "net.core.somaxconn": (INT_MAX, "the most the kernel takes (an int)"),
+    "nofile": (NR_OPEN_MAX, "the most fs.nr_open can be (fs/file.c sysctl_nr_open_max)"),
+}
+# Go's net/sock_linux.go maxAckBacklog (Go issues 5030, 41470): before Linux 4.1 a socket keeps its
+# listen backlog in 16 bits, min(listen()'s backlog, somaxconn) wraps above 65535 (65536 -> 0).
+OLD_KERNEL_BACKLOG_MAX = (1 << 16) - 1
+
+
+def _kernel_release():
+    """(major, minor) of the running kernel, or None when unreadable."""
+    try:
+        release = host.read_sysctl("kernel.osrelease")
+    except Unreadable:
+        return None
+    major, _, rest = release.partition(".")
+    minor = rest[:len(rest) - len(rest.lstrip("0123456789"))]
+    return (int(major), int(minor)) if is_decimal(major) and major[:1] != "-" and minor else None
+
+
+def _nr_open():
+    try:
+        return int(host.read_sysctl("fs.nr_open"))
+    except (Unreadable, ValueError):
+        return None
+
+
+def kernel_maximum(key, value):
+    """(the most the kernel takes or uses for key here, why) when value is beyond it, else None.
+    The host is read only for a value beyond what a kernel of today takes by default."""
+    base = rlimit_parts(key)[0] if kind_of(key) == "rlimit" else key
+    if base not in KERNEL_MAXIMA:
+        return None
+    if base == "net.core.somaxconn" and value > OLD_KERNEL_BACKLOG_MAX and (_kernel_release() or (99, 0)) < (4, 1):
+        return OLD_KERNEL_BACKLOG_MAX, "the most a listen backlog keeps before Linux 4.1 (16 bits: above, it wraps)"
+    if base == "nofile" and value > DEFAULT_NR_OPEN:
+        nr_open = _nr_open()
+        if nr_open is not None and value > nr_open:
+            return nr_open, "fs.nr_open here, the most setrlimit(2) raises nofile to"
+    most, why = KERNEL_MAXIMA[base]
+    return (most, why) if value > most else None
+
+
+def on_this_kernel(req):
+    """req, or SpecError when no kernel could ever meet it (beyond the most the kernel takes for
+    its key: fs.nr_open can be raised, so only nofile's absolute bound counts) or its key names
+    no sysctl here (unknown_sysctl)."""
+    base = rlimit_parts(req.key)[0] if kind_of(req.key) == "rlimit" else req.key
+    most, why = KERNEL_MAXIMA.get(base, (None, ""))
+    if req.op in (">=", "=") and most is not None and not isinstance(req.value, str) and req.value > most:
+        raise SpecError(f"[{req.key}] is at most [{most}], {why}: [{req.op} {format_value(req.value)}] can "
+                        "never be met, and no fix could set it")
+    if kind_of(req.key) == "sysctl":
+        unknown_sysctl(req.key)
+    return req
+
+
+# How close a name must be to a real one (difflib's ratio) to be taken for a misspelling of it.
+NEAR = 0.8
+
+
+def _nearest(components, entries, rest):
+    """The real sysctl closest to components + rest, walking down from the folder holding entries,
+    one close name at a time; None when some step has no close name."""
+    import difflib  # only on this path: a key that names nothing is rare, guard's start-up is not
+
+    found = list(components)
+    for depth, name in enumerate(rest):
+        last = depth == len(rest) - 1
+        close = [n for n in difflib.get_close_matches(name, entries, n=3, cutoff=NEAR) if entries[n] != last]
+        if not close:
+            return None
+        found.append(close[0])
+        if not last:
+            try:
+                entries = host.sysctl_folder(found)
+            except Unreadable:
+                return None
+    return host.sysctl_name("/".join(found))
+
+
+def unknown_sysctl(key):
+    """SpecError when key names no sysctl on this kernel: /proc/sys has the folder it would be in,
+    but not it (vm.maxmapcount), or has a name close to a folder it names (vmm.max_map_count).
+    The nearest real key is suggested. None when it exists, when /proc/sys cannot tell, or when it
+    may be absent only from this view: a key under net. depends on the network namespace (a
+    container's lacks the host's own, and its interfaces differ) and on modules loaded later
+    (nf_conntrack), and a folder of its own may be a module's (fs.nfs, sunrpc); a key that
+    exists but cannot be read is skipped when checked, with the reason."""
+    if os.path.lexists(host.sysctl_path(key)):  # the common case, in one lstat
+        return None
+    components = host.sysctl_components(key)
+    namespaced = components[0] == "net"
+    try:
+        entries = host.sysctl_folder([])
+    except Unreadable:
+        return None
+    for depth, name in enumerate(components):
+        last, folder = depth == len(components) - 1, components[:depth]
+        shown = os.path.join(host.proc_root(), "sys", *folder)
+        if name in entries and (last or entries[name]):
+            if last:
+                return None
+            try:
+                entries = host.sysctl_folder(components[:depth + 1])
+            except Unreadable:
+                return None
+            continue
+        if name in entries:  # a sysctl where the key needs a folder
+            raise SpecError(f"[{key}] names no sysctl: {os.path.join(shown, name)} is a sysctl, not a folder of them")
+        if namespaced and not last:
+            return None
+        near = _nearest(folder, entries, components[depth:])
+        if near is None and (namespaced or not last):
+            return None
+        hint = f"; did you mean {near}?" if near else ""
+        raise SpecError(f"[{key}] names no sysctl: {shown} has no {name}{hint}")
+    return None
 
 
 def read_value(key):

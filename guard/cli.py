@@ -63,7 +63,8 @@ OPTIONS = (
     Option("--dry-run", "GUARD_DRY_RUN", "guard fix: say what would be written, write nothing", switch=True,
            default=False, only="fix"),
     Option("--persist", "GUARD_PERSIST", "guard fix: also keep the sysctls across reboots in "
-           "GUARD_SYSCTL_D/99-PROFILE.conf, merged, never lowered", switch=True, default=False, only="fix"),
+           "GUARD_SYSCTL_D/zz-guard-PROFILE.conf, merged, never lower than a line the boot applies",
+           switch=True, default=False, only="fix"),
     Option("--every", "GUARD_EVERY", "guard fix: keep running, check and set again every SECONDS (exit 0 on "
            "SIGTERM); a pass is reported when it wrote or found otherwise than the last", "SECONDS", only="fix"),
 )
@@ -71,8 +72,8 @@ BY_FLAG = {o.flag: o for o in OPTIONS}
 
 # Options that take a number: (exclusive low, inclusive high, what the message asks for).
 POSITIVE_NUMBERS = {
-    "interval": (0, 1e9, "a number of seconds above 0"),
-    "every": (0, 1e9, "a number of seconds above 0"),
+    "interval": (0, 1e9, "a number of seconds above 0, at most 1000000000"),
+    "every": (0, 1e9, "a number of seconds above 0, at most 1000000000"),
     "watch_cpu": (0, 100, "a percentage above 0, at most 100"),
 }
 
@@ -101,6 +102,7 @@ exit codes:
   71   --watch: COMMAND could not be started (fork failed: nproc, pids.max)
   1    guard maps: a pid given does not exist or cannot be read
   74   guard check, fix, profiles, maps, --help: stdout (or maps --output) could not be written;
+       guard fix --persist: the values could not be kept (with --every: ends it);
        guard install: the copy failed
   75   guard install: another install held DIR for more than 120 s (nothing copied)
   otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
@@ -111,7 +113,9 @@ exit codes:
 def _env_help():
     roots = ("  GUARD_PROCFS         where /proc is read, and guard fix writes sysctls (default /proc)\n"
              "  GUARD_SYSFS          where /sys is read, and guard fix writes THP (default /sys)\n"
-             "  GUARD_SYSCTL_D       where guard fix --persist keeps sysctls (default /etc/sysctl.d)\n"
+             "  GUARD_SYSCTL_D       where guard fix --persist keeps sysctls (default ROOT/etc/sysctl.d)\n"
+             "  GUARD_SYSCTL_ROOT    the root under which guard fix --persist reads the files the boot\n"
+             "                       applies (sysctl.d folders, /etc/sysctl.conf; default / on a host)\n"
              "  GUARD_ROOTFS         where containers' marker files are read, to tell where guard runs (default /)\n")
     return "".join(f"  {o.env:<20} {o.flag}\n" for o in OPTIONS) + roots
 
@@ -277,7 +281,7 @@ def _requirement(item, origin):
     """A --require SPEC or one item of GUARD_REQUIRE's list; a bad one is named whole, with where
     it came from."""
     try:
-        return checks.parse_spec(item)
+        return checks.on_this_kernel(checks.parse_spec(item))
     except checks.SpecError as e:
         where = f"{origin} item" if origin.startswith("GUARD_") else origin
         shown = item if len(item) <= 80 else f"{item[:40]}... ({len(item)} characters)"
@@ -412,9 +416,10 @@ def cmd_fix(args, environ):
     planned = plan_checks(settings, command, environ, "fix")
     persist_to = None
     if settings["persist"]:
-        if where.in_container and not environ.get("GUARD_SYSCTL_D"):
+        if where.in_container and not (environ.get("GUARD_SYSCTL_D") or environ.get("GUARD_SYSCTL_ROOT")):
             raise UsageError(f"{settings['given_by']['persist']}: in a container /etc/sysctl.d is the container's "
-                             "own, which the node never reads: mount the node's and name it with GUARD_SYSCTL_D")
+                             "own, which the node never reads: mount the node's and name it with GUARD_SYSCTL_D "
+                             "(or the node's root, with GUARD_SYSCTL_ROOT)")
         persist_to = os.path.join(host.sysctl_d_root(), fixes.sysctl_d_file(planned.profile.name))
         replaceable(persist_to, f"{settings['given_by']['persist']} writes {persist_to}, which")
     from guard import fix
@@ -424,9 +429,11 @@ def cmd_fix(args, environ):
                       dry_run=settings["dry_run"], persist_to=persist_to)
     if settings["every"]:
         return fixer.keep_fixed(settings["every"])
-    verdict, written = fixer.once()
+    verdict, written, trouble = fixer.once()
     if verdict == "refuse":
         return EXIT_REFUSED
+    if trouble:
+        return fix.EXIT_NOT_KEPT
     return EXIT_OK if written else EXIT_OUTPUT
 
 

@@ -67,8 +67,18 @@ def fix(req, place, program="guard"):
 
 
 def sysctl_d_file(program):
-    """The sysctl.d(5) file a program's settings are kept in: 99- sorts last, so they win over the
-    distribution's. With no profile (only --require) the file is guard's."""
+    """The sysctl.d(5) file a program's settings are kept in. The boot applies every file in the
+    order of its name, the last assignment of a key winning (guard.sysctld), so the name sorts
+    after the ones distributions and tools use: "zz-" comes after every name that starts with a
+    digit or another letter, as Debian's and Ubuntu's 99-sysctl.conf (-> ../sysctl.conf),
+    systemd's 50-*.conf and Cilium's 99-zzz-override_cilium.conf do. With no profile (only
+    --require) the file is guard's alone."""
+    return f"zz-guard-{program}.conf" if program not in (None, "none", "guard") else "zz-guard.conf"
+
+
+def earlier_sysctl_d_file(program):
+    """The name guard fix --persist kept a program's settings in before sysctl_d_file's, which
+    sorts before 99-sysctl.conf and so lost to /etc/sysctl.conf at boot."""
     return f"99-{program if program not in (None, 'none') else 'guard'}.conf"
 
 

@@ -103,14 +103,14 @@ def test_directory_exits_126(tmp_path):
 
 def test_refusal_exits_78_and_never_starts_the_program(tmp_path):
     marker = tmp_path / "started"
-    done = run_guard("--require", "vm.max_map_count>=99999999999", "--", "touch", str(marker))
+    done = run_guard("--require", "vm.max_map_count>=2147483647", "--", "touch", str(marker))
     assert done.returncode == 78
     assert not marker.exists()
 
 
 def test_warn_mode_starts_the_program_anyway(tmp_path):
     marker = tmp_path / "started"
-    done = run_guard("--mode", "warn", "--require", "vm.max_map_count>=99999999999", "--", "touch", str(marker))
+    done = run_guard("--mode", "warn", "--require", "vm.max_map_count>=2147483647", "--", "touch", str(marker))
     assert done.returncode == 0 and marker.exists()
     assert "[1] of [1] checks failed" in text(done)
     assert "starting touch anyway (warn mode)" in text(done)

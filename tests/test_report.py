@@ -19,7 +19,7 @@ guard: [2] of [5] checks failed for elasticsearch
 guard: [1] max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard:     vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a container, only on the Docker host.
 guard:     To fix this, on the Docker host run as root: sysctl -w vm.max_map_count=262144
-guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/99-elasticsearch.conf
+guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf
 guard:     If your Docker host is a VM, set it in the VM instead; it is lost when the VM restarts:
 guard:       Colima: colima ssh -- sudo sysctl -w vm.max_map_count=262144
 guard:       Rancher Desktop: rdctl shell sudo sysctl -w vm.max_map_count=262144
