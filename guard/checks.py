@@ -354,9 +354,11 @@ def failure_message(req, actual):
         return f"{what} [{have}] is too low, increase to {at_least}[{want}]"
     if req.op == "<=":
         return f"{what} [{have}] is too high, decrease to at most [{want}]"
+    # A soft check is advice: the program starts without it, so it "should" be, not "must".
+    verb = "must" if req.hard else "should"
     if req.op == "=":
-        return f"{what} is [{have}] but must be [{want}]"
-    return f"{what} is [{have}] but must not be [{want}]"
+        return f"{what} is [{have}] but {verb} be [{want}]"
+    return f"{what} is [{have}] but {verb} not be [{want}]"
 
 
 def judge(req, actual):

@@ -241,7 +241,11 @@ def _from_env(option, environ):
 
 def _validate(option, value, origin):
     if option.choices and value not in option.choices:
-        raise UsageError(f"{origin} must be [{'|'.join(option.choices)}] but was [{value}]")
+        import difflib  # only on this path: guard's start-up pays for what it uses
+
+        near = difflib.get_close_matches(value, option.choices, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        raise UsageError(f"{origin} must be [{'|'.join(option.choices)}] but was [{value}]{hint}")
     if option.dest in POSITIVE_NUMBERS:
         try:
             number = float(value)
@@ -285,7 +289,17 @@ def _requirement(item, origin):
     except checks.SpecError as e:
         where = f"{origin} item" if origin.startswith("GUARD_") else origin
         shown = item if len(item) <= 80 else f"{item[:40]}... ({len(item)} characters)"
-        raise UsageError(f"{where} [{shown}]: {e}") from None
+        raise UsageError(f"{where} [{shown}]: {e}{_unquoted(item, origin)}") from None
+
+
+def _unquoted(item, origin):
+    """What to say when a SPEC lost its operator to a shell: `--require vm.max_map_count>=262144`
+    typed without quotes reaches guard as `vm.max_map_count`, the shell having taken `>=262144` as
+    a redirection of guard's output into a file named `=262144`."""
+    if origin.startswith("GUARD_") or any(op in item for op in checks.OPERATORS) or not item.strip():
+        return ""
+    return (f"; if a shell took an unquoted > for a redirection (and made a file named =VALUE, which may be "
+            f"removed), quote the requirement: {origin} '{item.strip()}>=VALUE'")
 
 
 def choose_profile(settings, command):
@@ -346,7 +360,8 @@ def run_checks(settings, command, environ, where, launching=True):
             written = report.output(text)
     else:
         report.write(report.to_text(name, where, planned.notes, results, quiet=settings["quiet"]) +
-                     report.closing_line(results, settings["mode"], program))
+                     report.closing_line(results, settings["mode"], program) +
+                     ("" if launching or settings["quiet"] else report.passed(results, name)))
     return report.verdict(results, settings["mode"] == "enforce"), written
 
 

@@ -362,6 +362,8 @@ def to_text(profile, where, notes, outcome, mode, quiet=False, dry_run=False):
         text += f"{PREFIX}still failing after guard fix (exit 78): the fixes above must be applied where they say\n"
     elif outcome.trouble:
         text += f"{PREFIX}set, but not kept across reboots (exit {EXIT_NOT_KEPT}): {outcome.trouble}\n"
+    elif not quiet:
+        text += report.passed(outcome.results, profile)
     return text
 
 

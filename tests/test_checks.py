@@ -177,3 +177,10 @@ def test_skips_that_name_no_check_are_found_by_name_or_key():
     reqs = [Requirement("vm.max_map_count", ">=", 1), Requirement("nofile.hard", ">=", 1, name="file-descriptors")]
     assert checks.unmatched_skips(["max-map-count", "nofile.hard", "nofile", "max-map-cont"], reqs) == [
         "nofile", "max-map-cont"]
+
+
+@pytest.mark.parametrize("op,hard,word", [("=", True, "must be"), ("=", False, "should be"),
+                                          ("!=", True, "must not be"), ("!=", False, "should not be")])
+def test_a_soft_check_says_should_where_a_hard_one_says_must(op, hard, word):
+    req = Requirement("vm.overcommit_memory", op, 1 if op == "=" else 0, hard)
+    assert judge(req, 0 if op == "=" else 0).message.endswith(f"is [0] but {word} [{1 if op == '=' else 0}]")

@@ -412,3 +412,53 @@ def test_a_requirement_beyond_what_the_kernel_takes_is_a_usage_error(host_at, sp
     done = run_guard("check", "--require", spec, env=host_at)
     assert done.returncode == 2
     assert text(done) == f"guard: --require [{spec}]: {message}\n"
+
+
+# --- words: what guard says when nothing is wrong, and when a word is almost right -----------
+
+def test_check_ends_with_one_line_when_every_check_passes(host_at):
+    done = run_guard("check", "--require", "vm.overcommit_memory=0", "--require", "nofile>=0", env=host_at)
+    assert done.returncode == 0
+    assert text(done).endswith("guard: all [2] checks passed\n")
+    done = run_guard("check", "--profile", "redis", "--skip", "overcommit", env=host_at, limits={"nofile": (1024, 20000)})
+    assert text(done).endswith("guard: all [2] checks passed for redis; [1] skipped, as said above\n"), text(done)
+    done = run_guard("check", "--require", "nofile>=0", "--skip", "nofile", env=host_at)
+    assert text(done).endswith("guard: no check could be run here: nothing was judged\n")
+    assert run_guard("check", "--quiet", "--require", "nofile>=0", env=host_at).stderr == b""
+
+
+def test_a_warning_is_not_followed_by_the_line_that_says_all_passed(host_at):
+    done = run_guard("check", "--profile", "redis", env=host_at)
+    assert done.returncode == 0 and "all [" not in text(done) and "gave a warning" in text(done)
+
+
+@pytest.mark.parametrize("args,env,said", [
+    (["--profile", "elastic"], {}, "--profile must be [elasticsearch|"),
+    ([], {"GUARD_PROFILE": "opensarch"}, "GUARD_PROFILE must be [elasticsearch|"),
+    ([], {"GUARD_PLACE": "podmn"}, "GUARD_PLACE must be ["),
+    (["--mode", "wran"], {}, "--mode must be [enforce|warn]"),
+])
+def test_a_misspelled_word_gets_the_nearest_one_suggested(args, env, said):
+    done = run_guard("check", *args, env=env)
+    assert done.returncode == 2 and said in text(done)
+    near = {"elastic": "elasticsearch", "opensarch": "opensearch", "podmn": "podman", "wran": "warn"}
+    given = (args[1:] or list(env.values()))[0]
+    assert text(done).endswith(f"; did you mean {near[given]}?\n"), text(done)
+
+
+def test_a_word_like_none_of_the_choices_gets_no_suggestion():
+    done = run_guard("check", "--profile", "postgres")
+    assert done.returncode == 2 and "did you mean" not in text(done)
+
+
+def test_a_requirement_typed_unquoted_in_a_shell_is_explained(tmp_path, host_at):
+    # The shell takes >=262144 for a redirection: guard gets [vm.max_map_count] and its stdout
+    # goes to a file named =262144.
+    done = subprocess.run(["sh", "-c", f"{support.guard_executable()} check --require vm.max_map_count>=262144"],
+                          cwd=tmp_path, capture_output=True, env={**os.environ, **host_at}, timeout=30)
+    assert done.returncode == 2
+    assert (tmp_path / "=262144").exists()  # the shell made it, before guard ran
+    assert text(done).endswith("quote the requirement: --require 'vm.max_map_count>=VALUE'\n"), text(done)
+    assert "a shell took an unquoted > for a redirection" in text(done)
+    quoted = run_guard("check", "--require", "vm.max_map_count>=262144", env=host_at)
+    assert quoted.returncode == 78 and "redirection" not in text(quoted)

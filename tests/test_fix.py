@@ -533,8 +533,10 @@ def test_every_raises_again_what_is_lowered_reports_only_changes_and_ends_0_on_s
     assert guard.stderr.read() == (
         "guard: set vm.max_map_count [65530] -> [262144]\n"
         "guard: pass  max-map-count  max virtual memory areas vm.max_map_count [262144] >= [262144]\n"
+        "guard: all [1] checks passed\n"
         "guard: set vm.max_map_count [1000] -> [262144]\n"
-        "guard: pass  max-map-count  max virtual memory areas vm.max_map_count [262144] >= [262144]\n")
+        "guard: pass  max-map-count  max virtual memory areas vm.max_map_count [262144] >= [262144]\n"
+        "guard: all [1] checks passed\n")
 
 
 def test_every_reports_a_failure_once_not_every_pass(node):

@@ -303,7 +303,9 @@ def transport_mode(settings, file_read, resolver):
         # Elasticsearch alone binds _local_, but its official image sets network.host 0.0.0.0 in
         # the elasticsearch.yml guard could not read here (a preflight container has none): the
         # image's side is the stricter one.
-        return True, "production mode (bound beyond loopback, as the official image is): checks are enforced"
+        return True, ("production mode (no network.host or transport setting given, and no elasticsearch.yml "
+                      "to read here: taken as the official image's network.host [0.0.0.0], beyond loopback): "
+                      "checks are enforced")
     candidates, unresolved = [], []
     for key, specs, publishing in ((bind_key, bind or [DEFAULT_HOST], False),
                                    (publish_key, publish or [DEFAULT_HOST], True)):
