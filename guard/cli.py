@@ -89,7 +89,7 @@ commands:
                                           lowering a value), read it back: exit 0 or 78
   guard profiles                          list the profiles and their requirements
   guard maps [PID...] [--top N] [--format text|json|prometheus] [--output PATH]
-             [--every SECONDS] [--watch-cpu PERCENT]
+             [--every SECONDS] [--watch-cpu PERCENT] [--user UID[:GID]]
                                           memory maps per process against vm.max_map_count
   guard install DIR                       copy this bundle (/opt/guard) into DIR
 
@@ -389,10 +389,14 @@ def cmd_maps(args):
                         "system's view again every SECONDS (exit 0 on SIGTERM)")
     parser.add_argument("--watch-cpu", metavar="PERCENT", help="with --every, the most of one core the "
                         "scans may take (default 1.5): costlier scans are spaced out beyond --every")
+    parser.add_argument("--user", metavar="UID[:GID]", help="started as root, become this user (numbers, no "
+                        "supplementary group) before reading anything, keeping CAP_SYS_PTRACE alone")
     parsed = parse_args(parser, args)
     if parsed.top is not None and parsed.top < 1:
         raise UsageError(f"--top must be at least 1 but was [{parsed.top}]")
     output = None if parsed.output is None else replaceable(parsed.output, "--output")
+    if parsed.user is not None:
+        _become(parsed.user)
     from guard import mapsview
 
     if parsed.every is None:
@@ -406,6 +410,21 @@ def cmd_maps(args):
         raise UsageError("--every keeps a file current with the whole system's view: give --output PATH, "
                          "and no PID")
     return mapsview.Audit(output, parsed.top, parsed.format).keep_written(every, cpu / 100)
+
+
+def _become(text):
+    # What guard maps runs on is imported first, as root: a pip install may sit where the user
+    # cannot read it (root's home).
+    from guard import mapsview, privileges, supervise  # noqa: F401
+
+    user = privileges.parse_user(text)
+    if user is None:
+        raise UsageError(f"--user must be UID or UID:GID, numbers other than 0, but was [{text}]")
+    try:
+        privileges.become(*user)
+    except OSError as e:
+        raise UsageError(f"--user [{text}]: {e.strerror}: start guard maps as root with CAP_SETUID and "
+                         "CAP_SETGID to become another user") from None
 
 
 def cmd_fix(args, environ):
