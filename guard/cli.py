@@ -89,7 +89,7 @@ commands:
                                           lowering a value), read it back: exit 0 or 78
   guard profiles                          list the profiles and their requirements
   guard maps [PID...] [--top N] [--format text|json|prometheus] [--output PATH]
-             [--every SECONDS] [--watch-cpu PERCENT]
+             [--every SECONDS] [--watch-cpu PERCENT] [--user UID[:GID]]
                                           memory maps per process against vm.max_map_count
   guard install DIR                       copy this bundle (/opt/guard) into DIR
 
@@ -404,15 +404,19 @@ def cmd_maps(args):
                         "system's view again every SECONDS (exit 0 on SIGTERM)")
     parser.add_argument("--watch-cpu", metavar="PERCENT", help="with --every, the most of one core the "
                         "scans may take (default 1.5): costlier scans are spaced out beyond --every")
+    parser.add_argument("--user", metavar="UID[:GID]", help="started as root, become this user (numbers, no "
+                        "supplementary group) before reading anything, keeping CAP_SYS_PTRACE alone")
     parsed = parse_args(parser, args)
     if parsed.top is not None and parsed.top < 1:
         raise UsageError(f"--top must be at least 1 but was [{parsed.top}]")
     output = None if parsed.output is None else replaceable(parsed.output, "--output")
+    user = None if parsed.user is None else _user(parsed.user)
     from guard import mapsview
 
     if parsed.every is None:
         if parsed.watch_cpu is not None:
             raise UsageError("--watch-cpu spaces out the scans of --every: give --every SECONDS too")
+        _become(user)
         return mapsview.run(parsed.pids, parsed.top, parsed.format, output)
     # the same numbers as guard fix --every and guard --watch-cpu, checked the same way
     every = _validate(BY_FLAG["--every"], parsed.every, "--every")
@@ -420,7 +424,37 @@ def cmd_maps(args):
     if not output or parsed.pids:
         raise UsageError("--every keeps a file current with the whole system's view: give --output PATH, "
                          "and no PID")
+    _become(user)
     return mapsview.Audit(output, parsed.top, parsed.format).keep_written(every, cpu / 100)
+
+
+def _user(text):
+    """guard maps --user as (text, (uid, gid)), or the usage error."""
+    from guard import privileges
+
+    user = privileges.parse_user(text)
+    if user is None:
+        raise UsageError(f"--user must be UID or UID:GID, numbers other than 0, but was [{text}]")
+    return text, user
+
+
+def _become(user):
+    """guard maps --user, once every option is checked, right before the first read."""
+    if user is None:
+        return
+    # What the run imports on its way is imported now, as root: a pip install may sit where the
+    # user cannot read it (root's home). contextlib and tempfile: host.replace_file (--output).
+    import contextlib  # noqa: F401
+    import tempfile  # noqa: F401
+
+    from guard import privileges, supervise  # noqa: F401
+
+    text, (uid, gid) = user
+    try:
+        privileges.become(uid, gid)
+    except OSError as e:
+        raise UsageError(f"--user [{text}]: {e.strerror}: start guard maps as root with CAP_SETUID and "
+                         "CAP_SETGID to become another user") from None
 
 
 def cmd_fix(args, environ):

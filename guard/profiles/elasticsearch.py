@@ -235,10 +235,15 @@ SPECIAL_HOSTS = {  # NetworkService.resolveInternal, NetworkUtils.get*Addresses
 
 class HostResolver:
     """Elasticsearch host specifications to addresses, as NetworkService.resolveInternal does,
-    with this machine's interfaces (guard runs where the program will) read once."""
+    with this machine's interfaces (guard runs where the program will) read once, and each host
+    name looked up once, all of them within host.RESOLVE_TIMEOUT: network.host alone is both the
+    bind and the publish host, and a name server that never answers held guard for twice the
+    wait."""
 
     def __init__(self):
         self._interfaces = None
+        self._names = {}  # name: its addresses, or the Unreadable it gave
+        self._deadline = None
 
     def interfaces(self):
         if self._interfaces is None:
@@ -284,7 +289,25 @@ class HostResolver:
             return [ipaddress.ip_address(spec.strip("[]").split("%")[0])]
         except ValueError:
             pass
-        return host.resolve_name(spec)
+        return self._lookup(spec)
+
+    def _lookup(self, name):
+        import time
+
+        if name not in self._names:
+            now = time.monotonic()
+            if self._deadline is None:
+                self._deadline = now + host.RESOLVE_TIMEOUT
+            try:
+                if now >= self._deadline:
+                    raise host.Unreadable(f"[{name}] was not looked up: the names before it took the "
+                                          f"[{host.RESOLVE_TIMEOUT:g}] seconds guard waits for host names")
+                self._names[name] = host.resolve_name(name, self._deadline - now)
+            except host.Unreadable as e:
+                self._names[name] = e
+        if isinstance(self._names[name], host.Unreadable):
+            raise self._names[name]
+        return self._names[name]
 
 
 def _describe(key, spec, addresses):
