@@ -128,10 +128,21 @@ DESCRIPTIONS = {
 }
 
 
-def build_parser(prog, with_watch=False, fix=False):
-    """The parser of guard (check, then exec: with_watch), guard check, or guard fix (fix)."""
+def _argparse():
+    """argparse, imported when needed (--help, an error, guard maps and install), with its words
+    left untranslated: guard speaks English throughout, and gettext would look for a catalogue in
+    the image's locale folders (Debian's Python also in /usr/share/locale-langpack), which the
+    bundle promises never to open."""
     import argparse
 
+    argparse._ = lambda message: message
+    argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural
+    return argparse
+
+
+def build_parser(prog, with_watch=False, fix=False):
+    """The parser of guard (check, then exec: with_watch), guard check, or guard fix (fix)."""
+    argparse = _argparse()
     command = "guard" if with_watch else "fix" if fix else "check"
     usage = f"{prog} [OPTIONS]" + (" [--] COMMAND [ARG...]" if with_watch else " [-- COMMAND...]")
     parser = argparse.ArgumentParser(
@@ -391,8 +402,7 @@ def replaceable(path, given_by):
 
 
 def cmd_maps(args):
-    import argparse
-
+    argparse = _argparse()
     parser = argparse.ArgumentParser(prog="guard maps", description="Memory maps per process "
                                      "against vm.max_map_count, largest first.")
     parser.add_argument("pids", nargs="*", metavar="PID")
@@ -487,8 +497,7 @@ def cmd_fix(args, environ):
 
 
 def cmd_install(args):
-    import argparse
-
+    argparse = _argparse()
     parser = argparse.ArgumentParser(prog="guard install", description="Copy this bundle (/opt/guard) "
                                      "into DIR, for a container that mounts DIR at /opt/guard.")
     parser.add_argument("dir", metavar="DIR", help="an existing folder, empty or holding a previous copy")

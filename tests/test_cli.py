@@ -462,3 +462,41 @@ def test_a_requirement_typed_unquoted_in_a_shell_is_explained(tmp_path, host_at)
     assert "a shell took an unquoted > for a redirection" in text(done)
     quoted = run_guard("check", "--require", "vm.max_map_count>=262144", env=host_at)
     assert quoted.returncode == 78 and "redirection" not in text(quoted)
+
+
+def write_mo(path, catalogue):
+    """A GNU gettext catalogue (.mo) holding catalogue's translations, as msgfmt writes one."""
+    import struct
+
+    keys = sorted(catalogue)
+    ids, strs = b"".join(k.encode() + b"\0" for k in keys), b"".join(catalogue[k].encode() + b"\0" for k in keys)
+    start = 7 * 4 + 16 * len(keys)
+    offsets, at = [], 0
+    for k in keys:
+        offsets.append((len(k.encode()), start + at))
+        at += len(k.encode()) + 1
+    targets, at = [], 0
+    for k in keys:
+        targets.append((len(catalogue[k].encode()), start + len(ids) + at))
+        at += len(catalogue[k].encode()) + 1
+    header = struct.pack("Iiiiiii", 0x950412DE, 0, len(keys), 7 * 4, 7 * 4 + 8 * len(keys), 0, 0)
+    table = b"".join(struct.pack("ii", *o) for o in offsets) + b"".join(struct.pack("ii", *t) for t in targets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + table + ids + strs)
+
+
+def test_argparses_words_are_not_translated_from_catalogues_guard_never_reads(tmp_path):
+    # In the bundle, gettext would open the image's catalogues (Debian's Python also looks in
+    # /usr/share/locale-langpack); guard speaks English throughout and opens none.
+    write_mo(tmp_path / "fr" / "LC_MESSAGES" / "messages.mo", {"unrecognized arguments: %s": "TRADUIT: %s"})
+    code = ("import gettext, sys; gettext.bindtextdomain('messages', sys.argv[1]); "
+            "from guard.cli import main; sys.exit(main(sys.argv[2:]))")
+    env = {**os.environ, "LANGUAGE": "fr", "LANG": "fr_FR.UTF-8"}
+    control = subprocess.run([sys.executable, "-c", "import argparse, gettext, sys; "
+                              "gettext.bindtextdomain('messages', sys.argv[1]); argparse.ArgumentParser().parse_args(['-x'])",
+                              str(tmp_path)], capture_output=True, text=True, env=env)
+    assert "TRADUIT: -x" in control.stderr  # the catalogue is one gettext takes
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), "check", "--bogus"], capture_output=True,
+                          text=True, env=env, cwd="/")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --bogus" in done.stderr and "TRADUIT" not in done.stderr
