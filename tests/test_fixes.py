@@ -194,3 +194,19 @@ def test_fix_for_a_limit_that_is_too_high_says_lower_it(spec, where):
 
 def test_fix_for_a_limit_that_is_too_low_says_raise_it():
     assert fix(parse_spec("nofile>=65535"), HOST).startswith("To fix this, raise it ")
+
+
+@pytest.mark.parametrize("where,machine", [(HOST, "this host"), (CONTAINER, "the Docker host"),
+                                           (KUBERNETES, "the Kubernetes node")])
+def test_kernel_release_fix_says_which_kernel_to_boot_where(where, machine):
+    text = fix(parse_spec("kernel.osrelease>=5.10")._replace(hint="Dragonfly runs on epoll meanwhile."), where)
+    assert text == (f"The Linux kernel is the one {machine} booted: no setting changes its release.\n"
+                    f"To fix this, boot a Linux kernel 5.10 or later on {machine}.\n"
+                    "Dragonfly runs on epoll meanwhile.")
+    assert "sysctl" not in text
+    assert "6.18 or older" in fix(parse_spec("kernel.osrelease<=6.18"), where)
+
+
+def test_a_program_setting_is_fixed_as_its_profile_says():
+    req = Requirement("dragonfly --maxmemory", ">=", 1 << 30, observed=1, hint="To fix this, give it --maxmemory=1G.")
+    assert fix(req, CONTAINER) == "To fix this, give it --maxmemory=1G."
