@@ -237,7 +237,8 @@ def test_a_value_the_profile_worked_out_is_judged_without_reading_the_host():
 def test_a_value_the_profile_could_not_work_out_is_skipped_with_its_reason():
     reason = checks.Unreadable("no MemAvailable in /proc/meminfo")
     result = run_check(Requirement("dragonfly --maxmemory", ">=", 1, observed=reason))
-    assert (result.status, result.message) == ("skip", "dragonfly --maxmemory skipped: no MemAvailable in /proc/meminfo")
+    assert (result.status, result.message) == ("skip", "dragonfly --maxmemory skipped: no MemAvailable in "
+                                                       "/proc/meminfo")
 
 
 def test_an_observed_kernel_version_stands_for_the_release(tmp_path, monkeypatch):
