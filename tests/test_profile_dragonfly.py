@@ -70,6 +70,8 @@ def test_dragonfly_is_refused_exactly_below_what_its_threads_need(host, maxmemor
         assert result.message == (f"dragonfly --maxmemory [{1023 * MIB}] is too low, increase to at least "
                                   f"[{1 << 30}]")
         assert "--proactor_threads=3 fits this much" in result.requirement.hint
+    alone = per_thread(plan(["--maxmemory=100M", "--proactor_threads=2"])).hint
+    assert "--maxmemory=536870912 or more, or a larger memory limit)." in alone and "--proactor_threads" not in alone
 
 
 def test_without_maxmemory_it_takes_80_percent_of_what_is_available_capped_by_the_cgroup(host):

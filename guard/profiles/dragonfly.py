@@ -153,12 +153,13 @@ def memory_per_thread(get, notes):
             observed = Unreadable(f"no --maxmemory, and the memory Dragonfly would take 80 % of is unknown: {e}")
         else:
             notes.append(f"no --maxmemory: Dragonfly takes 80 % of the memory available, [{observed}] bytes")
-    fewer = max(1, (observed if isinstance(observed, int) else needed) // DFLY_BYTES_PER_THREAD)
+    fits = (observed if isinstance(observed, int) else needed) // DFLY_BYTES_PER_THREAD
+    fewer = f" or fewer threads (--proactor_threads={fits} fits this much)" if 0 < fits < count else ""
     return Requirement("dragonfly --maxmemory", ">=", needed, True, name="memory-per-thread", source=source,
                        observed=observed,
                        hint=f"Dragonfly exits: \"There are {count} threads, so ... are required. Exiting...\"\n"
                             f"To fix this, give it more memory (--maxmemory={needed} or more, or a larger memory "
-                            f"limit) or fewer threads (--proactor_threads={fewer} fits this much).")
+                            f"limit){fewer}.")
 
 
 def dragonfly_plan(invocation):
