@@ -113,7 +113,7 @@ def rseq_kernel(invocation, version, notes):
                      "for; 7.0 and older do not refuse these kernels (--skip kernel-rseq)")
     if have is not None and have >= (7, 0, 14):
         notes.append(f"kernel [{'.'.join(map(str, have))}] is past 7.0.13, which ends the incompatibility; a mongod "
-                     "whose check still reads \"6.19 and newer\" refuses it anyway (8.0.29 did): then run a later "
+                     "whose check still reads \"6.19 and newer\" refuses it anyway (8.0.29's does): then run a later "
                      "release, or GLIBC_TUNABLES=glibc.pthread.rseq=1")
     older = have is not None and have[:2] < RSEQ_FIRST_KERNEL
     return [Requirement(KERNEL_RELEASE, "<=" if older else ">=", "6.18" if older else RSEQ_FIXED_KERNEL, True,
