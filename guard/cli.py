@@ -1,9 +1,6 @@
 """Command line: parse flags and GUARD_* variables, then wire the pieces. No logic of its own."""
 
-import argparse
 import collections
-import contextlib
-import io
 import os
 import sys
 
@@ -51,7 +48,8 @@ OPTIONS = (
            repeatable=True, default=()),
     Option("--format", "GUARD_FORMAT", "report format", choices=("text", "json"), default="text"),
     Option("--quiet", "GUARD_QUIET", "print only failures and warnings", switch=True, default=False),
-    Option("--place", "GUARD_PLACE", "where fixes must run (default: detected)",
+    Option("--place", "GUARD_PLACE", "where guard runs, for the fixes it prints (default: detected from the "
+           "kernel release, container markers, Kubernetes' service account and the machine's DMI names)",
            choices=("auto",) + place.PLACES, default="auto"),
     Option("--watch", "GUARD_WATCH", "stay as PID 1: start COMMAND as a child, forward signals, reap "
            "zombies, warn as its memory maps near vm.max_map_count", switch=True, default=False, only="guard"),
@@ -65,7 +63,8 @@ OPTIONS = (
     Option("--dry-run", "GUARD_DRY_RUN", "guard fix: say what would be written, write nothing", switch=True,
            default=False, only="fix"),
     Option("--persist", "GUARD_PERSIST", "guard fix: also keep the sysctls across reboots in "
-           "GUARD_SYSCTL_D/99-PROFILE.conf, merged, never lowered", switch=True, default=False, only="fix"),
+           "GUARD_SYSCTL_D/zz-guard-PROFILE.conf, merged, never lower than a line the boot applies",
+           switch=True, default=False, only="fix"),
     Option("--every", "GUARD_EVERY", "guard fix: keep running, check and set again every SECONDS (exit 0 on "
            "SIGTERM); a pass is reported when it wrote or found otherwise than the last", "SECONDS", only="fix"),
 )
@@ -73,8 +72,8 @@ BY_FLAG = {o.flag: o for o in OPTIONS}
 
 # Options that take a number: (exclusive low, inclusive high, what the message asks for).
 POSITIVE_NUMBERS = {
-    "interval": (0, 1e9, "a number of seconds above 0"),
-    "every": (0, 1e9, "a number of seconds above 0"),
+    "interval": (0, 1e9, "a number of seconds above 0, at most 1000000000"),
+    "every": (0, 1e9, "a number of seconds above 0, at most 1000000000"),
     "watch_cpu": (0, 100, "a percentage above 0, at most 100"),
 }
 
@@ -103,7 +102,9 @@ exit codes:
   71   --watch: COMMAND could not be started (fork failed: nproc, pids.max)
   1    guard maps: a pid given does not exist or cannot be read
   74   guard check, fix, profiles, maps, --help: stdout (or maps --output) could not be written;
+       guard fix --persist: the values could not be kept (with --every: ends it);
        guard install: the copy failed
+  75   guard install: another install held DIR for more than 120 s (nothing copied)
   otherwise COMMAND's own exit code (guard has become COMMAND); with --watch, COMMAND's
   exit code, or 128 + the number of the signal that killed it
 """
@@ -112,7 +113,10 @@ exit codes:
 def _env_help():
     roots = ("  GUARD_PROCFS         where /proc is read, and guard fix writes sysctls (default /proc)\n"
              "  GUARD_SYSFS          where /sys is read, and guard fix writes THP (default /sys)\n"
-             "  GUARD_SYSCTL_D       where guard fix --persist keeps sysctls (default /etc/sysctl.d)\n")
+             "  GUARD_SYSCTL_D       where guard fix --persist keeps sysctls (default ROOT/etc/sysctl.d)\n"
+             "  GUARD_SYSCTL_ROOT    the root under which guard fix --persist reads the files the boot\n"
+             "                       applies (sysctl.d folders, /etc/sysctl.conf; default / on a host)\n"
+             "  GUARD_ROOTFS         where containers' marker files are read, to tell where guard runs (default /)\n")
     return "".join(f"  {o.env:<20} {o.flag}\n" for o in OPTIONS) + roots
 
 
@@ -126,6 +130,8 @@ DESCRIPTIONS = {
 
 def build_parser(prog, with_watch=False, fix=False):
     """The parser of guard (check, then exec: with_watch), guard check, or guard fix (fix)."""
+    import argparse
+
     command = "guard" if with_watch else "fix" if fix else "check"
     usage = f"{prog} [OPTIONS]" + (" [--] COMMAND [ARG...]" if with_watch else " [-- COMMAND...]")
     parser = argparse.ArgumentParser(
@@ -153,6 +159,9 @@ def build_parser(prog, with_watch=False, fix=False):
 def parse_args(parser, args):
     """argparse, with what it prints (--help, --version, a usage error) written the way guard
     writes: a closed or broken stdout or stderr cannot turn --help into an internal error."""
+    import contextlib
+    import io
+
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -164,6 +173,41 @@ def parse_args(parser, args):
             said = f"{said.rstrip()}; {parser.prog} --help lists the options\n"
         report.write(said)
         raise SystemExit(EXIT_OUTPUT if e.code == EXIT_OK and not written else e.code) from None
+
+
+def parse_options(prog, args, with_watch=False, fix=False):
+    """The options of guard, guard check or guard fix, {dest: value, None when not given}.
+
+    Options as users give them (--flag VALUE, --flag=VALUE, switches) are read here; anything
+    else (--help, --version, an unknown or abbreviated flag, a missing value, a value that looks
+    like an option) goes to argparse, imported only then, which prints or refuses it as it
+    always has: argparse's set-up is a fifth of guard's start, paid before every program's start.
+    """
+    command = "guard" if with_watch else "fix" if fix else "check"
+    taken = {o.dest: None for o in OPTIONS if o.only in (None, command)}
+    i = 0
+    while i < len(args):
+        flag, equals, value = args[i].partition("=")
+        option = BY_FLAG.get(flag)
+        if option is None or option.dest not in taken or (option.switch and equals):
+            break
+        if option.switch:
+            taken[option.dest], i = True, i + 1
+            continue
+        if not equals:
+            if i + 1 == len(args):
+                break
+            value, i = args[i + 1], i + 1
+        i += 1
+        if value.startswith("-"):
+            break  # argparse decides whether it is a value or a flag
+        if option.repeatable:
+            taken[option.dest] = (taken[option.dest] or []) + [value]
+        else:
+            taken[option.dest] = value
+    else:
+        return taken
+    return vars(parse_args(build_parser(prog, with_watch=with_watch, fix=fix), args))
 
 
 def _split_at_command(args):
@@ -215,7 +259,7 @@ def resolve(parsed, environ):
 
     Only the options this command takes are read: guard check ignores the --watch variables.
     settings["given_by"] names where each value came from (--skip or GUARD_SKIP), for messages."""
-    settings, taken, given_by = {}, vars(parsed), {}
+    settings, taken, given_by = {}, parsed, {}
     for o in OPTIONS:
         given_by[o.dest] = o.flag
         if o.dest not in taken:
@@ -237,7 +281,7 @@ def _requirement(item, origin):
     """A --require SPEC or one item of GUARD_REQUIRE's list; a bad one is named whole, with where
     it came from."""
     try:
-        return checks.parse_spec(item)
+        return checks.on_this_kernel(checks.parse_spec(item))
     except checks.SpecError as e:
         where = f"{origin} item" if origin.startswith("GUARD_") else origin
         shown = item if len(item) <= 80 else f"{item[:40]}... ({len(item)} characters)"
@@ -332,6 +376,8 @@ def replaceable(path, given_by):
 
 
 def cmd_maps(args):
+    import argparse
+
     parser = argparse.ArgumentParser(prog="guard maps", description="Memory maps per process "
                                      "against vm.max_map_count, largest first.")
     parser.add_argument("pids", nargs="*", metavar="PID")
@@ -365,14 +411,15 @@ def cmd_maps(args):
 def cmd_fix(args, environ):
     """guard fix: the check's profile, settings and requirements, set where guard runs."""
     options, command = _split_at_command(args)
-    settings = resolve(parse_args(build_parser("guard fix", fix=True), options), environ)
+    settings = resolve(parse_options("guard fix", options, fix=True), environ)
     where = place.detect(environ, settings["place"])
     planned = plan_checks(settings, command, environ, "fix")
     persist_to = None
     if settings["persist"]:
-        if where.in_container and not environ.get("GUARD_SYSCTL_D"):
+        if where.in_container and not (environ.get("GUARD_SYSCTL_D") or environ.get("GUARD_SYSCTL_ROOT")):
             raise UsageError(f"{settings['given_by']['persist']}: in a container /etc/sysctl.d is the container's "
-                             "own, which the node never reads: mount the node's and name it with GUARD_SYSCTL_D")
+                             "own, which the node never reads: mount the node's and name it with GUARD_SYSCTL_D "
+                             "(or the node's root, with GUARD_SYSCTL_ROOT)")
         persist_to = os.path.join(host.sysctl_d_root(), fixes.sysctl_d_file(planned.profile.name))
         replaceable(persist_to, f"{settings['given_by']['persist']} writes {persist_to}, which")
     from guard import fix
@@ -382,13 +429,17 @@ def cmd_fix(args, environ):
                       dry_run=settings["dry_run"], persist_to=persist_to)
     if settings["every"]:
         return fixer.keep_fixed(settings["every"])
-    verdict, written = fixer.once()
+    verdict, written, trouble = fixer.once()
     if verdict == "refuse":
         return EXIT_REFUSED
+    if trouble:
+        return fix.EXIT_NOT_KEPT
     return EXIT_OK if written else EXIT_OUTPUT
 
 
 def cmd_install(args):
+    import argparse
+
     parser = argparse.ArgumentParser(prog="guard install", description="Copy this bundle (/opt/guard) "
                                      "into DIR, for a container that mounts DIR at /opt/guard.")
     parser.add_argument("dir", metavar="DIR", help="an existing folder, empty or holding a previous copy")
@@ -426,14 +477,14 @@ def _main(args, environ):
         # guard check -- COMMAND...: the command only selects the profile and its settings (a
         # preflight service reads the same server.properties the broker will); it never runs.
         options, command = _split_at_command(rest)
-        settings = resolve(parse_args(build_parser("guard check"), options), environ)
+        settings = resolve(parse_options("guard check", options), environ)
         where = place.detect(environ, settings["place"])
         verdict, written = run_checks(settings, command, environ, where, launching=False)
         if verdict == "refuse":
             return EXIT_REFUSED  # the verdict first: a refusal never reads as anything milder
         return EXIT_OK if written else EXIT_OUTPUT
     options, command = _split_at_command(args)
-    settings = resolve(parse_args(build_parser("guard", with_watch=True), options), environ)
+    settings = resolve(parse_options("guard", options, with_watch=True), environ)
     if not command:
         raise UsageError("no COMMAND given: guard [OPTIONS] [--] COMMAND [ARG...], or guard check")
     if settings["watch"]:

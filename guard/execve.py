@@ -1,6 +1,7 @@
-"""execve(2) with the environment as a list: the Python face of csrc/execve.c (guard._execve).
+"""execve(2) with the environment as a list, and that list as this process received it: the
+Python face of csrc/execve.c (guard._execve).
 
-Only marshals: bytes into NUL-terminated C arrays, the call, a negative result into OSError.
+Only marshals: bytes into NUL-terminated C arrays and back, the call, a negative result into OSError.
 """
 
 import os
@@ -30,3 +31,19 @@ def execve(path, argv, envp):
     c_envp, envp_buffers = _strings(envp)
     rc = lib.guard_execve(_string(path), c_argv, c_envp)
     raise OSError(-rc, os.strerror(-rc), os.fsdecode(path))
+
+
+def received_environ():
+    """The environment this process was started with, as the block of NUL-terminated entries the
+    kernel copied at exec, and how many GLIBC_TUNABLES entries the loader cut that could not be
+    put back (guard_received_environ). Raises OSError when the block cannot be found."""
+    cut = ffi.new("int *")
+    size = 1 << 16
+    while True:
+        out = ffi.new("char[]", size)
+        length = lib.guard_received_environ(out, size, cut)
+        if length < 0:
+            raise OSError(-length, os.strerror(-length))
+        if length <= size:
+            return ffi.buffer(out, length)[:], cut[0]
+        size = length

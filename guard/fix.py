@@ -27,17 +27,24 @@ lower value and raises it again; a writer that does not read back (a plain `sysc
 
 import collections
 import contextlib
-import fcntl
 import json
 import os
-import re
-import time
 
-from guard import checks, fixes, host, report
+from guard import checks, fixes, host, report, sysctld, turns
 from guard.checks import THP_KEY, format_value, kind_of
 from guard.host import UNLIMITED
 from guard.profiles.plan import STRICTER
 from guard.report import PREFIX
+
+# --persist could not keep the values (a missing or read-only folder, a full disk): EX_IOERR
+# (sysexits.h), as guard's other files that cannot be written; a host that still falls short
+# says 78 first.
+EXIT_NOT_KEPT = 74
+
+
+class NotKept(Exception):
+    """Ends guard fix --every: --persist failed."""
+
 
 # Writes of one value before guard fix says another writer keeps lowering it.
 ATTEMPTS = 3
@@ -56,10 +63,11 @@ class Change(collections.namedtuple("Change", "requirement action before after w
     __slots__ = ()
 
 
-class Outcome(collections.namedtuple("Outcome", "changes results persisted notes wrote trouble")):
+class Outcome(collections.namedtuple("Outcome", "changes results persisted notes wrote trouble overridden")):
     """One pass: the changes; the checks read afterwards (the verification); the sysctl.d file
     that keeps the values (None when not asked or not kept); lines to say after the changes;
-    whether anything was written; what went wrong besides the checks (a file not persisted)."""
+    whether anything was written; what went wrong besides the checks (a file not persisted); the
+    lines the boot applies after the file that set a value less strict than it keeps."""
 
     __slots__ = ()
 
@@ -76,7 +84,7 @@ def unsettable(req, where):
         return "a setting of the program, not of the host"
     if req.op == "!=" and kind != "thp":
         return f"[!= {format_value(req.value)}] names no value to set"
-    if kind == "sysctl" and fixes.is_namespaced(req.key) and where.name != "host":
+    if kind == "sysctl" and fixes.is_namespaced(req.key) and where.in_container:
         return (f"{req.key} is kept per namespace: written from a container it changes that container's "
                 "own, not the program's")
     return None
@@ -135,107 +143,73 @@ def changes_for(results, where, dry_run=False):
     return changes
 
 
-def _to_lock(path, folder, create):
-    """A descriptor to flock path by, or None when there is none to be had. A folder is opened as
-    it is; a lock file is made if missing (and create), and only a regular file is opened (never
-    a FIFO or a device in its place), only to lock it: nothing is written to it."""
-    with contextlib.suppress(OSError):  # no /run/lock, or read-only: nobody to take turns with here
-        if folder:
-            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        if host.unfit_to_replace(path) is None:
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_CREAT if create else 0)
-            return os.open(path, flags, 0o644)
-    return None
-
-
 @contextlib.contextmanager
 def taking_turns(path=LOCK_PATH, patience=LOCK_PATIENCE, folder=False, create=True):
     """Hold an flock on path (a lock file, or a folder), if it can be had, while the body runs;
     yields a line to say when guard fix goes on without it after waiting (None otherwise).
     Without create, a missing lock file is not made (a dry run writes nothing): no fixer that
     could be writing meanwhile has been here since the file system was mounted."""
-    fd, said = _to_lock(path, folder, create), None
-    try:
-        deadline = time.monotonic() + patience
-        while fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    said = (f"another guard fix has held {path} for more than [{patience:g}] seconds: "
-                            "going on without it")
-                    break
-                time.sleep(0.05)
-            except OSError:  # flock(2) ENOLCK: an NFS folder with no lock manager, nobody to take turns with
-                break
-        yield said
-    finally:
-        if fd is not None:
-            os.close(fd)  # closing releases the flock
+    with turns.turn(path, patience, folder, create) as state:
+        yield (f"another guard fix has held {path} for more than [{patience:g}] seconds: going on without it"
+               if state == turns.BUSY else None)
 
 
-# --- --persist: one sysctl.d file, merged ---------------------------------------------------
+# --- --persist: one sysctl.d file, merged, never lower than what the boot applies ------------
 
 
-def _setting(line):
-    """(key, value) of a sysctl.d(5) line, or None for a comment or a blank. A leading '-' (ignore
-    a failure) and '/' for '.' in the key are sysctl.d's own spellings of the same key."""
-    text = line.strip()
-    if not text or text[0] in "#;" or "=" not in text:
-        return None
-    key, _, value = text.lstrip("-").partition("=")
-    return host.sysctl_name(key.strip()), value.strip()
-
-
-def _number(value):
-    """value as a number, when it is one as the kernel reads a decimal (not "1_000", as int() would)."""
-    if isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value)):
-        return int(value)
-    return None
-
-
-def _kept(reqs, *known):
+def _kept(reqs, known):
     """The value to keep for one key: what its requirements set, the strictest of them, unless a
-    value known already (the file's, the node's now) meets them more strictly: never lower for
-    ">=", nor higher for "<=". The file sorts last in sysctl.d (99-), so what it keeps is what the
-    node boots with: a node set higher by a file of its own would be lowered at its next boot.
-    An "=" sets the value it names, whatever else is asked of the key."""
-    value = None
+    value known already (a line the boot applies for the key, the node's value now) meets them
+    more strictly: never lower for ">=", nor higher for "<=". guard's file overrides every file
+    applied before it, so keeping less than one of them would lower the node at its next boot,
+    and the node's value now may come from a file or a tool guard does not see. An "=" sets the
+    value it names, whatever else is asked of the key."""
+    numbers, value = [n for n in known if isinstance(n, int)], None
     for req in sorted(reqs, key=lambda r: r.op == "="):
         stricter = STRICTER.get(req.op)
-        numbers = [n for n in map(_number, (value, *known)) if n is not None]
-        value = stricter([fixes.target(req), *numbers]) if stricter else fixes.target(req)
+        value = stricter([fixes.target(req), *numbers, *([] if value is None else [value])]) \
+            if stricter else fixes.target(req)
     return value
 
 
-def merge(text, requirements, running=None):
-    """The sysctl.d file text with each key's value merged in (running: the node's values now, by
-    key): one line a key, where the key first was, kept no lower than any of its lines (sysctl.d(5)
-    applies the last, which may be the higher one); the others dropped; new keys appended."""
-    by_key, running = {}, running or {}
+def _by_key(requirements):
+    by_key = {}
     for req in requirements:
         by_key.setdefault(req.key, []).append(req)
-    lines, held = text.splitlines(), {}
-    for setting in filter(None, map(_setting, lines)):
-        held.setdefault(setting[0], []).append(setting[1])
+    return by_key
+
+
+def merge(text, requirements, known=None):
+    """(the file's text with each key's value merged in, {key: value kept}). One line a key, where
+    the key first was: only its value is replaced, so a leading '-', the spacing, a comment after
+    the value and the line's ending stay; the key's other lines go; new keys are appended with
+    the file's line ending. known: values by key that the kept one is never less strict than
+    (the boot's lines in other files, the node's now); the file's own lines count too."""
+    by_key, known = _by_key(requirements), known or {}
+    lines, newline = sysctld.lines_of(text), sysctld.newline_of(text)
+    held = {}
+    for found in filter(None, map(sysctld.setting, lines)):
+        held.setdefault(found.key, []).append(found.number)
     merged, kept = [], {}
     for line in lines:
-        setting = _setting(line)
-        if setting and setting[0] in by_key:
-            key, old = setting
-            if key in kept:
+        found = sysctld.setting(line)
+        if found and found.key in by_key:
+            if found.key in kept:
                 continue
-            kept[key] = str(_kept(by_key[key], *held[key], running.get(key)))
-            line = line if kept[key] == old else f"{key}={kept[key]}"
+            value = kept[found.key] = _kept(by_key[found.key], held[found.key] + known.get(found.key, []))
+            if found.number != value and found.value != str(value):
+                line = line[:found.start] + str(value) + line[found.end:]
         merged.append(line)
     if not merged:
-        merged.append("# Kept by guard fix --persist: one line a key, never lowered; sysctl --system applies it.")
+        merged.append("# Kept by guard fix --persist: one line a key, never lowered; sysctl --system applies it."
+                      + newline)
+    elif not merged[-1].endswith("\n"):
+        merged[-1] += newline
     for key, reqs in by_key.items():
         if key not in kept:
-            kept[key] = str(_kept(reqs, running.get(key)))
-            merged.append(f"{key}={kept[key]}")
-    return "\n".join(merged) + "\n", kept
+            kept[key] = _kept(reqs, known.get(key, []))
+            merged.append(f"{key}={kept[key]}{newline}")
+    return "".join(merged), kept
 
 
 def persistable(results, where):
@@ -246,14 +220,21 @@ def persistable(results, where):
             and unsettable(r.requirement, where) is None]
 
 
-class Kept(collections.namedtuple("Kept", "path wrote lines trouble")):
+class Kept(collections.namedtuple("Kept", "path wrote lines trouble overridden", defaults=((),))):
     """What --persist did: path when the file holds the values (else None), whether it was
-    written now, lines to say, and the one of them that says it failed (else None)."""
+    written now, lines to say, the one of them that says it failed (else None), and the lines
+    applied after the file at boot that set a value less strict than it keeps (Overridden)."""
 
     __slots__ = ()
 
 
-def persist(results, where, path, dry_run=False):
+# A line applied after guard's file that sets a key less strictly than guard's file keeps it.
+Overridden = collections.namedtuple("Overridden", "path key value kept")
+
+
+def persist(results, where, path, dry_run=False, earlier=None):
+    """Keep the sysctls guard fix sets here in path, merged (earlier: the name guard kept them in
+    before, whose lines count as any other file's)."""
     lines = []
     thp = [r.requirement for r in results if r.status != "skip" and kind_of(r.requirement.key) == "thp"]
     for req in thp:
@@ -263,45 +244,100 @@ def persist(results, where, path, dry_run=False):
     if not wanted:
         return Kept(None, False, lines, None)
     running = {r.requirement.key: r.actual for r in results if r.status != "skip"}
+    # The node's other folders: under GUARD_SYSCTL_ROOT, or / on a host; a container's own are
+    # not the node's, so there only the folder named is read.
+    root = host.sysctl_root() or (None if where.in_container else "/")
     # Fixers in two containers that mount the node's folder share no /run/lock, but they share the
     # folder: without turns on it, one's read, merge and replace drops what the other just kept.
     with taking_turns(os.path.dirname(path), folder=True) as waited:
-        kept = _merge_into(path, wanted, running, dry_run)
+        kept = _merge_into(path, wanted, running, root, dry_run, earlier)
+    if root is None:
+        lines.append(f"the node's other sysctl folders are not seen from this container (GUARD_SYSCTL_ROOT names "
+                     f"where its root is mounted): files there applied after {os.path.basename(path)} are not checked")
     return kept._replace(lines=lines + ([waited] if waited else []) + kept.lines)
 
 
-def _merge_into(path, wanted, running, dry_run):
+def _known(sources, running):
+    """Every value the boot's lines set, by key, and the node's now: numbers beyond what the kernel
+    takes for a key are left out (the kernel refuses them, so they set nothing)."""
+    known = {key: [value] for key, value in running.items() if isinstance(value, int)}
+    for source in sources:
+        for found in source.settings:
+            most = checks.KERNEL_MAXIMA.get(found.key, (None,))[0]
+            if found.number is not None and (most is None or found.number <= most):
+                known.setdefault(found.key, []).append(found.number)
+    return known
+
+
+def _less_strict(reqs, kept, found):
+    """Whether a line applied after guard's file sets the key less strictly than kept."""
+    op = "=" if any(r.op == "=" for r in reqs) else reqs[0].op
+    if isinstance(kept, str):
+        return op == "=" and found.value != kept
+    if found.number is None:
+        return False  # the kernel refuses it: it sets nothing
+    return {">=": found.number < kept, "<=": found.number > kept, "=": found.number != kept}[op]
+
+
+def _overridden(after, by_key, kept, path, root):
+    found, lines = [], []
+    conf = os.path.join(root, sysctld.SYSCTL_CONF) if root else None
+    for source in after:
+        for setting in source.settings:
+            if setting.key in kept and _less_strict(by_key[setting.key], kept[setting.key], setting):
+                sets = setting.value if setting.number is None else setting.number  # what the kernel takes
+                found.append(Overridden(source.path, setting.key, sets, kept[setting.key]))
+                order = ("sysctl --system (procps) applies it after every sysctl.d file" if source.path == conf
+                         else "sysctl.d files apply in the order of their names")
+                lines.append(f"{source.path} sets {setting.key} = {setting.value} after {path} ({order}): the node "
+                             f"would boot with [{sets}], not the [{kept[setting.key]}] kept; change or remove "
+                             "that line")
+    return found, lines
+
+
+def _merge_into(path, wanted, running, root, dry_run, earlier):
+    folder, name = os.path.split(path)
+    before, after = sysctld.boot_order(folder, name, root)
+    lines = [f"cannot read {source.path}: its lines are not checked ({source.trouble})"
+             for source in before + after if source.trouble]
     try:
         old = host.read_bytes(path).decode("utf-8", errors="surrogateescape")
     except host.Unreadable as e:
         if not e.missing:
-            return Kept(None, False, [f"cannot persist: {e}"], f"cannot persist: {e}")
+            return Kept(None, False, lines + [f"cannot persist: {e}"], f"cannot persist: {e}")
         old = ""
-    new, kept = merge(old, wanted, running)
+    new, kept = merge(old, wanted, _known(before + after, running))
+    overridden, said = _overridden(after, _by_key(wanted), kept, path, root)
+    earlier_path = earlier and os.path.join(folder, earlier)
+    if any(source.path == earlier_path and any(s.key in kept for s in source.settings) for source in before):
+        lines.append(f"{earlier_path}, where guard fix --persist kept these before, is applied before {path}, which "
+                     f"keeps none of them lower: {earlier} may be removed")
     shown = ", ".join(f"{key}={value}" for key, value in kept.items())
     if new == old:
-        return Kept(path, False, [f"already persisted: {shown} in {path}"], None)
+        return Kept(path, False, [f"already persisted: {shown} in {path}"] + lines + said, None, overridden)
     if dry_run:
-        return Kept(None, False, [f"would persist {shown} in {path}"], None)
+        return Kept(None, False, [f"would persist {shown} in {path}"] + lines + said, None, overridden)
     try:
-        host.replace_file(path, new, 0o644)
+        host.replace_file(path, new, 0o644, keep=True)
     except host.Unwritable as e:
-        return Kept(None, False, [f"cannot persist: {e}"], f"cannot persist: {e}")
-    return Kept(path, True, [f"persisted {shown} in {path}"], None)
+        return Kept(None, False, lines + [f"cannot persist: {e}"], f"cannot persist: {e}", overridden)
+    return Kept(path, True, [f"persisted {shown} in {path}"] + lines + said, None, overridden)
 
 
 # --- a pass, and its report -----------------------------------------------------------------
 
 
-def fix_once(requirements, where, skip=(), dry_run=False, persist_to=None):
-    """Check, set what falls short and can be set here, keep it (persist_to), check again."""
+def fix_once(requirements, where, skip=(), dry_run=False, persist_to=None, earlier=None):
+    """Check, set what falls short and can be set here, keep it (persist_to; earlier: the name
+    guard kept it in before), check again."""
     with taking_turns(create=not dry_run) as waited:
         before = checks.run_checks(requirements, skip=skip)
         changes = changes_for(before, where, dry_run)
-        kept = persist(before, where, persist_to, dry_run) if persist_to else Kept(None, False, [], None)
+        kept = persist(before, where, persist_to, dry_run, earlier) if persist_to else Kept(None, False, [], None)
     after = checks.run_checks(requirements, skip=skip)
     wrote = kept.wrote or any(change.written for change in changes)
-    return Outcome(changes, after, kept.path, ([waited] if waited else []) + kept.lines, wrote, kept.trouble)
+    return Outcome(changes, after, kept.path, ([waited] if waited else []) + kept.lines, wrote, kept.trouble,
+                   kept.overridden)
 
 
 def _shown(value):
@@ -328,6 +364,8 @@ def to_text(profile, where, notes, outcome, mode, quiet=False, dry_run=False):
         text += f"{PREFIX}dry run: nothing was written\n"
     elif report.verdict(outcome.results, mode == "enforce") == "refuse":
         text += f"{PREFIX}still failing after guard fix (exit 78): the fixes above must be applied where they say\n"
+    elif outcome.trouble:
+        text += f"{PREFIX}set, but not kept across reboots (exit {EXIT_NOT_KEPT}): {outcome.trouble}\n"
     return text
 
 
@@ -342,6 +380,7 @@ def to_json(profile, where, notes, outcome, mode, dry_run=False):
     data["changes"] = [{"key": c.requirement.key, "before": _json_value(c.before), "after": _json_value(c.after),
                         "written": c.written, "error": c.error} for c in outcome.changes]
     data["persisted"] = outcome.persisted
+    data["overridden"] = [o._asdict() for o in outcome.overridden]
     return json.dumps(data, indent=2)
 
 
@@ -355,10 +394,14 @@ class Fixer:
         self.dry_run, self.persist_to = dry_run, persist_to
         self.last = None  # what the last pass found, to report a pass only when it differs
 
+    def _pass(self):
+        return fix_once(self.requirements, self.where, self.skip, self.dry_run, self.persist_to,
+                        fixes.earlier_sysctl_d_file(self.profile))
+
     def once(self):
-        """One pass, reported; (verdict, whether stdout took the JSON)."""
-        outcome = fix_once(self.requirements, self.where, self.skip, self.dry_run, self.persist_to)
-        return report.verdict(outcome.results, self.mode == "enforce"), self.say(outcome)
+        """One pass, reported; (verdict, whether stdout took the JSON, why --persist failed or None)."""
+        outcome = self._pass()
+        return report.verdict(outcome.results, self.mode == "enforce"), self.say(outcome), outcome.trouble
 
     def say(self, outcome):
         if self.fmt == "json":
@@ -369,16 +412,23 @@ class Fixer:
     def again(self):
         """A pass of --every, reported only when it wrote something or found otherwise than the
         last: a DaemonSet's log grows by a report when the node changed, not every interval."""
-        outcome = fix_once(self.requirements, self.where, self.skip, self.dry_run, self.persist_to)
+        outcome = self._pass()
         found = (tuple((c.requirement.key, c.error) for c in outcome.changes if c.error),
                  tuple((r.requirement.name, r.status) for r in report.problems(outcome.results)),
                  outcome.persisted, outcome.trouble)
         if outcome.wrote or found != self.last:
             self.say(outcome)
         self.last = found
+        if outcome.trouble:
+            raise NotKept(outcome.trouble)
 
     def keep_fixed(self, every):
-        """Pass after pass, every seconds, until SIGTERM or SIGINT; returns 0 then."""
+        """Pass after pass, every seconds, until SIGTERM or SIGINT (then 0), or until --persist
+        fails (then EXIT_NOT_KEPT): a DaemonSet's pod that restarts says so where operators look,
+        and each start raises the node again."""
         from guard import supervise
 
-        return supervise.every(every, self.again)
+        try:
+            return supervise.every(every, self.again)
+        except NotKept:
+            return EXIT_NOT_KEPT

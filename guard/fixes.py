@@ -1,13 +1,17 @@
 """The fix for a failed requirement, as commands to paste where they must run.
 
 Three kinds of knob, three places to change them:
-- node-level sysctls and THP belong to the kernel every container shares: the Linux host,
-  Docker Desktop's VM, or the Kubernetes node. A container cannot change them for itself.
-- namespaced sysctls (net.*, IPC) belong to the container: docker run --sysctl, compose sysctls:.
-- resource limits are inherited from whoever starts the process: docker run --ulimit, compose
-  ulimits:, ulimit/systemd on a plain host.
+- node-level sysctls and THP belong to the kernel every container shares: the Linux host, the VM
+  of Docker Desktop, OrbStack, WSL2 or a Podman machine, or the Kubernetes node (set the way its
+  provider sets them). A container cannot change them for itself.
+- namespaced sysctls (net.*, IPC) belong to the container: docker or podman run --sysctl, compose
+  sysctls:, the pod's securityContext.
+- resource limits are inherited from whoever starts the process: docker or podman run --ulimit,
+  compose ulimits:, ulimit/systemd on a plain host, the node's runtime under Kubernetes.
+The commands of each platform are in guard/platforms.py.
 """
 
+from guard import platforms
 from guard.checks import THP_KEY, format_value, kind_of, rlimit_parts
 from guard.host import UNLIMITED
 
@@ -75,8 +79,18 @@ def fix(req, place, program="guard"):
 
 
 def sysctl_d_file(program):
-    """The sysctl.d(5) file a program's settings are kept in: 99- sorts last, so they win over the
-    distribution's. With no profile (only --require) the file is guard's."""
+    """The sysctl.d(5) file a program's settings are kept in. The boot applies every file in the
+    order of its name, the last assignment of a key winning (guard.sysctld), so the name sorts
+    after the ones distributions and tools use: "zz-" comes after every name that starts with a
+    digit or another letter, as Debian's and Ubuntu's 99-sysctl.conf (-> ../sysctl.conf),
+    systemd's 50-*.conf and Cilium's 99-zzz-override_cilium.conf do. With no profile (only
+    --require) the file is guard's alone."""
+    return f"zz-guard-{program}.conf" if program not in (None, "none", "guard") else "zz-guard.conf"
+
+
+def earlier_sysctl_d_file(program):
+    """The name guard fix --persist kept a program's settings in before sysctl_d_file's, which
+    sorts before 99-sysctl.conf and so lost to /etc/sysctl.conf at boot."""
     return f"99-{program if program not in (None, 'none') else 'guard'}.conf"
 
 
@@ -92,31 +106,52 @@ def thp_commands(key, value, program=None):
             f"add transparent_hugepage={value} to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub)")
 
 
-# GKE Autopilot admits no privileged pod but the DaemonSets Google allow-lists; the one for
-# Elasticsearch sets vm.max_map_count to this, exactly, or is refused; from GKE 1.30.3-gke.1451000 a
-# custom ComputeClass sets the sysctl instead (Elastic Cloud on Kubernetes docs, "Virtual memory"
-# and "Deploy ECK on GKE Autopilot").
-AUTOPILOT_MAX_MAP_COUNT = 262144
-
 # What guard fix does to a node-level setting, by the requirement's operator (guard/fix.py).
 FIX_DAEMONSET_DOES = {">=": "raise it on every node with guard fix's DaemonSet, which never lowers a value set higher"}
 
 
-def _kubernetes_node_fix(req, value, persist):
-    """The node's kernel, from the manifests in guard's repository: the raise-only DaemonSet of
-    deploy/kubernetes/fix, or the node image; never a blind privileged `sysctl -w` in the pod."""
+def _kubernetes_node_fix(req, value, now, persist, place, program):
+    """The node's kernel, from the provider's node configuration where guard knows it, else from
+    the manifests in guard's repository: the raise-only DaemonSet of deploy/kubernetes/fix, or the
+    node image; never a blind privileged `sysctl -w` in the pod."""
     # The value the fix sets (a stricter check's, when one covers this), but a "!=" names the one to avoid.
     spec = f"{req.key}{req.op}{format_value(req.value if req.op == '!=' else value)}"
     does = FIX_DAEMONSET_DOES.get(req.op, f"set it to [{value}] on every node with guard fix's DaemonSet")
-    lines = [f"To fix this, {does}: in a clone of guard's repository, with --require {spec} in the args of "
-             "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",
-             f"or set it in the node image: {persist}"]
-    if req.key == "vm.max_map_count":
-        enough = "" if value <= AUTOPILOT_MAX_MAP_COUNT else f", less than the [{value}] needed here"
-        lines.append(f"On GKE Autopilot, which admits no privileged pod: Google's allow-listed DaemonSet sets "
-                     f"vm.max_map_count to [{AUTOPILOT_MAX_MAP_COUNT}]{enough}; from GKE 1.30.3-gke.1451000 a "
-                     "custom ComputeClass sets it instead.")
+    how = (f"in a clone of guard's repository, with --require {spec} in the args of "
+           "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix")
+    provider = place.name
+    maps = req.key == "vm.max_map_count"
+    shipped = platforms.shipped(provider, req.key, value) if req.op == ">=" else None
+    lines = [shipped] if shipped else []
+    own = _provider_node_fix(provider, req.key, value, now, persist, program)
+    if own:
+        privileged = (f", once its service account may run privileged ({platforms.OPENSHIFT_DAEMONSET})"
+                      if provider == "openshift" else "")
+        lines += own + [f"or {does}{privileged}: {how}"]
+    else:
+        lines += [f"To fix this, {does}: {how}", f"or set it in the node image: {persist}"]
+    if maps and provider in ("kubernetes", "gke"):
+        lines.append(platforms.autopilot(value, compute_class=provider == "gke"))
+    if maps and provider in ("kubernetes", "eks"):
+        lines.append(platforms.FARGATE)
+    if provider == "kubernetes":
+        lines.append(platforms.local_clusters(now))
+    if maps and provider in ("kubernetes", "gke", "eks"):
+        lines += filter(None, [platforms.without_mmap(program)])
     return lines
+
+
+def _provider_node_fix(provider, key, value, now, persist, program):
+    """The provider's own way to set a node-level setting on its nodes; [] where it has none."""
+    if provider == "gke":
+        return platforms.gke(key, value)
+    if provider == "eks":
+        return platforms.eks(key, value, now, persist)
+    if provider == "aks":
+        return platforms.aks(key, value)
+    if provider == "openshift":
+        return platforms.openshift(key, value, program)
+    return []
 
 
 def _node_fix(req, place, program, commands):
@@ -130,46 +165,43 @@ def _node_fix(req, place, program, commands):
     elif place.in_container:
         lines.append(f"{key} is a node-level setting shared by every container: it cannot be set "
                      f"from inside a container, only on {place.where_the_kernel_is}.")
-    if place.name == "kubernetes":
-        lines += _kubernetes_node_fix(req, value, persist)
+    if place.engine == "kubernetes":
+        lines += _kubernetes_node_fix(req, value, now, persist, place, program)
+    elif place.engine == "podman":
+        lines += platforms.podman_node(now, persist, rootless=place.name == "podman-rootless")
     elif place.name == "wsl2":
-        lines += [
-            f"To fix this, in Windows PowerShell run: wsl -d docker-desktop -u root sh -c \"{now}\"",
-            "and keep it across restarts in %USERPROFILE%\\.wslconfig:",
-            "  [wsl2]",
-            f"  kernelCommandLine = \"{_kernel_cmdline(key, value)}\"",
-        ]
+        lines += platforms.wsl2_container(key, value, now)
+    elif place.name == "wsl2-distro":
+        lines += platforms.wsl2_distribution(key, value, now)
     elif place.name == "docker-desktop":
-        lines += [
-            "To fix this, change it in Docker Desktop's VM from a privileged container:",
-            f"  docker run --rm --privileged --pid=host alpine nsenter -t 1 -m -u -n -i sh -c \"{now}\"",
-            "Docker Desktop's VM forgets it on restart: run it again after each restart.",
-        ]
+        lines += platforms.docker_desktop(now)
+    elif place.name == "orbstack":
+        lines += platforms.orbstack(now)
     else:
         where = "on the Docker host run as root" if place.in_container else "run as root"
         lines += [f"To fix this, {where}: {now}", f"and keep it across reboots: {persist}"]
+        if place.name == "container":
+            lines += platforms.docker_vms(now)
     return "\n".join(lines)
 
 
-def _kernel_cmdline(key, value):
-    if key == THP_KEY:
-        return f"transparent_hugepage={value}"
-    return f"sysctl.{key}={value}"
-
-
 def _namespaced_fix(key, value, place, program):
-    if place.name == "kubernetes":
+    if place.engine == "kubernetes":
         lines = ["To fix this, set it in the pod spec:",
                  "  securityContext:",
                  f"    sysctls: [{{name: {key}, value: \"{value}\"}}]"]
         if key not in KUBERNETES_SAFE:
             lines.append(f"{key} is not a safe sysctl: the kubelet must allow it with "
                          f"--allowed-unsafe-sysctls={key}.")
+            if place.name == "aks":
+                lines.append(platforms.aks_unsafe_sysctl(key))
         return "\n".join(lines)
     if place.in_container:
+        # podman run --sysctl takes the namespaced ones, as docker's (podman docs, options/sysctl.md)
+        engine = "podman" if place.engine == "podman" else "docker"
         return "\n".join([
             f"{key} belongs to the container's own namespace: set it where the container is created.",
-            f"To fix this, run the container with: docker run --sysctl {key}={value} ...",
+            f"To fix this, run the container with: {engine} run --sysctl {key}={value} ...",
             "or in compose:",
             "    sysctls:",
             f"      {key}: {value}",
@@ -187,23 +219,33 @@ def _rlimit_fix(req, place):
     base, which = rlimit_parts(req.key)
     value = target(req)
     verb = CHANGE_VERBS.get(req.op, "set")
-    if place.name == "kubernetes":
-        return (f"To fix this, {verb} the container runtime's default on the node: Kubernetes has no pod "
+    if place.engine == "kubernetes":
+        text = (f"To fix this, {verb} the container runtime's default on the node: Kubernetes has no pod "
                 f"field for resource limits (containerd: {SYSTEMD_NAMES[base]}= in its systemd unit; "
                 f"dockerd: --default-ulimit {base}={_docker(value)}:{_docker(value)}).")
+        if place.name == "eks":
+            text = "\n".join([text] + platforms.bottlerocket_limit(base, _docker(value)))
+        return text
+    if place.engine == "podman":
+        return "\n".join(platforms.podman_limit(base, _docker(value), ULIMIT_LETTERS[base], verb,
+                                                 rootless=place.name == "podman-rootless" and verb == "raise",
+                                                 settable=base in DOCKER_ULIMITS))
     if place.in_container:
         if base not in DOCKER_ULIMITS:
             return (f"To fix this, {verb} {base} for the container engine itself (dockerd's systemd unit "
                     f"{SYSTEMD_NAMES[base]}={_systemd(value)}): docker --ulimit cannot set it.")
         number = _docker(value)
-        return "\n".join([
+        lines = [
             f"To fix this, start the container with: docker run --ulimit {base}={number}:{number} ...",
             "or in compose:",
             "    ulimits:",
             f"      {base}:",
             f"        soft: {number}",
             f"        hard: {number}",
-        ])
+        ]
+        if place.name == "container" and verb == "raise":
+            lines.append(platforms.dockerd_limit(SYSTEMD_NAMES[base], _systemd(value)))
+        return "\n".join(lines)
     letter = ULIMIT_LETTERS[base]
     # Anyone may lower a limit; raising one beyond the hard limit takes root (setrlimit(2)), so a
     # hard limit itself is raised only as root.

@@ -3,19 +3,18 @@ writing the few files guard writes: a sysctl or THP knob (guard fix) and a file 
 whole (metrics, sysctl.d).
 
 Reading is kept apart from judging: every reader returns the observed value or raises
-``Unreadable`` with the reason, and the checks decide what the value means. "/proc", "/sys" and
-"/etc/sysctl.d" live here only, overridable with GUARD_PROCFS, GUARD_SYSFS and GUARD_SYSCTL_D so
-tests can feed crafted trees.
+``Unreadable`` with the reason, and the checks decide what the value means. "/proc", "/sys",
+"/etc/sysctl.d" and the root under which containers' marker files are read live here only,
+overridable with GUARD_PROCFS, GUARD_SYSFS, GUARD_SYSCTL_D, GUARD_SYSCTL_ROOT (the root the
+boot's other sysctl files are read under) and GUARD_ROOTFS so tests can feed
+crafted trees.
 """
 
 import collections
-import contextlib
 import errno
 import os
-import re
 import resource
 import stat
-import tempfile
 
 UNLIMITED = float("inf")
 
@@ -60,9 +59,23 @@ def sys_root():
     return os.environ.get("GUARD_SYSFS") or "/sys"
 
 
+def root_fs():
+    """Where the marker files of containers are read: /run/.containerenv, /.dockerenv, the
+    Kubernetes service-account folder (guard/place.py)."""
+    return os.environ.get("GUARD_ROOTFS") or "/"
+
+
+def sysctl_root():
+    """Where the boot's sysctl files are read from (ROOT/etc/sysctl.d, ROOT/usr/lib/sysctl.d,
+    ROOT/etc/sysctl.conf...): GUARD_SYSCTL_ROOT (a DaemonSet mounts the node's root there), None
+    when it is not named."""
+    return os.environ.get("GUARD_SYSCTL_ROOT") or None
+
+
 def sysctl_d_root():
-    """Where sysctl.d(5) files are kept across reboots: a DaemonSet mounts the node's here."""
-    return os.environ.get("GUARD_SYSCTL_D") or "/etc/sysctl.d"
+    """Where guard fix --persist keeps sysctl.d(5) files: GUARD_SYSCTL_D (a DaemonSet mounts the
+    node's here), else etc/sysctl.d under GUARD_SYSCTL_ROOT or /."""
+    return os.environ.get("GUARD_SYSCTL_D") or os.path.join(sysctl_root() or "/", "etc", "sysctl.d")
 
 
 def _not_regular(path, mode):
@@ -136,14 +149,32 @@ _DOT_FOR_SLASH = str.maketrans("./", "/.")
 def sysctl_name(name):
     """A sysctl's name in its dotted form, as sysctl(8) prints it: ``vm/max_map_count`` ->
     ``vm.max_map_count``, ``net/ipv4/conf/eth0.100/rp_filter`` -> ``net.ipv4.conf.eth0/100.rp_filter``."""
-    first = re.search(r"[./]", name)
-    return name.translate(_DOT_FOR_SLASH) if first and first.group() == "/" else name
+    dot, slash = name.find("."), name.find("/")
+    return name.translate(_DOT_FOR_SLASH) if slash >= 0 and (dot < 0 or slash < dot) else name
+
+
+def sysctl_components(name):
+    """``vm.max_map_count`` -> ["vm", "max_map_count"]: the names of the file's path under
+    /proc/sys; a "/" in a dotted name is a dot of the path (sysctl_name)."""
+    return sysctl_name(name).translate(_DOT_FOR_SLASH).split("/")
 
 
 def sysctl_path(name):
-    """``vm.max_map_count`` -> ``<proc root>/sys/vm/max_map_count``; a "/" in a dotted name is a
-    dot of the file's path (sysctl_name)."""
-    return os.path.join(proc_root(), "sys", *sysctl_name(name).translate(_DOT_FOR_SLASH).split("/"))
+    """``vm.max_map_count`` -> ``<proc root>/sys/vm/max_map_count``."""
+    return os.path.join(proc_root(), "sys", *sysctl_components(name))
+
+
+def sysctl_folder(components):
+    """What a folder under <proc root>/sys holds: {name: whether it is a folder itself}, or
+    Unreadable (missing when there is no such folder)."""
+    path = os.path.join(proc_root(), "sys", *components)
+    try:
+        with os.scandir(path) as entries:
+            return {entry.name: entry.is_dir(follow_symlinks=False) for entry in entries}
+    except OSError as e:
+        raise _cannot_read(path, e) from None
+    except ValueError:  # a NUL byte in a component: no folder has that name
+        raise Unreadable(f"cannot read {path!r}: a path cannot hold a NUL byte", missing=True) from None
 
 
 def read_sysctl(name):
@@ -240,9 +271,11 @@ def unfit_to_replace(path):
     return f"is {_kind(mode)}"
 
 
-def replace_file(path, text, mode=0o644):
+def replace_file(path, text, mode=0o644, keep=False):
     """Replace path with a file holding text, atomically: a reader (node_exporter's textfile
     collector, sysctl --system) sees the old file or the new one, never a part. Raises Unwritable.
+    With keep, a file replaced keeps its owner, group and mode (a 0600 root:adm sysctl.d file
+    stays so); mode is a new file's.
 
     path is checked again here, as it may have become a device, a FIFO or a symlink since guard
     started. The new file is made beside it (a rename does not cross file systems).
@@ -251,10 +284,19 @@ def replace_file(path, text, mode=0o644):
     and bytes read with surrogateescape (a sysctl.d file with a Latin-1 comment) go back as they
     were: encoded before the file is made, so no encoding error can leave it behind.
     """
+    import contextlib
+    import tempfile  # here, not at the top: only a run that writes a file needs it
+
     problem = unfit_to_replace(path)
     if problem:
         raise Unwritable(path, f"it {problem}", unfit=True)
     data = text.encode("utf-8", errors="surrogateescape")
+    try:
+        existing = os.lstat(path) if keep else None
+    except FileNotFoundError:
+        existing = None
+    except OSError as e:
+        raise Unwritable(path, e.strerror) from None
     try:
         fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".guard-", suffix=".tmp")
     except OSError as e:
@@ -262,12 +304,23 @@ def replace_file(path, text, mode=0o644):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(temp, mode)  # mkstemp makes it 0600; node_exporter and sysctl read as others
+            f.flush()
+            if existing is not None:  # the owner first: chown(2) clears set-user-ID and set-group-ID bits
+                _keep_owner(f.fileno(), existing)
+            # mkstemp makes it 0600; node_exporter and sysctl read as others
+            os.fchmod(f.fileno(), stat.S_IMODE(existing.st_mode) if existing is not None else mode)
         os.replace(temp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise Unwritable(path, e.strerror) from None
+
+
+def _keep_owner(fd, existing):
+    try:
+        os.fchown(fd, existing.st_uid, existing.st_gid)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot keep its owner [{existing.st_uid}:{existing.st_gid}]: {e.strerror}") from None
 
 
 # The resource limits guard knows, by the names ulimit(1), docker --ulimit and limits.conf use.

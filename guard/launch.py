@@ -4,52 +4,72 @@ Exit codes for a command that cannot be run follow the shell (POSIX 2.8.2, as ti
 dumb-init do): 127 when it is not found, 126 when it is found but cannot be executed.
 """
 
+import _signal as signal  # the C module: the signal module wraps it in enums, a tenth of guard's start
 import errno
 import os
-import signal
 import sys
 
-from guard import execve
+from guard import execve, report
 
 NOT_FOUND = 127
 NOT_EXECUTABLE = 126
 
 
-def received_environ_block():
-    """The environment guard was started with: the NUL-terminated entries execve was given.
-
-    CPython may change its own environment at start (PEP 538 sets LC_CTYPE when the locale is
-    C), and the program must not inherit that. The kernel keeps the environment as it was passed
-    to execve in /proc/self/environ; setenv() in this process never touches that copy. In the
-    bundle, bin/guard starts guard's Python without the image's LD_* variables and passes the
-    environment as it received it in a memfd, named by -X guard_environ_fd (bundle/start.c).
-    Raises OSError when neither can be read.
-    """
-    fd = sys._xoptions.get("guard_environ_fd")
-    if fd is None:
-        with open("/proc/self/environ", "rb") as f:
-            return f.read()
+def _read_memfd(fd):
     chunks, offset = [], 0
     while True:
-        chunk = os.pread(int(fd), 1 << 16, offset)
+        chunk = os.pread(fd, 1 << 16, offset)
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
         offset += len(chunk)
 
 
+def received_environ_block():
+    """The environment guard was started with, as the NUL-terminated entries execve was given,
+    and a sentence for the report when that cannot be had exactly (else None).
+
+    The process's own environment is no longer that list when guard runs: glibc's loader puts
+    its own copy of GLIBC_TUNABLES in place of the one given (and in secure mode removes entries),
+    and CPython sets LC_CTYPE when it coerces the C locale (PEP 538). The strings the kernel
+    copied at exec are still on the stack, and csrc/execve.c reads them from there, with the one
+    rewrite the loader makes in place undone; /proc is not needed. In the bundle, bin/guard starts
+    guard's Python without the image's LD_* variables and passes the environment as it received
+    it in a memfd, named by -X guard_environ_fd (bundle/start.c).
+    """
+    fd = sys._xoptions.get("guard_environ_fd")
+    if fd is not None:
+        return _read_memfd(int(fd)), None
+    try:
+        block, cut = execve.received_environ()
+    except OSError:
+        pass
+    else:
+        if cut:
+            return block, ("glibc's loader cut GLIBC_TUNABLES at guard's start (secure mode) and it could not be "
+                           "put back: the program gets it as the loader left it")
+        return block, None
+    # A C library that does not say where the stack began (musl): the kernel's copy, as it reads it.
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            return f.read(), None
+    except OSError as e:
+        items = b"".join(name + b"=" + value + b"\0" for name, value in os.environb.items())
+        return items, (f"the environment guard was started with cannot be read (/proc/self/environ: {e.strerror}): "
+                       "the program gets guard's own, one value a name, without entries that have no '=', "
+                       "and with what Python set in it at start")
+
+
 def original_environ():
-    """The environment guard was started with: the list execve() was given, entry for entry.
+    """The environment guard was started with: the list execve() was given, entry for entry, and
+    the sentence received_environ_block() says when it cannot be had exactly (else None).
 
     os.environ would not do: it keeps one value per name (the last, where the program's getenv()
-    finds the first) and drops entries without '='. The block received_environ_block() reads
-    keeps each NUL-terminated entry as it was given.
+    finds the first) and drops entries without '='. The block keeps each NUL-terminated entry as
+    it was given.
     """
-    try:
-        raw = received_environ_block()
-    except OSError:
-        return [name + b"=" + value for name, value in os.environb.items()]
-    return raw[:-1].split(b"\0") if raw else []
+    raw, caveat = received_environ_block()
+    return (raw[:-1].split(b"\0") if raw else []), caveat
 
 
 def path_variable(envp):
@@ -136,7 +156,9 @@ def _path_text(envp):
 
 def exec_program(argv):
     """Become the program; on failure return (exit code, message)."""
-    envp = original_environ()
+    envp, caveat = original_environ()
+    if caveat:
+        report.write(f"guard: {caveat}\n")
     reset_signals()
     try:
         execvpe(argv[0], argv, envp)

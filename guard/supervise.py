@@ -124,7 +124,9 @@ def _owns_terminal():
 
 def _spawn(argv, saved_mask, inherited_ignores, foreground):
     """fork + exec as tini's spawn() does; exec failures exit the child with 127 or 126."""
-    envp = launch.original_environ()
+    envp, caveat = launch.original_environ()
+    if caveat:
+        report.write(f"{report.PREFIX}{caveat}\n")
     pid = os.fork()
     if pid:
         return pid

@@ -9,3 +9,11 @@ def _clear_guard_environment(monkeypatch):
     for name in list(os.environ):
         if name.startswith("GUARD_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def environ_program(tmp_path_factory):
+    """tests/environ.c, built static: execve with an exact environment list, and its dump."""
+    import environ_program as built
+
+    return built.build(str(tmp_path_factory.mktemp("environ")))

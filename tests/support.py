@@ -1,5 +1,6 @@
 """Running the installed guard as a user would, and crafting the host it reads."""
 
+import contextlib
 import os
 import resource
 import shutil
@@ -11,6 +12,19 @@ def guard_executable():
     """The console script installed beside this interpreter (the package as users get it)."""
     beside = os.path.join(os.path.dirname(sys.executable), "guard")
     return beside if os.path.exists(beside) else shutil.which("guard")
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder, size, *options):
+    """A tmpfs of the test's own (size: "1m"), mounted over folder (made here) while the body
+    runs: a file system to fill, or to mount read-only. Takes root."""
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(folder)],
+                   check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 RLIMIT_NAMES = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC,
@@ -52,10 +66,23 @@ def crafted_proc(root, sysctls, osrelease="6.1.0-test"):
     return str(root)
 
 
-def crafted_sys(root, thp="always [madvise] never"):
+def crafted_sys(root, thp="always [madvise] never", dmi=None):
+    """A sys tree with THP's mode and the machine's DMI names (sys_vendor, product_name, ...)."""
     path = os.path.join(root, "kernel", "mm", "transparent_hugepage")
     os.makedirs(path, exist_ok=True)
     if thp is not None:
         with open(os.path.join(path, "enabled"), "w") as f:
             f.write(thp + "\n")
+    crafted_files(os.path.join(root, "class", "dmi", "id"), dmi or {})
+    return str(root)
+
+
+def crafted_files(root, files):
+    """Files under root, by path relative to it: text, or None for a folder."""
+    for name, content in files.items():
+        path = os.path.join(root, name)
+        os.makedirs(path if content is None else os.path.dirname(path), exist_ok=True)
+        if content is not None:
+            with open(path, "w") as f:
+                f.write(content)
     return str(root)

@@ -350,3 +350,65 @@ def test_an_unknown_flag_points_at_help(args, prog):
     assert done.returncode == 2
     assert text(done).splitlines()[-1] == (f"{prog}: error: unrecognized arguments: --bogus; "
                                            f"{prog} --help lists the options")
+
+
+# --- a requirement the kernel cannot hold, or a key that names no sysctl ------------------------
+
+
+@pytest.mark.parametrize("command", ["check", "fix"])
+@pytest.mark.parametrize("spec, message", [
+    ("vm.maxmapcount>=262144", "[vm.maxmapcount] names no sysctl: {proc}/sys/vm has no maxmapcount; did you "
+                               "mean vm.max_map_count?"),
+    ("vmm.max_map_count>=262144", "[vmm.max_map_count] names no sysctl: {proc}/sys has no vmm; did you mean "
+                                  "vm.max_map_count?"),
+    ("vm.nothing_like_it>=1", "[vm.nothing_like_it] names no sysctl: {proc}/sys/vm has no nothing_like_it"),
+    ("net.core.somaxcon>=1024", "[net.core.somaxcon] names no sysctl: {proc}/sys/net/core has no somaxcon; did "
+                                "you mean net.core.somaxconn?"),
+    ("vm.max_map_count.x>=1", "[vm.max_map_count.x] names no sysctl: {proc}/sys/vm/max_map_count is a sysctl, "
+                              "not a folder of them"),
+])
+def test_a_key_that_names_no_sysctl_is_a_usage_error_with_the_nearest_real_one(host_at, command, spec, message):
+    done = run_guard(command, "--require", spec, env=host_at)
+    assert done.returncode == 2
+    shown = message.format(proc=host_at["GUARD_PROCFS"])
+    assert text(done) == f"guard: --require [{spec}]: {shown}\n"
+
+
+def test_a_misspelled_key_is_named_on_the_real_proc_too():
+    done = run_guard("check", env={"GUARD_REQUIRE": "vm.maxmapcount>=262144"})
+    assert done.returncode == 2
+    assert text(done) == ("guard: GUARD_REQUIRE item [vm.maxmapcount>=262144]: [vm.maxmapcount] names no sysctl: "
+                          "/proc/sys/vm has no maxmapcount; did you mean vm.max_map_count?\n")
+
+
+@pytest.mark.parametrize("key", [
+    "net.netfilter.nf_conntrack_max",  # a module's, loaded later (kube-proxy)
+    "net.ipv4.conf.eth9.forwarding",  # an interface this namespace does not have
+    "fs.nfs.nfs_callback_tcpport",  # a module's own folder
+])
+def test_a_key_that_may_be_absent_only_from_this_view_is_skipped_with_the_reason(host_at, key):
+    done = run_guard("check", "--require", f"{key}>=1", env=host_at)
+    assert done.returncode == 0, text(done)
+    path = os.path.join(host_at["GUARD_PROCFS"], "sys", *key.split("."))
+    assert f"skipped: cannot read {path}: No such file or directory" in text(done)
+
+
+def test_a_key_that_exists_but_cannot_be_read_is_skipped_with_the_reason(host_at):
+    knob = os.path.join(host_at["GUARD_PROCFS"], "sys", "vm", "swappiness")
+    os.mkfifo(knob)  # there, but no regular file: never opened
+    done = run_guard("check", "--require", "vm.swappiness<=10", env=host_at, timeout=10)
+    assert done.returncode == 0 and f"swappiness skipped: {knob} is a FIFO or pipe" in text(done), text(done)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("vm.max_map_count>=4000000000", "[vm.max_map_count] is at most [2147483647], the most the kernel takes (an "
+                                     "int): [>= 4000000000] can never be met, and no fix could set it"),
+    ("net.core.somaxconn=2147483648", "[net.core.somaxconn] is at most [2147483647], the most the kernel takes "
+                                      "(an int): [= 2147483648] can never be met, and no fix could set it"),
+    ("nofile.hard>=unlimited", "[nofile.hard] is at most [2147483584], the most fs.nr_open can be (fs/file.c "
+                               "sysctl_nr_open_max): [>= unlimited] can never be met, and no fix could set it"),
+])
+def test_a_requirement_beyond_what_the_kernel_takes_is_a_usage_error(host_at, spec, message):
+    done = run_guard("check", "--require", spec, env=host_at)
+    assert done.returncode == 2
+    assert text(done) == f"guard: --require [{spec}]: {message}\n"

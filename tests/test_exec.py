@@ -2,12 +2,16 @@
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
+import guard
+from environ_program import block, exec_with
 from support import guard_executable, run_guard, text
 
 PASS = ["--require", "vm.max_map_count>=0"]  # a check that always passes, so guard execs
@@ -99,14 +103,14 @@ def test_directory_exits_126(tmp_path):
 
 def test_refusal_exits_78_and_never_starts_the_program(tmp_path):
     marker = tmp_path / "started"
-    done = run_guard("--require", "vm.max_map_count>=99999999999", "--", "touch", str(marker))
+    done = run_guard("--require", "vm.max_map_count>=2147483647", "--", "touch", str(marker))
     assert done.returncode == 78
     assert not marker.exists()
 
 
 def test_warn_mode_starts_the_program_anyway(tmp_path):
     marker = tmp_path / "started"
-    done = run_guard("--mode", "warn", "--require", "vm.max_map_count>=99999999999", "--", "touch", str(marker))
+    done = run_guard("--mode", "warn", "--require", "vm.max_map_count>=2147483647", "--", "touch", str(marker))
     assert done.returncode == 0 and marker.exists()
     assert "[1] of [1] checks failed" in text(done)
     assert "starting touch anyway (warn mode)" in text(done)
@@ -129,47 +133,129 @@ def test_script_without_interpreter_line_is_not_run_through_a_shell(tmp_path):
 
 # --- the environment as a list, exactly as guard was given it ------------------------------
 
-# Starts argv[2:] with exactly the environment list in argv[1] (one entry a line): subprocess and
-# os.execve take a mapping, which cannot hold a name twice or an entry without '='.
-EXECVE_WITH = """
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-def strings(items):
-    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
-envp = [os.fsencode(entry) for entry in sys.argv[1].split("\\n")]
-argv = [os.fsencode(arg) for arg in sys.argv[2:]]
-libc.execve(argv[0], strings(argv), strings(envp))
-sys.exit(f"execve failed: {os.strerror(ctypes.get_errno())}")
-"""
+# subprocess and os.execve take a mapping, which cannot hold a name twice or an entry without
+# '=': tests/environ.c starts guard with exactly a list, and dumps the list the program got.
 
 
-def run_with_environment(envp, *argv):
-    return subprocess.run([sys.executable, "-c", EXECVE_WITH, "\n".join(envp), *argv],
-                          capture_output=True, cwd="/", timeout=30)
+def run_with_environment(environ_program, envp, *argv, prefix=()):
+    return subprocess.run([*prefix, *exec_with(environ_program, envp, *argv)], capture_output=True, cwd="/",
+                          timeout=30)
 
 
 ODD_ENVIRONMENT = [f"PATH={os.environ['PATH']}", "DUP=first", "LANG=C", "DUP=second", "NO_EQUALS_SIGN",
                    "=empty name", "", "SPACED= a  b ", "DUP=third"]
 
+# What glibc's loader and libc read at a program's start, and may rewrite or drop there: the
+# tunables parser writes a NUL after each value it takes, in the string the kernel copied (glibc
+# 2.26 to 2.38, elf/dl-tunables.c); LD_* (ld.so(8)) and MALLOC_* (mallopt(3)) are read, and in
+# secure mode removed; LANG=C alone makes CPython set LC_CTYPE in its own environment (PEP 538).
+LOADER_ENVIRONMENT = [
+    "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=131072",
+    "LD_LIBRARY_PATH=/nonexistent", "LD_BIND_NOW=1", "MALLOC_ARENA_MAX=2", "MALLOC_PERTURB_=0",
+    "MALLOC_TOP_PAD_=65536", "MALLOC_MMAP_THRESHOLD_=131072", "LANG=C", "NO_EQUALS_SIGN", "DUP=1", "DUP=2",
+    # MongoDB 8.0's documented way past its kernel check, with more after it
+    "GLIBC_TUNABLES=glibc.pthread.rseq=0:glibc.malloc.tcache_count=0:glibc.malloc.mmap_max=5",
+]
+TUNABLES_CASES = {
+    "two": ["GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=131072"],
+    "unknown-between": ["GLIBC_TUNABLES=glibc.malloc.arena_max=2:no.such.tunable=1:glibc.malloc.mmap_max=5:"],
+    "empty-items": ["GLIBC_TUNABLES=:glibc.malloc.arena_max=2::glibc.malloc.mmap_max=5"],
+    "no-value": ["GLIBC_TUNABLES=glibc.malloc.arena_max:glibc.malloc.mmap_max=5"],
+    "empty": ["GLIBC_TUNABLES="],
+    "last": ["A=1", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_max=5"],
+    "loader-variables": LOADER_ENVIRONMENT,
+}
+
 
 @pytest.mark.parametrize("mode", [[], ["--watch", "--quiet"]], ids=["exec", "watch"])
-def test_environment_list_passes_entry_for_entry(mode):
+def test_environment_list_passes_entry_for_entry(environ_program, mode):
     # Names given twice keep every value in order (the program's getenv() finds the first, as
     # without guard), entries without '=' and empty ones stay: execve takes a list, guard passes it.
-    done = run_with_environment(ODD_ENVIRONMENT, guard_executable(), *mode, *PASS, "--", "cat", "/proc/self/environ")
+    done = run_with_environment(environ_program, ODD_ENVIRONMENT, guard_executable(), *mode, *PASS, "--",
+                                environ_program, "dump")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "".join(entry + "\0" for entry in ODD_ENVIRONMENT).encode()
+    assert done.stdout == block(ODD_ENVIRONMENT)
 
 
 @pytest.mark.parametrize("mode", [[], ["--watch", "--quiet"]], ids=["exec", "watch"])
-def test_command_is_searched_in_the_first_path_as_getenv_finds_it(tmp_path, mode):
+@pytest.mark.parametrize("case", TUNABLES_CASES)
+def test_what_the_loader_rewrites_at_guards_start_reaches_the_program_as_given(environ_program, case, mode):
+    envp = [f"PATH={os.environ['PATH']}", *TUNABLES_CASES[case]]
+    done = run_with_environment(environ_program, envp, guard_executable(), *mode, *PASS, "--",
+                                environ_program, "dump")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == block(envp)
+    assert b"GLIBC_TUNABLES" not in done.stderr  # nothing to own up to: the list is whole
+
+
+# Runs argv (after "--") in a mount namespace of its own with /proc unmounted.
+WITHOUT_PROC = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.umount2(b"/proc", 2) != 0:  # MNT_DETACH
+    sys.exit(f"umount /proc: {os.strerror(ctypes.get_errno())}")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("mode", [[], ["--watch", "--quiet"]], ids=["exec", "watch"])
+def test_environment_passes_whole_with_no_proc_mounted(environ_program, mode):
+    # guard reads the list the kernel copied from its own stack, not from /proc/self/environ.
+    prefix = ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", WITHOUT_PROC]
+    envp = [*ODD_ENVIRONMENT, *LOADER_ENVIRONMENT]
+    done = subprocess.run([*prefix, *exec_with(environ_program, envp, guard_executable(), *mode,
+                                               "--profile", "none", "--", environ_program, "dump")],
+                          capture_output=True, cwd="/", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == block(envp)
+    probe = subprocess.run([*prefix, "/bin/cat", "/proc/self/environ"], capture_output=True, timeout=30)
+    assert probe.returncode == 1 and b"No such file" in probe.stderr  # the control: /proc really is gone
+
+
+@pytest.fixture
+def privileged_python():
+    """A copy of this interpreter, setuid root, in a folder any user may enter: started by another
+    user it runs in secure mode (AT_SECURE), where glibc's loader drops LD_* and MALLOC_CHECK_ from
+    its environment and leaves out of GLIBC_TUNABLES what a privileged program may not be tuned
+    with. Removed at the end."""
+    folder = tempfile.mkdtemp(prefix="guard-secure-")
+    try:
+        os.chmod(folder, 0o755)
+        python = os.path.join(folder, "python")
+        shutil.copy(os.path.realpath(sys.executable), python)
+        os.chmod(python, 0o4755)
+        yield python
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a setuid root interpreter takes root to make")
+def test_what_the_loader_drops_in_secure_mode_reaches_the_program(environ_program, privileged_python):
+    site = os.path.dirname(os.path.dirname(guard.__file__))
+    envp = [f"PYTHONPATH={site}", f"PATH={os.environ['PATH']}", "LD_PRELOAD=/nonexistent/lib.so", "MALLOC_CHECK_=3",
+            "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.check=3:glibc.malloc.mmap_max=5",
+            "LD_LIBRARY_PATH=/nonexistent", "A=1"]
+    as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    code = "from guard.cli import main; raise SystemExit(main())"
+    done = run_with_environment(environ_program, envp, privileged_python, "-c", code, *PASS, "--",
+                                environ_program, "dump", prefix=as_nobody)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == block(envp)
+    # the control: the loader did drop them from what the interpreter itself has
+    seen = run_with_environment(environ_program, envp, privileged_python, "-c",
+                                "import os; print(sorted(os.environ))", prefix=as_nobody)
+    assert "LD_PRELOAD" not in seen.stdout.decode() and "MALLOC_CHECK_" not in seen.stdout.decode(), seen
+
+
+@pytest.mark.parametrize("mode", [[], ["--watch", "--quiet"]], ids=["exec", "watch"])
+def test_command_is_searched_in_the_first_path_as_getenv_finds_it(environ_program, tmp_path, mode):
     for which in ("first", "second"):
         (tmp_path / which).mkdir()
         probe = tmp_path / which / "guard-probe"
         probe.write_text(f"#!/bin/sh\necho {which}\n")
         probe.chmod(0o755)
     envp = [f"PATH={tmp_path / 'first'}", f"PATH={tmp_path / 'second'}"]
-    done = run_with_environment(envp, guard_executable(), *mode, *PASS, "--", "guard-probe")
+    done = run_with_environment(environ_program, envp, guard_executable(), *mode, *PASS, "--", "guard-probe")
     assert (done.returncode, done.stdout) == (0, b"first\n"), done.stderr
 
 

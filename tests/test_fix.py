@@ -26,11 +26,13 @@ MAPS = "vm.max_map_count>=262144"
 
 @pytest.fixture
 def node(tmp_path):
-    """A crafted host: proc tree at the kernel's defaults for Redis's knobs, an empty sysctl.d."""
-    (tmp_path / "sysctl.d").mkdir()
+    """A crafted host: proc tree at the kernel's defaults for Redis's knobs, a root whose boot
+    files (sysctl.d folders, /etc/sysctl.conf) are the test's own, with an empty etc/sysctl.d."""
+    (tmp_path / "root" / "etc" / "sysctl.d").mkdir(parents=True)
     proc = crafted_proc(tmp_path / "proc", {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
                                             "net.core.somaxconn": 128})
-    return {"GUARD_PROCFS": proc, "GUARD_SYSCTL_D": str(tmp_path / "sysctl.d"), "GUARD_PLACE": "host"}
+    return {"GUARD_PROCFS": proc, "GUARD_SYSCTL_D": str(tmp_path / "root" / "etc" / "sysctl.d"),
+            "GUARD_SYSCTL_ROOT": str(tmp_path / "root"), "GUARD_PLACE": "host"}
 
 
 def value(env, name):
@@ -127,7 +129,7 @@ def test_json_is_the_checks_after_plus_the_changes_and_the_file_kept(node):
          "error": "a resource limit is given to a process by whoever starts it: guard fix cannot raise it "
                   "for another process"},
     ]
-    assert report["persisted"] == os.path.join(node["GUARD_SYSCTL_D"], "99-redis.conf")
+    assert report["persisted"] == os.path.join(node["GUARD_SYSCTL_D"], "zz-guard-redis.conf")
     assert report["dry_run"] is False
     assert report["checks"][-1]["fix"].startswith("To fix this, raise it")
 
@@ -213,7 +215,7 @@ def test_directory_in_place_of_a_sysctl_cannot_be_set(node):
 
 
 def test_persist_writes_the_file_the_fix_names_once_and_keeps_it_on_a_second_run(node):
-    path = os.path.join(node["GUARD_SYSCTL_D"], "99-redis.conf")
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard-redis.conf")
     done = run_guard("fix", "--profile", "redis", "--persist", env=node)
     assert f"guard: persisted vm.overcommit_memory=1, net.core.somaxconn=511 in {path}\n" in text(done)
     first = os.stat(path)
@@ -223,11 +225,11 @@ def test_persist_writes_the_file_the_fix_names_once_and_keeps_it_on_a_second_run
     again = run_guard("fix", "--profile", "redis", "--persist", env=node)
     assert f"guard: already persisted: vm.overcommit_memory=1, net.core.somaxconn=511 in {path}\n" in text(again)
     assert os.stat(path).st_ino == first.st_ino  # not rewritten
-    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["99-redis.conf"]
+    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["zz-guard-redis.conf"]
 
 
 def test_persist_merges_one_line_a_key_and_never_lowers_a_value_kept_higher(node):
-    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard.conf")
     with open(path, "w") as f:
         f.write("# the node's own\nvm.swappiness = 1\n-vm/max_map_count = 1048576\nvm.overcommit_memory=0\n"
                 "vm.max_map_count=300000\n")
@@ -240,7 +242,7 @@ def test_persist_merges_one_line_a_key_and_never_lowers_a_value_kept_higher(node
 
 def test_persist_never_lowers_a_key_written_twice_whose_last_line_is_the_higher(node):
     # sysctl.d(5): a later assignment of the same key wins; the node boots with 1048576, not 65530.
-    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard.conf")
     with open(path, "w") as f:
         f.write("vm.max_map_count=65530\n# raised later\nvm.max_map_count = 1048576\n")
     done = run_guard("fix", "--require", MAPS, "--persist", env=node)
@@ -250,7 +252,7 @@ def test_persist_never_lowers_a_key_written_twice_whose_last_line_is_the_higher(
 
 
 def test_persist_keeps_the_strictest_of_two_requirements_of_one_key(node):
-    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard.conf")
     done = run_guard("fix", "--require", "vm.max_map_count>=1048576", "--require", MAPS, "--persist", env=node)
     assert done.returncode == 0, text(done)
     assert value(node, "vm.max_map_count") == "1048576"
@@ -259,10 +261,10 @@ def test_persist_keeps_the_strictest_of_two_requirements_of_one_key(node):
 
 
 def test_persist_never_keeps_less_than_the_node_has_now(node):
-    # 99-guard.conf sorts after the node's own files (sysctl.d(5): the last file read wins), so
+    # zz-guard.conf sorts after the node's own files (sysctl.d(5): the last file read wins), so
     # keeping 262144 there would lower a node set to 1048576 elsewhere at its next boot.
     set_value(node, "vm.max_map_count", 1048576)
-    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard.conf")
     done = run_guard("fix", "--require", MAPS, "--persist", env=node)
     assert done.returncode == 0, text(done)
     assert f"guard: persisted vm.max_map_count=1048576 in {path}\n" in text(done)
@@ -271,19 +273,19 @@ def test_persist_never_keeps_less_than_the_node_has_now(node):
 
 
 def test_persist_keeps_bytes_that_are_not_utf8_and_leaves_no_temporary_file(node):
-    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard.conf")
     with open(path, "wb") as f:
         f.write(b"# r\xe9gl\xe9 \xe0 la main (Latin-1)\nvm.max_map_count=1000\n")
     done = run_guard("fix", "--require", MAPS, "--persist", env=node)
     assert done.returncode == 0, text(done)
     with open(path, "rb") as f:
         assert f.read() == b"# r\xe9gl\xe9 \xe0 la main (Latin-1)\nvm.max_map_count=262144\n"
-    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["99-guard.conf"]
+    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["zz-guard.conf"]
 
 
 
 def test_persist_file_that_is_a_symlink_or_fifo_is_a_usage_error_and_left_alone(node, tmp_path):
-    path = os.path.join(node["GUARD_SYSCTL_D"], "99-guard.conf")
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard.conf")
     target = tmp_path / "target.conf"
     target.write_text("kept\n")
     for make, kind in ((lambda: os.symlink(target, path), "symbolic link"), (lambda: os.mkfifo(path), "FIFO")):
@@ -298,10 +300,140 @@ def test_persist_file_that_is_a_symlink_or_fifo_is_a_usage_error_and_left_alone(
 
 
 def test_persist_in_a_container_needs_the_nodes_folder_named(node):
-    env = {k: v for k, v in node.items() if k != "GUARD_SYSCTL_D"}
+    env = {k: v for k, v in node.items() if k not in ("GUARD_SYSCTL_D", "GUARD_SYSCTL_ROOT")}
     done = run_guard("fix", "--require", MAPS, env={**env, "GUARD_PERSIST": "1", "GUARD_PLACE": "container"})
     assert done.returncode == 2
     assert "GUARD_PERSIST: in a container /etc/sysctl.d is the container's own" in text(done)
+
+
+@pytest.mark.parametrize("line, kept, after", [
+    # procps writes the value with its comment; the kernel takes the number and leaves the rest
+    ("vm.max_map_count = 1048576 # keep high\n", "already persisted: vm.max_map_count=1048576",
+     "vm.max_map_count = 1048576 # keep high\n"),
+    ("vm.max_map_count = 0x200000\n", "already persisted: vm.max_map_count=2097152",  # C's base 0
+     "vm.max_map_count = 0x200000\n"),
+    # the kernel refuses "1048576#x" (EINVAL): the line sets nothing, so the file keeps the requirement
+    ("vm.max_map_count = 1048576#x\n", "persisted vm.max_map_count=262144", "vm.max_map_count = 262144\n"),
+    ("vm.max_map_count = 010 # octal 8\n", "persisted vm.max_map_count=262144",
+     "vm.max_map_count = 262144 # octal 8\n"),
+])
+def test_persist_reads_a_kept_value_as_the_kernel_does_and_never_writes_less(node, line, kept, after):
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard.conf")
+    with open(path, "w") as f:
+        f.write(line)
+    done = run_guard("fix", "--require", MAPS, "--persist", env=node)
+    assert done.returncode == 0, text(done)
+    assert f"guard: {kept} in {path}\n" in text(done)
+    with open(path) as f:
+        assert f.read() == after
+
+
+def write(path, content):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(content)
+
+
+def test_persist_never_keeps_less_than_a_file_the_boot_applies_before_it(node):
+    # The node runs 65530 until its next boot, when 60-search.conf sets 1048576: keeping 262144 in a
+    # file applied after it would lower the node then.
+    root = node["GUARD_SYSCTL_ROOT"]
+    write(f"{root}/usr/lib/sysctl.d/60-search.conf", "vm.max_map_count = 1048576 # keep high\n")
+    done = run_guard("fix", "--require", MAPS, "--persist", env=node)
+    assert done.returncode == 0, text(done)
+    assert f"guard: persisted vm.max_map_count=1048576 in {node['GUARD_SYSCTL_D']}/zz-guard.conf\n" in text(done)
+    assert value(node, "vm.max_map_count") == "262144"  # the node now: raised to what is required
+
+
+def test_persist_file_sorts_after_debians_99_sysctl_conf_and_names_lower_lines_applied_after_it(node):
+    root, folder = node["GUARD_SYSCTL_ROOT"], node["GUARD_SYSCTL_D"]
+    write(f"{root}/etc/sysctl.conf", "vm.max_map_count = 65530 # the default\n")
+    os.symlink("../sysctl.conf", f"{folder}/99-sysctl.conf")  # as Debian and Ubuntu ship it
+    write(f"{root}/usr/lib/sysctl.d/zzz-tuning.conf", "vm.max_map_count = 100000\nvm.overcommit_memory = 0\n")
+    write(f"{root}/usr/lib/sysctl.d/zzz-masked.conf", "vm.max_map_count = 1\n")
+    os.symlink(os.devnull, f"{folder}/zzz-masked.conf")  # systemd's mask: sets nothing
+    done = run_guard("fix", "--require", MAPS, "--persist", env=node)
+    path = f"{folder}/zz-guard.conf"
+    assert sorted(os.listdir(folder), key=os.fsencode)[-2:] == ["zz-guard.conf", "zzz-masked.conf"]
+    assert done.returncode == 0, text(done)
+    assert text(done).startswith(
+        "guard: set vm.max_map_count [65530] -> [262144]\n"
+        f"guard: persisted vm.max_map_count=262144 in {path}\n"
+        f"guard: {root}/usr/lib/sysctl.d/zzz-tuning.conf sets vm.max_map_count = 100000 after {path} (sysctl.d "
+        "files apply in the order of their names): the node would boot with [100000], not the [262144] kept; "
+        "change or remove that line\n"
+        f"guard: {root}/etc/sysctl.conf sets vm.max_map_count = 65530 # the default after {path} (sysctl "
+        "--system (procps) applies it after every sysctl.d file): the node would boot with [65530], not the "
+        "[262144] kept; change or remove that line\n"), text(done)
+    report = json.loads(run_guard("fix", "--require", MAPS, "--persist", "--format", "json", env=node).stdout)
+    assert report["overridden"] == [
+        {"path": f"{root}/usr/lib/sysctl.d/zzz-tuning.conf", "key": "vm.max_map_count", "value": 100000,
+         "kept": 262144},
+        {"path": f"{root}/etc/sysctl.conf", "key": "vm.max_map_count", "value": 65530, "kept": 262144}]
+    assert any("zzz-tuning.conf sets vm.max_map_count = 100000" in note for note in report["notes"])
+
+
+def test_persist_keeps_what_the_file_of_the_earlier_name_kept_and_says_it_may_go(node):
+    # guard fix --persist wrote 99-PROFILE.conf before; it sorts before 99-sysctl.conf.
+    earlier = os.path.join(node["GUARD_SYSCTL_D"], "99-redis.conf")
+    write(earlier, "vm.overcommit_memory=1\nnet.core.somaxconn=4096\n")
+    done = run_guard("fix", "--profile", "redis", "--persist", env=node)
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard-redis.conf")
+    assert f"guard: persisted vm.overcommit_memory=1, net.core.somaxconn=4096 in {path}\n" in text(done)
+    assert (f"guard: {earlier}, where guard fix --persist kept these before, is applied before {path}, which keeps "
+            "none of them lower: 99-redis.conf may be removed\n") in text(done)
+    with open(earlier) as f:
+        assert f.read() == "vm.overcommit_memory=1\nnet.core.somaxconn=4096\n"  # not guard's to remove
+
+
+def test_persist_keeps_the_files_line_endings_owner_and_mode(node):
+    path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard.conf")
+    with open(path, "wb") as f:
+        f.write(b"# kept by hand\r\nvm.max_map_count=1000\r\n")
+    os.chmod(path, 0o600)
+    owner = (0, 4) if ROOT else (os.getuid(), os.getgid())  # root:adm (gid 4 on Debian) when it can be
+    os.chown(path, *owner)
+    done = run_guard("fix", "--require", MAPS, "--require", "vm.overcommit_memory=1", "--persist", env=node)
+    assert done.returncode == 0, text(done)
+    with open(path, "rb") as f:
+        assert f.read() == b"# kept by hand\r\nvm.max_map_count=262144\r\nvm.overcommit_memory=1\r\n"
+    kept = os.stat(path)
+    assert (stat.S_IMODE(kept.st_mode), kept.st_uid, kept.st_gid) == (0o600, *owner)
+
+
+def test_persist_that_fails_exits_74_after_setting_the_values(node, tmp_path):
+    missing = str(tmp_path / "no-such-folder")
+    done = run_guard("fix", "--require", MAPS, "--persist", env={**node, "GUARD_SYSCTL_D": missing})
+    assert done.returncode == 74, text(done)
+    assert value(node, "vm.max_map_count") == "262144"  # set now, only not kept
+    why = f"cannot persist: cannot write {missing}/zz-guard.conf: No such file or directory"
+    assert f"guard: {why}\n" in text(done)
+    assert text(done).endswith(f"guard: set, but not kept across reboots (exit 74): {why}\n")
+
+
+def test_persist_that_fails_ends_every_with_74(node, tmp_path):
+    guard = start_guard("fix", "--require", MAPS, "--persist", "--every", "0.05",
+                        env={**node, "GUARD_SYSCTL_D": str(tmp_path / "no-such-folder")})
+    assert guard.wait(timeout=10) == 74
+    assert "cannot persist: cannot write" in guard.stderr.read()
+
+
+@as_root
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare(1) for a mount namespace of its own")
+def test_persist_on_a_full_disk_exits_74_and_leaves_the_file_as_it_was(node):
+    # A tmpfs of the test's own, filled up: the new file cannot be written, the old one stays whole.
+    folder = node["GUARD_SYSCTL_D"]
+    script = ('mount -t tmpfs -o size=64k guard-test "$1" || exit 99; printf "vm.max_map_count=1000\\n" > '
+              '"$1/zz-guard.conf"; head -c 1M /dev/zero > "$1/filler" 2>/dev/null; shift; "$@"; code=$?; '
+              'cat "$GUARD_SYSCTL_D/zz-guard.conf"; ls -A "$GUARD_SYSCTL_D"; exit $code')
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", folder,
+                           guard_executable(), "fix", "--require", MAPS, "--persist"],
+                          env={**os.environ, **node}, capture_output=True, text=True, timeout=60)
+    if done.returncode == 99:
+        pytest.skip(f"no tmpfs here: {done.stderr}")
+    assert done.returncode == 74, done.stderr
+    assert f"cannot write {folder}/zz-guard.conf: No space left on device" in done.stderr
+    assert done.stdout.split() == ["vm.max_map_count=1000", "filler", "zz-guard.conf"]  # no temporary file left
 
 
 def test_thp_cannot_be_persisted_in_sysctl_d_and_the_kernel_command_line_is_named(node, tmp_path):
@@ -321,9 +453,12 @@ def test_thp_cannot_be_persisted_in_sysctl_d_and_the_kernel_command_line_is_name
 
 @pytest.mark.parametrize("args, env, message", [
     ([], {}, "guard: guard fix needs --profile NAME, --require SPEC or a known COMMAND"),
-    (["--require", MAPS, "--every", "0"], {}, "guard: --every must be a number of seconds above 0 but was [0]"),
+    (["--require", MAPS, "--every", "0"], {},
+     "guard: --every must be a number of seconds above 0, at most 1000000000 but was [0]"),
     (["--require", MAPS], {"GUARD_EVERY": "often"},
-     "guard: GUARD_EVERY must be a number of seconds above 0 but was [often]"),
+     "guard: GUARD_EVERY must be a number of seconds above 0, at most 1000000000 but was [often]"),
+    (["--require", MAPS, "--every", "1e308"], {},
+     "guard: --every must be a number of seconds above 0, at most 1000000000 but was [1e308]"),
     (["--require", MAPS], {"GUARD_DRY_RUN": "maybe"},
      "guard: GUARD_DRY_RUN must be [1|0|true|false|yes|no|on|off] but was [maybe]"),
     (["--require", MAPS, "--watch"], {}, "unrecognized arguments: --watch"),
@@ -351,6 +486,28 @@ def test_command_selects_the_profile_and_its_settings_and_never_runs(node, tmp_p
     done = run_guard("fix", "--", "redis-server", "--tcp-backlog", "2048", "--", str(marker), env=node)
     assert "set net.core.somaxconn [128] -> [2048]" in text(done)
     assert not marker.exists()
+
+
+def test_a_backlog_the_kernel_would_wrap_is_capped_in_what_fix_sets_and_prints(node, tmp_path):
+    # Linux 3.10 (RHEL 7) keeps a listen backlog in 16 bits: somaxconn 70000 would give Redis 4464.
+    proc = crafted_proc(tmp_path / "old", {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
+                                           "net.core.somaxconn": 128}, osrelease="3.10.0-1160.el7.x86_64")
+    env = {**node, "GUARD_PROCFS": proc}
+    checked = run_guard("check", "--", "redis-server", "--tcp-backlog", "70000", env=env)
+    assert "sysctl -w net.core.somaxconn=65535" in text(checked) and "somaxconn=70000" not in text(checked)
+    done = run_guard("fix", "--", "redis-server", "--tcp-backlog", "70000", env=env)
+    assert "guard: set net.core.somaxconn [128] -> [65535]\n" in text(done)
+    assert ("guard: redis: net.core.somaxconn [70000] (Redis server.c checkTcpBacklogSettings: tcp-backlog [70000]) "
+            "is above [65535], the most a listen backlog keeps before Linux 4.1 (16 bits: above, it wraps): guard "
+            "asks for [65535]\n") in text(done)
+    with open(os.path.join(proc, "sys", "net", "core", "somaxconn")) as f:
+        assert f.read() == "65535\n"
+
+
+def test_mongod_connections_beyond_its_file_limit_ask_no_map_count_the_kernel_refuses(node):
+    done = run_guard("fix", "--", "mongod", "--maxConns", "2000000000", env=node, limits={"nofile": (1024, 4096)})
+    assert "4000000000" not in text(done)
+    assert "leave vm.max_map_count [65530] (already >= [1638])" in text(done)  # 2 x 80% of 1024
 
 
 # --- --every: a node agent ---------------------------------------------------------------------
@@ -481,13 +638,13 @@ def test_dry_run_leaves_the_host_as_it_is(name, low, args, code):
 
 @as_root
 def test_persists_the_hosts_fix_once(tmp_path):
-    env = {"GUARD_SYSCTL_D": str(tmp_path)}
+    env = {"GUARD_SYSCTL_D": str(tmp_path), "GUARD_SYSCTL_ROOT": str(tmp_path)}  # no boot file of the host's
     with sysctl("vm.max_map_count", 65530):
         first = run_guard("fix", "--require", MAPS, "--persist", env=env)
         second = run_guard("fix", "--require", MAPS, "--persist", env=env)
     assert (first.returncode, second.returncode) == (0, 0)
     assert "leave vm.max_map_count [262144]" in text(second) and "already persisted" in text(second)
-    assert (tmp_path / "99-guard.conf").read_text().splitlines()[1:] == ["vm.max_map_count=262144"]
+    assert (tmp_path / "zz-guard.conf").read_text().splitlines()[1:] == ["vm.max_map_count=262144"]
 
 
 @as_root
@@ -540,7 +697,7 @@ def test_persist_waits_for_another_fixer_holding_the_folder(node):
     finally:
         os.close(fd)
     assert guard.wait(timeout=10) == 0, guard.stderr.read()
-    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["99-guard.conf"]
+    assert os.listdir(node["GUARD_SYSCTL_D"]) == ["zz-guard.conf"]
 
 
 @as_root

@@ -18,6 +18,7 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
+from support import guard_executable
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 KUBERNETES = os.path.join(REPO, "deploy", "kubernetes")
@@ -310,6 +311,19 @@ def test_fix_raises_on_every_node_and_keeps_it_raised():
     assert args[0] == "fix" and float(option_value(args, "--every")) > 0
     assert option_value(args, "--require") == "vm.max_map_count>=262144"
     assert guard["securityContext"]["privileged"] is True
+
+
+def test_fix_with_a_key_that_names_no_sysctl_ends_at_once_with_2_instead_of_looping():
+    # The DaemonSet's own command, its requirement misspelled: a pod that exits 2 restarts into
+    # CrashLoopBackOff with the message in its log, where one that loops would say nothing.
+    [guard] = workload(render("fix"))["spec"]["template"]["spec"]["containers"]
+    args = list(guard["args"])
+    args[args.index("--require") + 1] = "vm.maxmapcount>=262144"
+    done = subprocess.run([guard_executable(), *args], capture_output=True, text=True, timeout=30,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("GUARD_")})
+    assert done.returncode == 2
+    assert done.stderr == ("guard: --require [vm.maxmapcount>=262144]: [vm.maxmapcount] names no sysctl: /proc/sys/vm "
+                           "has no maxmapcount; did you mean vm.max_map_count?\n")
 
 
 def millicores(quantity):

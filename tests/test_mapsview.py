@@ -186,7 +186,8 @@ NOT_REPLACED = "guard: --output must be a regular file or a path that does not e
 @pytest.mark.parametrize("args, message", [
     (["--every", "1"], WHOLE_SYSTEM),
     (["--output", "{out}", "--every", "1", "1"], WHOLE_SYSTEM),
-    (["--output", "{out}", "--every", "0"], "guard: --every must be a number of seconds above 0 but was [0]\n"),
+    (["--output", "{out}", "--every", "0"],
+     "guard: --every must be a number of seconds above 0, at most 1000000000 but was [0]\n"),
     (["--output", "{out}", "--every", "1", "--watch-cpu", "101"],
      "guard: --watch-cpu must be a percentage above 0, at most 100 but was [101]\n"),
     (["--watch-cpu", "1"], "guard: --watch-cpu spaces out the scans of --every: give --every SECONDS too\n"),

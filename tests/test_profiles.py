@@ -10,7 +10,7 @@ import pytest
 from guard import profiles
 from guard.host import UNLIMITED
 from guard.profiles import Invocation, kafka
-from support import guard_executable
+from support import crafted_proc, guard_executable
 
 
 def plan(name, argv=(), env=None):
@@ -534,6 +534,30 @@ def test_redis_settings_from_stdin_are_left_to_redis_and_said():
     assert p.notes[0].startswith("redis-server reads more settings from its standard input ('-')")
 
 
+@pytest.mark.parametrize("release, backlog, asked", [
+    ("6.1.0-test", "2147483647", 2147483647),  # an int the kernel takes, and a listen backlog it keeps
+    ("3.10.0-1160.el7.x86_64", "70000", 65535),  # before 4.1: 16 bits, 70000 would wrap to 4464
+    ("3.10.0-1160.el7.x86_64", "65535", 65535),
+])
+def test_redis_backlog_asks_somaxconn_no_higher_than_the_kernel_keeps(tmp_path, monkeypatch, release, backlog, asked):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {}, osrelease=release))
+    p = plan("redis", ["redis-server", "--tcp-backlog", backlog])
+    assert by_key(p)["net.core.somaxconn"].value == asked
+    capped = [note for note in p.notes if note.startswith("net.core.somaxconn")]
+    assert capped == ([] if str(asked) == backlog else [
+        f"net.core.somaxconn [{backlog}] (Redis server.c checkTcpBacklogSettings: tcp-backlog [{backlog}]) is above "
+        "[65535], the most a listen backlog keeps before Linux 4.1 (16 bits: above, it wraps): guard asks for "
+        "[65535]"])
+
+
+def test_redis_maxclients_asks_no_more_files_than_fs_nr_open_lets_a_process_have(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {"fs.nr_open": 1048576}))
+    p = plan("redis", ["redis-server", "--maxclients", "4294967295"])
+    assert by_key(p)["nofile.hard"].value == 1048576
+    assert ("nofile.hard [4294967327] (Redis server.c adjustOpenFilesLimit: maxclients [4294967295] + 32) is above "
+            "[1048576], fs.nr_open here, the most setrlimit(2) raises nofile to: guard asks for [1048576]") in p.notes
+
+
 def test_a_value_redis_refuses_is_a_note_naming_it():
     p = plan("redis", ["redis-server", "--maxclients", "1e4"])
     assert "maxclients [1e4] must be a whole number from [1] to [4294967295]: redis-server refuses it; " \
@@ -545,6 +569,22 @@ def test_a_value_redis_refuses_is_a_note_naming_it():
 def test_mongodb_map_count_follows_max_conns():
     assert by_key(plan("mongodb", ["mongod", "--maxConns", "5000"]))["vm.max_map_count"].value == 10000
     assert by_key(plan("mongodb", ["mongod", "--maxConns=7"]))["vm.max_map_count"].value == 14
+
+
+def test_mongodb_max_conns_is_capped_at_80_percent_of_the_soft_file_limit_as_mongod_does():
+    # mongod --maxConns 2000000000 once asked for vm.max_map_count 4000000000, which the kernel refuses.
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    p = plan("mongodb", ["mongod", "--maxConns", "2000000000"])
+    assert by_key(p)["vm.max_map_count"].value == 2 * int(soft * 0.8)
+    assert (f"--maxConns [2000000000] is more than mongod takes with a soft nofile of [{soft}]: it caps it at 80% "
+            f"of that (\"--maxConns too high\"); judged on [{int(soft * 0.8)}]") in p.notes
+
+
+def test_mongodb_max_conns_beyond_an_int_is_refused_by_mongod_and_noted():
+    p = plan("mongodb", ["mongod", "--maxConns", "4000000000"])
+    assert p.notes[0].startswith("--maxConns [4000000000] is more than mongod takes (an int, at most [2147483647]): "
+                                 "mongod refuses it; judged on the default")
+    assert by_key(p)["vm.max_map_count"].value <= 2 * 1048576
 
 
 @pytest.mark.parametrize("value", ["\u00b2", "-5", "0", "", "1e3", "\u0663"])

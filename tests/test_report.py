@@ -19,7 +19,12 @@ guard: [2] of [5] checks failed for elasticsearch
 guard: [1] max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard:     vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a container, only on the Docker host.
 guard:     To fix this, on the Docker host run as root: sysctl -w vm.max_map_count=262144
-guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/99-elasticsearch.conf
+guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf
+guard:     If your Docker host is a VM, set it in the VM instead; it is lost when the VM restarts:
+guard:       Colima: colima ssh -- sudo sysctl -w vm.max_map_count=262144
+guard:       Rancher Desktop: rdctl shell sudo sysctl -w vm.max_map_count=262144
+guard:       Lima: limactl shell INSTANCE sudo sysctl -w vm.max_map_count=262144
+guard:       any VM that runs Docker: docker run --rm --privileged alpine sysctl -w vm.max_map_count=262144
 guard: [2] max file descriptors nofile.hard [1024] is too low, increase to at least [65535]
 guard:     To fix this, start the container with: docker run --ulimit nofile=65535:65535 ...
 guard:     or in compose:
@@ -27,6 +32,7 @@ guard:         ulimits:
 guard:           nofile:
 guard:             soft: 65535
 guard:             hard: 65535
+guard:     If Docker refuses it (error setting rlimit ...: operation not permitted), raise the daemon's own limit: LimitNOFILE=65535 for dockerd (systemctl edit docker), then systemctl restart docker.
 guard: check failed (exit 78): fix the failures above, or run with --mode warn (GUARD_MODE=warn) to start anyway
 """
 

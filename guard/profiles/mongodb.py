@@ -5,7 +5,8 @@ import os
 import re
 
 from guard import host
-from guard.checks import KERNEL_RELEASE, THP_KEY, Requirement, kernel_version
+from guard.checks import INT_MAX, KERNEL_RELEASE, THP_KEY, Requirement, kernel_version
+from guard.host import UNLIMITED
 from guard.profiles.plan import Plan
 
 # mongodb/mongo src/mongo/db/startup_warnings_mongod.cpp and docs "UNIX ulimit Settings".
@@ -39,19 +40,31 @@ RSEQ_TUNABLE = "glibc.pthread.rseq=0"
 
 
 def _mongod_max_conns(argv, soft_files, notes):
-    """--maxConns N (the last one given), else 80 % of the soft file limit; a value that is not
-    a positive whole number is refused by mongod itself, so guard notes it and uses the default."""
+    """The connections mongod takes: --maxConns N (the last one given) up to 80 % of the soft file
+    limit, as mongod caps it (service_entry_point_impl.cpp getSupportedMax, log id 22941 "--maxConns
+    too high"); the vm.max_map_count warning counts that capped number. A value that is not a
+    positive whole number is refused by mongod itself, so guard notes it and uses the default."""
     value = None
     for i, arg in enumerate(argv):
         if arg.startswith("--maxConns="):
             value = arg.partition("=")[2]
         elif arg == "--maxConns" and i + 1 < len(argv):
             value = argv[i + 1]
-    default = int(soft_files * MONGODB_CONNECTIONS_SHARE_OF_FILES)
+    default = int(min(soft_files, 1 << 20) * MONGODB_CONNECTIONS_SHARE_OF_FILES)
     if value is None:
         return default
-    if re.fullmatch(r"[0-9]+", value) and int(value) > 0:
-        return int(value)
+    digits = value.lstrip("0") if re.fullmatch(r"[0-9]+", value) else None
+    number = None if digits is None else int(digits or "0") if len(digits) <= 10 else INT_MAX + 1
+    if number is not None and number > INT_MAX:
+        notes.append(f"--maxConns [{value}] is more than mongod takes (an int, at most [{INT_MAX}]): mongod refuses "
+                     f"it; judged on the default [{default}]")
+        return default
+    if number:
+        supported = int(soft_files * MONGODB_CONNECTIONS_SHARE_OF_FILES) if soft_files != UNLIMITED else number
+        if number > supported:
+            notes.append(f"--maxConns [{value}] is more than mongod takes with a soft nofile of [{soft_files}]: it "
+                         f"caps it at 80% of that (\"--maxConns too high\"); judged on [{supported}]")
+        return min(number, supported)
     notes.append(f"--maxConns [{value}] is not a positive whole number: mongod refuses it; "
                  f"judged on the default [{default}]")
     return default
@@ -156,7 +169,7 @@ def mongodb_plan(invocation):
     except host.Unreadable:
         soft_files = MONGODB_FILES
     notes = []
-    conns = _mongod_max_conns(list(invocation.argv), min(soft_files, 1 << 20), notes)
+    conns = _mongod_max_conns(list(invocation.argv), soft_files, notes)
     version = mongod_version(invocation)
     reqs = rseq_kernel(invocation, version, notes) + thp_advice(version, notes)
     if swap_on() is False:

@@ -2,7 +2,7 @@
 
 import collections
 
-from guard.checks import format_value
+from guard.checks import format_value, kernel_maximum
 
 
 class Invocation(collections.namedtuple("Invocation", "argv environ")):
@@ -44,6 +44,23 @@ def covering_fixes(requirements):
     return covered
 
 
+def within_the_kernel(requirements):
+    """(requirements, notes): each ">=" a program's configuration asks beyond what the kernel takes
+    or uses for its knob (Redis's tcp-backlog 2147483647 on a kernel before 4.1, mongod's
+    --maxConns) asks for that most instead, and a note says so: a requirement beyond it could never
+    pass, and its fix (sysctl -w, ulimit) would be refused."""
+    capped, notes = [], []
+    for req in requirements:
+        beyond = req.op == ">=" and not isinstance(req.value, str) and kernel_maximum(req.key, req.value)
+        if beyond:
+            most, why = beyond
+            notes.append(f"{req.key} [{format_value(req.value)}] ({req.source}) is above [{most}], {why}: "
+                         f"guard asks for [{most}]")
+            req = req._replace(value=most)
+        capped.append(req)
+    return capped, notes
+
+
 class Profile(collections.namedtuple("Profile", "name summary commands build")):
     """commands: basenames of the commands that select this profile; build: Invocation -> Plan."""
 
@@ -51,7 +68,8 @@ class Profile(collections.namedtuple("Profile", "name summary commands build")):
 
     def plan(self, invocation):
         built = self.build(invocation)
-        return built._replace(requirements=covering_fixes(built.requirements))
+        requirements, notes = within_the_kernel(built.requirements)
+        return Plan(covering_fixes(requirements), list(built.notes) + notes)
 
 
 def last_option(args, name):

@@ -11,8 +11,8 @@ import pytest
 
 docker = pytest.importorskip("docker")
 
-from containers import (BASE_IMAGE, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, REPO, VALKEY_IMAGE,  # noqa: E402,I001
-                        Made)
+from containers import (BASE_IMAGE, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, REPO,  # noqa: E402,I001
+                        VALKEY_IMAGE, Made, unavailable)
 
 
 def pytest_collection_modifyitems(items):
@@ -22,24 +22,18 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
-def _unavailable(reason):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: scripts/test must provide it)", pytrace=False)
-    pytest.skip(f"{reason}; run scripts/test as root to install and start it")
-
-
 @pytest.fixture(scope="session")
 def client():
     try:
         c = docker.from_env(timeout=120)
         c.ping()
     except Exception as e:  # the SDK raises several types for "no engine"; all mean the same here
-        _unavailable(f"no Docker engine answers: {e}")
+        unavailable(f"no Docker engine answers: {e}")
     for image in (BASE_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, NO_LIBC_IMAGE, VALKEY_IMAGE):
         try:
             c.images.get(image)
         except docker.errors.ImageNotFound:
-            _unavailable(f"base image {image} is missing (scripts/base-image builds it)")
+            unavailable(f"base image {image} is missing (scripts/base-image builds it)")
     yield c
     c.close()
 

@@ -21,6 +21,14 @@ RUN_ID = uuid.uuid4().hex[:8]
 EXIT_REFUSED = 78
 
 
+def unavailable(reason):
+    """What an integration test needs is missing: a skip with the reason, but a failure in CI
+    (CI=true), where scripts/test installs and starts everything."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: scripts/test must provide it)", pytrace=False)
+    pytest.skip(f"{reason}; run scripts/test as root to install and start it")
+
+
 class Made:
     """What this run created. Containers are removed by id after each test; images by their tag,
     unique to the run, at the end: an identical build elsewhere (the builder's cache) may share

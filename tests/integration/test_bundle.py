@@ -12,12 +12,14 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 import docker
 import pytest
 from containers import (BASE_IMAGE, EXIT_REFUSED, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE,
                         REPO, exec_output, finish, stop_redis_at_pid_1, wait_for_log, wait_for_process)
+from environ_program import block, exec_with
 from hostsettings import sysctl
 
 GUARD = "/opt/guard/bin/guard"
@@ -80,6 +82,60 @@ def test_check_refuses_elasticsearch_with_its_own_sentence_and_the_container_fix
 
 
 # The image with no libc has no redis-server: the prefix exec is tested there with a shell below.
+@pytest.fixture(scope="session")
+def tools(environ_program):
+    """A folder any UID may read, with tests/environ.c's static program: mounted at /t."""
+    folder = tempfile.mkdtemp(prefix="guard-tools-")
+    try:
+        os.chmod(folder, 0o755)
+        shutil.copy(environ_program, os.path.join(folder, "environ"))
+        yield {folder: {"bind": "/t", "mode": "ro"}}
+    finally:
+        shutil.rmtree(folder)
+
+
+# Without LD_* bin/guard starts guard's Python with the environment as it came, and guard reads
+# it from its own stack; with one, bin/guard hands it over in a memfd. Either way the bundle's
+# loader cuts GLIBC_TUNABLES in guard's own copy, and the program must get what was given.
+GIVEN = {
+    "as-it-came": ["PATH=/usr/bin:/bin", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=131072",
+                   "DUP=1", "NO_EQUALS_SIGN", "DUP=2", "", "LANG=C", "MALLOC_ARENA_MAX=2",
+                   "GLIBC_TUNABLES=glibc.pthread.rseq=0:glibc.malloc.mmap_max=5"],
+    "in-a-memfd": ["PATH=/usr/bin:/bin", "LD_LIBRARY_PATH=/nonexistent", "LD_BIND_NOW=1",
+                   "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=131072", "DUP=1", "DUP=2",
+                   "NO_EQUALS_SIGN", "GUARD_BUNDLE_ENVIRON_FD=7"],
+}
+
+
+def given_environment(made, bundled, tools, envp, mode=(), without_proc=False, **options):
+    command = exec_with("/t/environ", envp, GUARD, *mode, "--quiet", "--require", "nofile>=0", "--",
+                        "/t/environ", "dump")
+    if without_proc:  # a mount namespace of its own with /proc unmounted (takes CAP_SYS_ADMIN)
+        command = ["unshare", "-m", "sh", "-c", 'umount -l /proc && exec "$@"', "sh", *command]
+        options["cap_add"] = ["SYS_ADMIN"]
+    container = run(made, bundled, command, volumes=tools, **options)
+    status = container.wait(timeout=60)["StatusCode"]
+    return status, container.logs(stdout=True, stderr=False), container.logs(stdout=False, stderr=True)
+
+
+@pytest.mark.parametrize("mode", [[], ["--watch"]], ids=["exec", "watch"])
+@pytest.mark.parametrize("given", GIVEN)
+def test_the_program_gets_the_environment_as_it_was_given(made, bundled, tools, given, mode):
+    status, out, err = given_environment(made, bundled, tools, GIVEN[given], mode)
+    assert (status, err) == (0, b"")
+    assert out == block(GIVEN[given])
+
+
+@pytest.mark.parametrize("bundled", ["no-python", "no-libc"], indirect=True)
+@pytest.mark.parametrize("given", GIVEN)
+def test_the_program_gets_the_environment_as_it_was_given_with_no_proc_mounted(made, bundled, tools, given):
+    status, out, err = given_environment(made, bundled, tools, GIVEN[given], without_proc=True)
+    assert (status, err) == (0, b"")
+    assert out == block(GIVEN[given])
+    control = run(made, bundled, ["unshare", "-m", "sh", "-c", "umount -l /proc && ls /proc"], cap_add=["SYS_ADMIN"])
+    assert finish(control) == (0, "")  # /proc really is empty there
+
+
 @pytest.mark.parametrize("bundled", [name for name, case in CASES.items() if case.has_redis], indirect=True)
 def test_prefix_makes_redis_pid_1_and_docker_stop_gives_its_exit_code(made, bundled):
     redis = ["redis-server", "--dir", "/data", "--save", "", "--appendonly", "no"]

@@ -61,3 +61,11 @@ def test_container_with_a_writable_proc_sys_raises_the_hosts_value(made, bundle_
     assert log.startswith("guard: set vm.max_map_count [65530] -> [262144]\n"), log
     assert "pass  max-map-count" in log
     assert again == 0 and "leave vm.max_map_count [262144] (already >= [100000])" in second_log
+
+
+def test_a_key_that_names_no_sysctl_ends_the_container_with_2_even_with_every(made, bundle_image):
+    # What the fix DaemonSet runs, misspelled: it must end and say so, not loop over a skipped check.
+    status, log = run_fix(made, bundle_image, "--require", "vm.maxmapcount>=262144", "--every", "300")
+    assert status == 2, log
+    assert log == ("guard: --require [vm.maxmapcount>=262144]: [vm.maxmapcount] names no sysctl: /proc/sys/vm has "
+                   "no maxmapcount; did you mean vm.max_map_count?\n")

@@ -1,0 +1,230 @@
+"""Where guard runs: a crafted tree per platform (GUARD_PROCFS, GUARD_SYSFS, GUARD_ROOTFS) and the
+environment a process sees there give that place and its fix. Facts fed to place.decide() cover
+what a tree cannot hold (a read-only /proc/sys). Ambiguous surroundings give the generic place,
+whose fix lists the platforms it cannot tell apart, never a wrong specific one.
+
+The Podman facts (cgroup, uid_map, /run/.containerenv) are the ones measured in real rootful and
+rootless containers here (tests/integration/test_podman.py runs them).
+"""
+
+import json
+import os
+import resource
+
+import pytest
+from guard import place
+from support import crafted_files, crafted_proc, crafted_sys, run_guard, text
+
+SERVICE_ACCOUNT = "var/run/secrets/kubernetes.io/serviceaccount"
+WSL2_RELEASE = "5.15.153.1-microsoft-standard-WSL2"
+IDENTITY_MAP = "         0          0 4294967295\n"
+ROOTLESS_MAP = "         0       1001          1\n         1     100000      65536\n"  # rootless Podman, measured
+DOCKER_CGROUP = "12:memory:/docker/0123abcd\n11:pids:/docker/0123abcd\n"
+PODMAN_CGROUP = "9:name=systemd:/libpod_parent/libpod-a1f0ceb8\n8:pids:/libpod_parent/libpod-a1f0ceb8\n"
+CRIO_CGROUP = "0::/kubepods.slice/kubepods-besteffort.slice/crio-5f0e.scope\n"
+KUBERNETES = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+TOKEN = {f"{SERVICE_ACCOUNT}/token": "x", f"{SERVICE_ACCOUNT}/namespace": "search"}
+
+
+class Where:
+    """What a process sees of one platform: kernel release, PID 1's cgroup, its uid_map, files of
+    its root file system, DMI names, variables."""
+
+    def __init__(self, osrelease="6.1.0-18-amd64", cgroup="0::/\n", uid_map=IDENTITY_MAP, root=None, dmi=None,
+                 environ=None):
+        self.osrelease, self.cgroup, self.uid_map = osrelease, cgroup, uid_map
+        self.root, self.dmi, self.environ = root or {}, dmi or {}, environ or {}
+
+    def craft(self, tmp_path):
+        """The GUARD_* roots of a tree holding it, a host at the kernel's default map count."""
+        proc = crafted_proc(tmp_path / "proc", {"vm.max_map_count": 65530}, osrelease=self.osrelease)
+        crafted_files(proc, {"1/cgroup": self.cgroup, "self/uid_map": self.uid_map})
+        return {"GUARD_PROCFS": proc, "GUARD_SYSFS": crafted_sys(tmp_path / "sys", dmi=self.dmi),
+                "GUARD_ROOTFS": crafted_files(tmp_path / "root", self.root)}
+
+
+# A fix that no other place prints, for vm.max_map_count >= 262144 and nofile.hard >= 65535.
+PLATFORMS = {
+    "host": (Where(), "To fix this, run as root: sysctl -w vm.max_map_count=262144",
+             "ulimit -n 65535 (as root: only root raises a hard limit)"),
+    "wsl2-distro": (Where(osrelease=WSL2_RELEASE),
+                    "To fix this, run as root (every WSL2 distribution shares this kernel): "
+                    "sysctl -w vm.max_map_count=262144", "ulimit -n 65535"),
+    "container": (Where(cgroup=DOCKER_CGROUP), "  Colima: colima ssh -- sudo sysctl -w vm.max_map_count=262144",
+                  "LimitNOFILE=65535 for dockerd (systemctl edit docker)"),
+    "wsl2": (Where(osrelease=WSL2_RELEASE, cgroup=DOCKER_CGROUP),
+             'wsl -d docker-desktop -u root sh -c "sysctl -w vm.max_map_count=262144"',
+             "docker run --ulimit nofile=65535:65535"),
+    "docker-desktop": (Where(osrelease="6.10.0-linuxkit", cgroup=DOCKER_CGROUP),
+                       "docker run --rm --privileged --pid=host alpine nsenter -t 1",
+                       "docker run --ulimit nofile=65535:65535"),
+    "orbstack": (Where(osrelease="6.5.10-orbstack-00110-gbcfe04c86d2f", cgroup=DOCKER_CGROUP),
+                 "from a privileged container: docker run --rm --privileged alpine sysctl -w vm.max_map_count=262144",
+                 "docker run --ulimit nofile=65535:65535"),
+    "podman": (Where(cgroup=PODMAN_CGROUP, root={"run/.containerenv": ""}, environ={"container": "podman"}),
+               "To fix this, on the host that runs Podman run as root: sysctl -w vm.max_map_count=262144",
+               "podman run --ulimit nofile=65535:65535"),
+    "podman-rootless": (Where(uid_map=ROOTLESS_MAP, root={"run/.containerenv": ""}, environ={"container": "podman"}),
+                        "run as root (rootless Podman cannot change it: it takes root on that host)",
+                        "Rootless Podman cannot give a container more than the hard limit of the user who runs it"),
+    "kubernetes": (Where(environ=KUBERNETES), "On a local cluster whose nodes are containers (kind, k3d",
+                   "Kubernetes has no pod field for resource limits"),
+    "openshift": (Where(cgroup=CRIO_CGROUP, root={"run/.containerenv": "", **TOKEN,
+                                                  f"{SERVICE_ACCOUNT}/service-ca.crt": "-----BEGIN"},
+                        environ=KUBERNETES), "include=openshift-node",
+                  "Kubernetes has no pod field for resource limits"),
+    "gke": (Where(root=TOKEN, dmi={"sys_vendor": "Google\n", "product_name": "Google Compute Engine\n"},
+                  environ=KUBERNETES), "gcloud container node-pools update POOL --cluster CLUSTER",
+            "Kubernetes has no pod field for resource limits"),
+    "eks": (Where(dmi={"sys_vendor": "Amazon EC2\n", "product_name": "m5.large\n", "bios_vendor": "Amazon EC2\n"},
+                  environ=KUBERNETES), "apiclient set --json",
+            "[settings.oci-defaults.resource-limits.max-open-files]"),
+    "aks": (Where(dmi={"sys_vendor": "Microsoft Corporation\n", "product_name": "Virtual Machine\n"},
+                  environ=KUBERNETES), "az aks nodepool add",
+            "Kubernetes has no pod field for resource limits"),
+}
+
+
+def detected(tmp_path, monkeypatch, where):
+    for name, value in where.craft(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    return place.detect(environ=where.environ)
+
+
+def test_every_place_guard_knows_is_covered_here():
+    assert set(PLATFORMS) == set(place.PLACES)
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_each_platform_is_recognised_from_what_a_process_there_sees(tmp_path, monkeypatch, name):
+    found = detected(tmp_path, monkeypatch, PLATFORMS[name][0])
+    assert found.name == name
+    assert found.in_container == (name not in ("host", "wsl2-distro"))
+
+
+INF = resource.RLIM_INFINITY
+LIMITS = {"nofile": (1024, 1024), "nproc": (8192, 8192), "as": (INF, INF), "fsize": (INF, INF)}
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_each_platform_gets_its_own_fix_from_the_installed_guard(tmp_path, name):
+    where, maps_fix, files_fix = PLATFORMS[name]
+    done = run_guard("check", "--profile", "elasticsearch", "--format", "json",
+                     env={**where.craft(tmp_path), **where.environ}, limits=LIMITS)
+    assert done.returncode == 78, text(done)
+    report = json.loads(done.stdout)
+    fixes = {check["name"]: check["fix"] for check in report["checks"]}
+    assert report["place"] == name
+    assert maps_fix in fixes["max-map-count"]
+    assert files_fix in fixes["file-descriptors"]
+    others = [other for other in PLATFORMS if other != name and PLATFORMS[other][1] != maps_fix]
+    assert not [other for other in others if PLATFORMS[other][1] in fixes["max-map-count"]]
+
+
+# What no fact tells apart, and what only looks like a platform: the generic place.
+AMBIGUOUS = {
+    # Any Hyper-V or Azure VM says Microsoft Corporation; without Kubernetes it is no AKS node.
+    "hyper-v-vm": (Where(dmi={"sys_vendor": "Microsoft Corporation\n"}), "host"),
+    "container-on-hyper-v": (Where(cgroup=DOCKER_CGROUP, dmi={"sys_vendor": "Microsoft Corporation\n"}), "container"),
+    "vm-on-gce-without-kubernetes": (Where(dmi={"product_name": "Google Compute Engine\n"}), "host"),
+    # "microsoft" without WSL2: Azure's kernels, WSL1
+    "azure-kernel-container": (Where(osrelease="5.15.0-1057-microsoft-azure", cgroup=DOCKER_CGROUP), "container"),
+    "azure-kernel-host": (Where(osrelease="6.6.0-1001-Microsoft"), "host"),
+    "wsl1": (Where(osrelease="4.4.0-19041-Microsoft"), "host"),
+    # CRI-O writes /run/.containerenv too: under Kubernetes it is no Podman, and no EKS (containerd)
+    "cri-o-on-ec2": (Where(cgroup=CRIO_CGROUP, root={"run/.containerenv": ""}, dmi={"sys_vendor": "Amazon EC2\n"},
+                           environ=KUBERNETES), "kubernetes"),
+    # a pod without its token mounted shows no service CA: not called OpenShift
+    "pod-without-service-account": (Where(root={"run/.containerenv": ""}, environ=KUBERNETES), "kubernetes"),
+    # Fedora's and UBI's images say container=oci: under Docker that is no Podman
+    "oci-image-under-docker": (Where(cgroup=DOCKER_CGROUP, environ={"container": "oci"}), "container"),
+    # rootless Docker and userns-remap map root elsewhere too: no Podman without a Podman fact
+    "docker-in-a-user-namespace": (Where(cgroup=DOCKER_CGROUP, uid_map=ROOTLESS_MAP), "container"),
+    # kind and minikube nodes are containers of a Docker host: only Kubernetes is seen
+    "kind-node": (Where(cgroup=DOCKER_CGROUP, environ=KUBERNETES), "kubernetes"),
+    # an old WSL2 kernel (4.19.x-microsoft-standard) says no WSL2: the generic list covers it
+    "old-wsl2-kernel-container": (Where(osrelease="4.19.128-microsoft-standard", cgroup=DOCKER_CGROUP), "container"),
+}
+
+
+@pytest.mark.parametrize("case", AMBIGUOUS)
+def test_ambiguous_surroundings_give_the_generic_place_not_a_wrong_specific_one(tmp_path, monkeypatch, case):
+    where, expected = AMBIGUOUS[case]
+    assert detected(tmp_path, monkeypatch, where).name == expected
+
+
+@pytest.mark.parametrize("facts, expected", [
+    (place.Observed(dockerenv=True, proc_sys_read_only=True), "container"),
+    # an image made into a machine's root file system keeps /.dockerenv, not Docker's read-only /proc/sys
+    (place.Observed(dockerenv=True, proc_sys_read_only=False), "host"),
+    (place.Observed(dockerenv=True, proc_sys_read_only=None), "host"),
+    (place.Observed(osrelease="6.5.10-orbstack", dockerenv=True, proc_sys_read_only=True), "orbstack"),
+    # guard in an OrbStack or Docker Desktop VM itself is on a Linux host
+    (place.Observed(osrelease="6.5.10-orbstack"), "host"),
+    # privileged Podman names itself, rootless or not (measured: engine="podman-4.3.1", rootless=0/1)
+    (place.Observed(containerenv='engine="podman-4.3.1"\nname="x"\nrootless=0\n'), "podman"),
+    (place.Observed(containerenv='engine="podman-4.3.1"\nname="x"\nrootless=1\n'), "podman-rootless"),
+    # a Podman machine on Windows runs in WSL2: Podman's fix, not Docker Desktop's
+    (place.Observed(osrelease=WSL2_RELEASE, container_variable="podman", containerenv=""), "podman"),
+    (place.Observed(kubernetes_service_host="10.0.0.1", service_ca=True), "openshift"),
+    (place.Observed(service_account=True, product_version="4.11.amazon"), "eks"),
+    (place.Observed(init_cgroup="11:memory:/kubepods/burstable/pod1/abc\n"), "kubernetes"),
+    # nothing could be read: no fact, no specific place
+    (place.Observed(*[None] * len(place.FACTS)), "host"),
+], ids=["dockerenv-read-only-proc-sys", "dockerenv-alone", "dockerenv-proc-sys-unknown", "orbstack-container",
+        "orbstack-machine", "podman-privileged", "podman-privileged-rootless", "podman-machine-windows",
+        "openshift", "eks-xen", "kubepods-cgroup", "all-unknown"])
+def test_the_place_is_decided_from_the_facts_alone(facts, expected):
+    assert place.decide(facts) == expected
+
+
+def test_a_fifo_or_a_folder_where_a_marker_file_should_be_is_never_opened_and_tells_nothing(tmp_path, monkeypatch):
+    where = Where(root={"run": None})
+    roots = where.craft(tmp_path)
+    os.mkfifo(os.path.join(roots["GUARD_ROOTFS"], "run", ".containerenv"))
+    os.mkdir(os.path.join(roots["GUARD_PROCFS"], "1", "cgroup.d"))
+    for name, value in roots.items():
+        monkeypatch.setenv(name, value)
+    facts = place.observe({})
+    assert facts.containerenv is None  # unknown: not read, and no sign of Podman
+    assert place.decide(facts) == "host"
+
+
+def test_observe_reads_every_fact_under_the_roots_it_is_given(tmp_path, monkeypatch):
+    where = PLATFORMS["openshift"][0]
+    for name, value in where.craft(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    facts = place.observe(where.environ)
+    assert facts.osrelease == "6.1.0-18-amd64" and facts.init_cgroup == CRIO_CGROUP.strip()
+    assert (facts.containerenv, facts.dockerenv, facts.service_account, facts.service_ca) == ("", False, True, True)
+    assert facts.uid_map == IDENTITY_MAP.strip() and facts.sys_vendor is False
+    assert facts.kubernetes_service_host == "10.96.0.1" and facts.container_variable is None
+
+
+def test_kubernetes_is_recognised_from_its_service_variable_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {}))
+    found = place.detect(environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+    assert (found.name, found.in_container) == ("kubernetes", True)
+
+
+@pytest.mark.parametrize("name", place.PLACES)
+def test_guard_place_accepts_every_place(tmp_path, name):
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530}), "GUARD_PLACE": name}
+    done = run_guard("check", "--require", "vm.max_map_count>=262144", "--format", "json", env=env)
+    assert done.returncode == 78, text(done)
+    assert json.loads(done.stdout)["place"] == name
+
+
+def test_place_override_wins_and_is_that_place_as_it_usually_is():
+    assert place.detect(environ={}, override="wsl2").name == "wsl2"
+    assert place.detect(environ={}, override="host").in_container is False
+    assert place.detect(environ={}, override="wsl2-distro").in_container is False
+    assert place.detect(environ={}, override="podman-rootless").proc_sys_writable is False
+
+
+def test_place_records_whether_proc_sys_is_writable(tmp_path, monkeypatch):
+    root = crafted_proc(tmp_path, {"vm.max_map_count": 65530})
+    monkeypatch.setenv("GUARD_PROCFS", root)
+    assert place.detect(environ={}).proc_sys_writable is True  # a crafted tree the test owns
+    monkeypatch.setenv("GUARD_PROCFS", str(tmp_path / "none"))
+    assert place.detect(environ={}).proc_sys_writable is False
