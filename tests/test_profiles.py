@@ -44,6 +44,30 @@ def names(p):
     (["numactl", "--interleave", "all", "mongod"], "mongodb"),
     (["numactl", "--interleave=all", "mongod"], "mongodb"),
     (["/__cacert_entrypoint.sh", "/etc/kafka/docker/run"], "kafka"),  # the apache/kafka image's
+    # The images of the servers the profiles know, as their ENTRYPOINT and CMD start them.
+    (["/usr/local/bin/docker-entrypoint.sh", "valkey-server"], "valkey"),
+    (["setpriv", "--reuid=valkey", "--regid=valkey", "--clear-groups", "--", "/usr/local/bin/docker-entrypoint.sh",
+      "valkey-server"], "valkey"),  # valkey-container's entrypoint, after it re-execs itself
+    (["docker-entrypoint.sh", "keydb-server", "/etc/keydb/keydb.conf"], "keydb"),
+    (["gosu", "keydb", "keydb-server"], "keydb"),
+    (["/usr/bin/tini", "--", "entrypoint.sh", "dragonfly", "--logtostderr"], "dragonfly"),
+    (["setpriv", "--reuid=dfly", "--regid=dfly", "--clear-groups", "--", "dragonfly"], "dragonfly"),
+    (["/entrypoint.sh", "clickhouse", "su", "101:101", "/usr/bin/clickhouse-server", "--config-file=/c.xml"],
+     "clickhouse"),
+    (["clickhouse", "server", "--config-file=/c.xml"], "clickhouse"),
+    (["clickhouse", "client"], None),
+    (["clickhouse", "su", "101:101", "clickhouse-client"], None),
+    (["/docker-entrypoint.py", "--smp", "2"], "scylladb"),
+    (["/usr/bin/scylla", "--developer-mode=1"], "scylladb"),
+    (["docker-entrypoint.sh", "solr-foreground"], "solr"),
+    (["tini", "--", "solr", "start", "-f"], "solr"),
+    (["runuser", "-u", "solr", "--", "solr", "start", "-f"], "solr"),
+    (["tini", "-g", "--", "/startup/docker-entrypoint.sh", "neo4j"], "neo4j"),
+    (["tini", "--", "/entrypoint.sh", "graylog-datanode"], "graylog-datanode"),
+    (["/usr/share/wazuh-indexer/bin/opensearch"], "wazuh-indexer"),
+    (["/bin/weaviate", "--host", "0.0.0.0", "--port", "8080", "--scheme", "http"], "weaviate"),
+    (["chroot", "--userspec=1000:1000", "/", "/qdrant/qdrant"], "qdrant"),
+    (["runuser", "solr", "-c", "solr start"], None),  # a shell: guard does not follow it
     (["/usr/local/bin/run"], None),  # only the image's run script is Kafka's
     (["gosu", "kafka", "/bin/sh", "-c", "x"], None),
     (["chroot", "/opt/cassandra", "/bin/true"], None),
@@ -54,6 +78,34 @@ def names(p):
 def test_profile_is_detected_from_the_command_past_launchers(argv, expected):
     found = profiles.detect(argv)
     assert (found.name if found else None) == expected
+
+
+def test_an_entrypoint_that_starts_its_image_program_itself_is_known_by_the_image(tmp_path, monkeypatch):
+    # The ClickHouse image has no CMD: its /entrypoint.sh alone starts clickhouse-server.
+    marker = tmp_path / "clickhouse-server"
+    monkeypatch.setattr(profiles, "IMAGE_ENTRYPOINTS", {"/entrypoint.sh": (str(marker), "clickhouse")})
+    assert profiles.locate(["/entrypoint.sh"]) == (None, 1)  # another image's /entrypoint.sh
+    marker.touch()
+    assert profiles.locate(["/entrypoint.sh"])[0].name == "clickhouse"
+    assert profiles.locate(["tini", "--", "/entrypoint.sh", "--config-file=/c.xml"]) == (
+        profiles.PROFILES["clickhouse"], 2)
+    assert profiles.detect(["/entrypoint.sh", "graylog-datanode"]).name == "graylog-datanode"
+
+
+def test_a_program_named_as_another_is_known_by_its_images_layout(tmp_path, monkeypatch):
+    # The Wazuh indexer's CMD is plain opensearch, in /usr/share/wazuh-indexer.
+    home = tmp_path / "wazuh-indexer"
+    monkeypatch.setattr(profiles, "IMAGE_PROGRAMS", {"opensearch": (str(home), "wazuh-indexer")})
+    assert profiles.detect(["/entrypoint.sh", "opensearch"]).name == "opensearch"
+    home.mkdir()
+    assert profiles.detect(["/entrypoint.sh", "opensearch"]).name == "wazuh-indexer"
+
+
+def test_a_relative_command_is_matched_against_an_images_fixed_path(monkeypatch):
+    # Qdrant's CMD is ./entrypoint.sh in WORKDIR /qdrant.
+    monkeypatch.chdir("/")
+    assert profiles.detect(["qdrant/entrypoint.sh"]).name == "qdrant"
+    assert profiles.detect(["./entrypoint.sh"]) is None
 
 
 @pytest.mark.parametrize("launchers", [[], ["docker-entrypoint.sh"], ["tini", "--", "gosu", "redis"],

@@ -68,6 +68,12 @@ ELASTICSEARCH = SearchFlavour("elasticsearch", "ES_PATH_CONF", "/usr/share/elast
 OPENSEARCH = SearchFlavour("opensearch", "OPENSEARCH_PATH_CONF", "/usr/share/opensearch/config",
                            "opensearch.yml", "OPENSEARCH_JAVA_OPTS", "opensearch.enforce.bootstrap.checks", "",
                            "OPENSEARCH_HOME", "/usr/share/opensearch", None, None, "opensearch-docker-entrypoint.sh")
+# The Wazuh indexer is OpenSearch with its own layout (wazuh/wazuh-docker
+# build-docker-images/wazuh-indexer: INSTALL_DIR /usr/share/wazuh-indexer, whose config/ the
+# entrypoint names OPENSEARCH_PATH_CONF). That entrypoint, not the program, turns the image's
+# dotted variables into -E arguments, as OpenSearch's does, and its CMD is plain opensearch.
+WAZUH_INDEXER = OPENSEARCH._replace(conf_dir="/usr/share/wazuh-indexer/config", home_dir="/usr/share/wazuh-indexer",
+                                    env_launcher=None)
 
 # Elasticsearch takes settings from variables only in its Docker distribution: the docker
 # branch of bin/elasticsearch-env before 8.3, EnvironmentAwareCommand.putDockerEnvSettings for
