@@ -13,9 +13,11 @@ from support import crafted_proc, run_guard, text
 
 @pytest.fixture
 def host_at(tmp_path):
-    """A crafted proc root: the map count at 65530, overcommit off, somaxconn 4096."""
+    """A crafted proc root: the map count at 65530, overcommit off, somaxconn 4096; the host's own
+    network namespace (netdev_max_backlog: the kernel lists it there alone)."""
     return {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
-                                                    "net.core.somaxconn": 4096})}
+                                                    "net.core.somaxconn": 4096,
+                                                    "net.core.netdev_max_backlog": 1000})}
 
 
 @pytest.mark.parametrize("args,env,message", [
@@ -391,6 +393,31 @@ def test_a_key_that_may_be_absent_only_from_this_view_is_skipped_with_the_reason
     assert done.returncode == 0, text(done)
     path = os.path.join(host_at["GUARD_PROCFS"], "sys", *key.split("."))
     assert f"skipped: cannot read {path}: No such file or directory" in text(done)
+
+
+@pytest.mark.parametrize("key", [
+    "net.ipv4.tcp_mem",  # the host's alone, and close to tcp_rmem and tcp_wmem, which every namespace has
+    "net.core.somaxcon",  # from here a misspelling cannot be told from a key of the host's
+])
+def test_a_net_key_missing_from_a_containers_own_network_namespace_is_skipped(tmp_path, key):
+    # A container's network namespace lists only the per-namespace net.* sysctls: the kernel
+    # registers the rest (net/core/sysctl_net_core.c net_core_table, net/ipv4 ipv4_table) for the
+    # host's namespace alone.
+    proc = crafted_proc(tmp_path, {"net.core.somaxconn": 4096, "net.ipv4.tcp_rmem": "4096 131072 6291456",
+                                   "net.ipv4.tcp_wmem": "4096 16384 4194304"})
+    done = run_guard("check", "--require", f"{key}>=1", env={"GUARD_PROCFS": proc})
+    assert done.returncode == 0, text(done)
+    path = os.path.join(proc, "sys", *key.split("."))
+    assert f"skipped: cannot read {path}: No such file or directory" in text(done)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of the test's own takes root")
+def test_a_host_net_key_is_no_usage_error_in_a_network_namespace_of_its_own():
+    assert os.path.exists("/proc/sys/net/ipv4/tcp_mem")  # the host's namespace has it
+    done = subprocess.run(["unshare", "--net", support.guard_executable(), "check", "--require",
+                           "net.ipv4.tcp_mem>=1"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "net.ipv4.tcp_mem skipped" in done.stderr
 
 
 def test_a_key_that_exists_but_cannot_be_read_is_skipped_with_the_reason(host_at):
