@@ -9,6 +9,7 @@ without touching the host.
 import collections
 import operator
 import os
+import stat
 
 from guard import host
 from guard.host import UNLIMITED, Unreadable
@@ -301,7 +302,14 @@ def unknown_sysctl(key):
     container's lacks the host's own, and its interfaces differ) and on modules loaded later
     (nf_conntrack), and a folder of its own may be a module's (fs.nfs, sunrpc); a key that
     exists but cannot be read is skipped when checked, with the reason."""
-    if os.path.lexists(host.sysctl_path(key)):  # the common case, in one lstat
+    path = host.sysctl_path(key)
+    try:
+        found = os.lstat(path)  # the common case, in one lstat
+    except (OSError, ValueError):
+        pass
+    else:
+        if stat.S_ISDIR(found.st_mode):
+            raise SpecError(f"[{key}] names no sysctl: {path} is a folder of them, not a sysctl")
         return None
     components = host.sysctl_components(key)
     namespaced = components[0] == "net"

@@ -368,6 +368,7 @@ def test_an_unknown_flag_points_at_help(args, prog):
                                 "you mean net.core.somaxconn?"),
     ("vm.max_map_count.x>=1", "[vm.max_map_count.x] names no sysctl: {proc}/sys/vm/max_map_count is a sysctl, "
                               "not a folder of them"),
+    ("net.core>=1", "[net.core] names no sysctl: {proc}/sys/net/core is a folder of them, not a sysctl"),
 ])
 def test_a_key_that_names_no_sysctl_is_a_usage_error_with_the_nearest_real_one(host_at, command, spec, message):
     done = run_guard(command, "--require", spec, env=host_at)
