@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -146,6 +147,25 @@ def test_profiles_lists_thresholds_hardness_and_sources():
 def test_module_entry_point_is_the_same_program():
     done = subprocess.run([sys.executable, "-m", "guard", "--version"], capture_output=True, cwd="/")
     assert done.returncode == 0 and done.stdout.startswith(b"guard ")
+
+
+def test_scripts_install_from_a_clone_whose_path_has_a_space_gives_a_guard_that_starts(tmp_path):
+    # pip writes the interpreter's path into bin/guard's #! line, and the kernel ends it at a space.
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    clone = tmp_path / "my projects" / "guard"
+    clone.mkdir(parents=True)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=repository, capture_output=True, check=True).stdout
+    for relative in filter(None, tracked.decode().split("\0")):
+        if os.path.isfile(os.path.join(repository, relative)):
+            (clone / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.join(repository, relative), clone / relative)
+    installed = subprocess.run([str(clone / "scripts" / "install")], capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr
+    envp = ["GLIBC_TUNABLES=glibc.malloc.arena_max=2", "A=1"]  # and nothing else: no PWD from a shell
+    done = subprocess.run([str(clone / ".venv" / "bin" / "guard"), "--profile", "none", "--", "/usr/bin/env"],
+                          env=dict(entry.split("=", 1) for entry in envp), capture_output=True, cwd="/", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == envp
 
 
 def test_unknown_program_starts_unchecked_with_a_note():
