@@ -9,6 +9,7 @@ without touching the host.
 import collections
 import operator
 import os
+import stat
 
 from guard import host
 from guard.host import UNLIMITED, Unreadable
@@ -322,6 +323,13 @@ def _nearest(components, entries, rest):
     return host.sysctl_name("/".join(found))
 
 
+# A sysctl the kernel lists in the host's own network namespace alone (net/core/sysctl_net_core.c
+# registers net_core_table for init_net only; ipv4_table's tcp_mem likewise): where it is seen, every
+# net.* key of the loaded modules is; where it is not (a container's own namespace), a net.* key
+# missing may be the host's, however close it is to one of the namespace's (tcp_mem, tcp_wmem).
+HOST_NETWORK_NAMESPACE_KEY = "net.core.netdev_max_backlog"
+
+
 def unknown_sysctl(key):
     """SpecError when key names no sysctl on this kernel: /proc/sys has the folder it would be in,
     but not it (vm.maxmapcount), or has a name close to a folder it names (vmm.max_map_count).
@@ -330,10 +338,19 @@ def unknown_sysctl(key):
     container's lacks the host's own, and its interfaces differ) and on modules loaded later
     (nf_conntrack), and a folder of its own may be a module's (fs.nfs, sunrpc); a key that
     exists but cannot be read is skipped when checked, with the reason."""
-    if os.path.lexists(host.sysctl_path(key)):  # the common case, in one lstat
+    path = host.sysctl_path(key)
+    try:
+        found = os.lstat(path)  # the common case, in one lstat
+    except (OSError, ValueError):
+        pass
+    else:
+        if stat.S_ISDIR(found.st_mode):
+            raise SpecError(f"[{key}] names no sysctl: {path} is a folder of them, not a sysctl")
         return None
     components = host.sysctl_components(key)
     namespaced = components[0] == "net"
+    if namespaced and not os.path.lexists(host.sysctl_path(HOST_NETWORK_NAMESPACE_KEY)):
+        return None
     try:
         entries = host.sysctl_folder([])
     except Unreadable:

@@ -95,8 +95,10 @@ def earlier_sysctl_d_file(program):
 
 
 def _sysctl_commands(key, value, program):
+    # ">>": a program short of two sysctls gets a line for each, into one file; pasted one after
+    # the other, ">" would keep only the last. A key appended twice is harmless: the last line wins.
     return (f"sysctl -w {key}={value}",
-            f"echo '{key}={value}' > /etc/sysctl.d/{sysctl_d_file(program)}")
+            f"echo '{key}={value}' >> /etc/sysctl.d/{sysctl_d_file(program)}")
 
 
 def thp_commands(key, value, program=None):

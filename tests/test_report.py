@@ -1,6 +1,7 @@
 import json
 import os
 import resource
+import subprocess
 
 from support import crafted_proc, crafted_sys, run_guard, text
 
@@ -20,7 +21,7 @@ guard: [2] of [5] checks failed for elasticsearch
 guard: [1] max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard:     vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a container, only on the Docker host.
 guard:     To fix this, on the Docker host run as root: sysctl -w vm.max_map_count=262144
-guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf
+guard:     and keep it across reboots: echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-elasticsearch.conf
 guard:     If your Docker host is a VM, set it in the VM instead; it is lost when the VM restarts:
 guard:       Colima: colima ssh -- sudo sysctl -w vm.max_map_count=262144
 guard:       Rancher Desktop: rdctl shell sudo sysctl -w vm.max_map_count=262144
@@ -122,3 +123,19 @@ def test_the_readmes_first_example_is_this_report():
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
     assert ("$ docker run --rm --ulimit nofile=1024:1024 guard check --profile elasticsearch\n"
             + ELASTICSEARCH_IN_A_CONTAINER + "```\n") in readme
+
+
+def test_every_line_the_fixes_keep_across_reboots_survives_the_others(tmp_path):
+    # Redis short of two sysctls: the report gives a command for each to keep it across reboots,
+    # into one file. Run one after the other, as a user pastes them, the file keeps both.
+    proc = crafted_proc(tmp_path / "proc", {"vm.overcommit_memory": 0, "net.core.somaxconn": 128})
+    done = run_guard("check", "--profile", "redis", "--place", "host", env={"GUARD_PROCFS": proc})
+    commands = [line.split("keep it across reboots: ", 1)[1] for line in text(done).splitlines()
+                if "keep it across reboots: " in line]
+    assert len(commands) == 2, text(done)
+    folder = tmp_path / "sysctl.d"
+    folder.mkdir()
+    for command in commands:
+        subprocess.run(["sh", "-c", command.replace("/etc/sysctl.d/", f"{folder}/")], check=True)
+    (kept,) = folder.iterdir()
+    assert kept.read_text().splitlines() == ["vm.overcommit_memory=1", "net.core.somaxconn=511"]
