@@ -6,12 +6,12 @@ judging is a pure function of the requirement and the observed value, so tests f
 without touching the host.
 """
 
-import collections
-import operator
+import _operator as operator  # the C module: the Python wrapper is more to import before every start
 import os
 
 from guard import host
 from guard.host import UNLIMITED, Unreadable
+from guard.records import record
 
 OPERATORS = {">=": operator.ge, "<=": operator.le, "=": operator.eq, "!=": operator.ne}
 ORDERING = (">=", "<=")
@@ -47,22 +47,43 @@ LABELS = {
 }
 
 
-def _patterns():
-    """SPEC, KEY, CLIMBS, WORD: the grammar of a SPEC, compiled when one is first read. Only a run
-    given --require reads one, and importing re (and enum with it) is a fifth of guard's start."""
-    global _compiled
-    if _compiled is None:
-        import re
-
-        _compiled = (re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$"),
-                     re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$"),  # "/": a dot within a component
-                     # A component of only slashes in the dotted form is "." or ".." (or "...") in the path.
-                     re.compile(r"(^|\.)/+(\.|$)"),
-                     re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$"))
-    return _compiled
+# The grammar of a SPEC, read with str methods: a SPEC comes with most runs (GUARD_REQUIRE in the
+# compose stacks), and importing re (and enum with it) would be a fifth of guard's start.
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_NAME_CHARACTERS = _ASCII_LETTERS | frozenset("0123456789_-")
+_KEY_CHARACTERS = _NAME_CHARACTERS | frozenset("./")
+_OPERATOR_STARTS = "<>!="
 
 
-_compiled = None
+def _split_spec(text):
+    """(key, op, value) of ``KEY OP VALUE`` (spaces allowed around each), or None: KEY of letters,
+    digits, _ - . /; OP the first of >= <= != = in the text; VALUE one word."""
+    start = next((i for i, c in enumerate(text) if c in _OPERATOR_STARTS), None)
+    if start is None:
+        return None
+    op = text[start:start + 2] if text[start:start + 2] in (">=", "<=", "!=") else text[start]
+    key, value = text[:start].strip(), text[start + len(op):].strip()
+    if op not in OPERATORS or not key or not _KEY_CHARACTERS.issuperset(key) or not value:
+        return None
+    if any(c.isspace() for c in value):
+        return None  # two words
+    return key, op, value
+
+
+def _is_key(key):
+    """A sysctl in its dotted form: components of letters, digits, _ and -, the first without /."""
+    first, *rest = key.split(".")
+    return bool(first) and _NAME_CHARACTERS.issuperset(first) and all(
+        part and (_NAME_CHARACTERS | {"/"}).issuperset(part) for part in rest)
+
+
+def _climbs(key):
+    """Whether a component of the dotted form is only slashes: "." or ".." (or "...") in the path."""
+    return any(part and set(part) == {"/"} for part in key.split("."))
+
+
+def _is_word(text):
+    return bool(text) and text[0] in _ASCII_LETTERS and _NAME_CHARACTERS.issuperset(text)
 
 
 def is_decimal(text):
@@ -76,9 +97,9 @@ class SpecError(ValueError):
     """A requirement that cannot be understood; the message names the bad value."""
 
 
-# Records are named tuples, not dataclasses: guard runs before every start of the program, and
-# importing dataclasses (inspect, ast) cost a quarter of guard's start-up.
-class Requirement(collections.namedtuple("Requirement", "key op value hard name source hint fix_value observed")):
+# Records are named tuples (guard.records), not dataclasses: guard runs before every start of the
+# program, and importing dataclasses (inspect, ast) cost a quarter of guard's start-up.
+class Requirement(record("Requirement", "key op value hard name source hint fix_value observed")):
     """key: the knob (a dotted sysctl, an rlimit such as nofile or nofile.hard, transparent_hugepage,
     or a program's own setting: "dragonfly --maxmemory", with a space no sysctl has);
     value: int, UNLIMITED or a word; hard: refuse to start when not met (soft ones warn); name:
@@ -96,7 +117,7 @@ class Requirement(collections.namedtuple("Requirement", "key op value hard name 
                                observed)
 
 
-class Result(collections.namedtuple("Result", "requirement status actual message", defaults=(None, ""))):
+class Result(record("Result", "requirement status actual message", defaults=(None, ""))):
     """status: pass | warn | fail | skip; actual: the value read (None when skipped)."""
 
     __slots__ = ()
@@ -185,7 +206,7 @@ def parse_value(text, key):
         return lowered
     if kind == "rlimit":
         raise SpecError(f"[{key}] takes a number or [unlimited] but was given [{text}]")
-    if not _patterns()[3].match(text):
+    if not _is_word(text):
         raise SpecError(f"value must be a number, [unlimited] or a word but was [{text}]")
     return text
 
@@ -205,18 +226,17 @@ def _number(text, key):
 
 def parse_spec(text, hard=True):
     """``KEY OP VALUE`` -> Requirement, or SpecError naming what is wrong."""
-    spec, key_pattern, climbs, word = _patterns()
-    match = spec.match(text)
-    if not match:
+    parts = _split_spec(text)
+    if parts is None:
         raise SpecError(
             f"requirement must look like KEY>=VALUE, KEY<=VALUE, KEY=VALUE or KEY!=VALUE "
             f"(e.g. vm.max_map_count>=262144) but was [{text}]"
         )
-    given, op, raw = match.groups()
+    given, op, raw = parts
     key = host.sysctl_name(given)  # sysctl(8) accepts vm/max_map_count too
-    if not key_pattern.match(key):
+    if not _is_key(key):
         raise SpecError(f"[{given}] is not a sysctl name, a resource limit or {THP_KEY}")
-    if climbs.search(key):
+    if _climbs(key):
         # sysctl(8) writes nothing outside /proc/sys (procps is_proc_path), and neither does guard fix.
         raise SpecError(f"[{given}] is not a sysctl name: a '.' or '..' component leaves /proc/sys")
     base, _, suffix = key.partition(".")
