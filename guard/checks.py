@@ -99,7 +99,7 @@ class SpecError(ValueError):
 
 # Records are named tuples (guard.records), not dataclasses: guard runs before every start of the
 # program, and importing dataclasses (inspect, ast) cost a quarter of guard's start-up.
-class Requirement(record("Requirement", "key op value hard name source hint fix_value observed")):
+class Requirement(record("Requirement", "key op value hard name source hint fix_value observed soft_hint")):
     """key: the knob (a dotted sysctl, an rlimit such as nofile or nofile.hard, transparent_hugepage,
     or a program's own setting: "dragonfly --maxmemory", with a space no sysctl has);
     value: int, UNLIMITED or a word; hard: refuse to start when not met (soft ones warn); name:
@@ -108,13 +108,15 @@ class Requirement(record("Requirement", "key op value hard name source hint fix_
     is not the value itself (a stricter check of the same knob), None otherwise; observed: the
     value judged when the profile worked it out itself (a program's setting against the host's
     CPUs, the upstream version an Ubuntu kernel names), an Unreadable saying why it could not, or
-    None: the key is read from the host when checked."""
+    None: the key is read from the host when checked; soft_hint: advice shown only while the check
+    is soft (how to make it refuse), moot once it is hard."""
 
     __slots__ = ()
 
-    def __new__(cls, key, op, value, hard=True, name="", source="", hint="", fix_value=None, observed=None):
+    def __new__(cls, key, op, value, hard=True, name="", source="", hint="", fix_value=None, observed=None,
+                soft_hint=""):
         return super().__new__(cls, key, op, value, hard, name or default_name(key), source, hint, fix_value,
-                               observed)
+                               observed, soft_hint)
 
 
 class Result(record("Result", "requirement status actual message", defaults=(None, ""))):
@@ -249,6 +251,22 @@ def parse_spec(text, hard=True):
     if op in ORDERING and isinstance(value, str) and kind_of(key) != "kernel":
         raise SpecError(f"[{op}] needs a number but [{key}] was given the word [{value}]")
     return Requirement(key=key, op=op, value=value, hard=hard, source="--require")
+
+
+def with_required(requirements, required):
+    """A profile's requirements with the --require SPECs: a SPEC that names a knob, operator and
+    value a check of the profile names already makes that check hard (one row per setting, under
+    the profile's name and source; a hard one is left as it is), any other is a check of its own.
+    A SPEC is always hard, and it is how a profile's warning is made a refusal (Redis's
+    overcommit): the warning and the refusal of one setting are not two rows."""
+    merged = list(requirements)
+    for spec in required:
+        same = next((i for i, r in enumerate(merged) if (r.key, r.op, r.value) == (spec.key, spec.op, spec.value)), None)
+        if same is None:
+            merged.append(spec)
+        elif not merged[same].hard:
+            merged[same] = merged[same]._replace(hard=True, source=f"{merged[same].source}; made hard by --require")
+    return merged
 
 
 # The most the kernel takes for the knobs whose requirements a program's own configuration sets

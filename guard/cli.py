@@ -338,7 +338,7 @@ def plan_checks(settings, command, environ, who):
     profile = profile or profiles.PROFILES["none"]
     own = profiles.invocation(profile, command, environ)  # its words and environment, past launchers
     plan = profile.plan(own)
-    requirements = plan.requirements + settings["require"]
+    requirements = checks.with_required(plan.requirements, settings["require"])
     unmatched = checks.unmatched_skips(settings["skip"], requirements)
     if unmatched:
         existing = ", ".join(f"{r.name} ({r.key})" for r in requirements)

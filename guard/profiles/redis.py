@@ -76,7 +76,7 @@ def redis_plan(invocation):
         # usually succeeds. A warning, as Redis gives; `--require vm.overcommit_memory=1` refuses.
         Requirement("vm.overcommit_memory", "=", 1, False, name="overcommit",
                     source="Redis syscheck.c checkOvercommit",
-                    hint="Redis only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
+                    soft_hint="Redis only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
         # Redis warns and listens with the smaller backlog (server.c checkTcpBacklogSettings).
         Requirement("net.core.somaxconn", ">=", backlog, False,
                     source=f"Redis server.c checkTcpBacklogSettings: tcp-backlog [{backlog}]"),
