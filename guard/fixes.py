@@ -75,7 +75,7 @@ def fix(req, place, program="guard"):
         text = _namespaced_fix(req.key, target(req), place, program)
     else:
         text = _node_fix(req, place, program, _sysctl_commands)
-    return text + (f"\n{req.hint}" if req.hint else "")
+    return text + "".join(f"\n{hint}" for hint in (req.hint, "" if req.hard else req.soft_hint) if hint)
 
 
 def sysctl_d_file(program):

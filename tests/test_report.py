@@ -108,7 +108,7 @@ def test_failures_and_warnings_are_counted_apart(tmp_path):
     done = run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory=1", env=env,
                      limits={"nofile": (1024, 1024)})
     assert done.returncode == 78
-    assert "guard: [1] of [4] checks failed for redis, and [3] gave a warning\n" in text(done)
+    assert "guard: [1] of [3] checks failed for redis, and [2] gave a warning\n" in text(done)
 
 
 def test_require_only_report_names_the_require_checks_not_a_profile(tmp_path):
@@ -139,3 +139,32 @@ def test_every_line_the_fixes_keep_across_reboots_survives_the_others(tmp_path):
         subprocess.run(["sh", "-c", command.replace("/etc/sysctl.d/", f"{folder}/")], check=True)
     (kept,) = folder.iterdir()
     assert kept.read_text().splitlines() == ["vm.overcommit_memory=1", "net.core.somaxconn=511"]
+
+
+def test_a_requirement_that_names_a_profiles_warning_makes_it_a_refusal_in_one_row(tmp_path):
+    env = redis_host(tmp_path, overcommit=0)
+    done = run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory=1", env=env,
+                     limits={"nofile": (1024, 1024)})
+    assert done.returncode == 78
+    rows = [line for line in text(done).splitlines() if "vm.overcommit_memory is [0]" in line]
+    assert rows == ["guard: FAIL  overcommit  memory overcommit vm.overcommit_memory is [0] but must be [1]",
+                    "guard: [1] memory overcommit vm.overcommit_memory is [0] but must be [1]"]
+    assert "add --require" not in text(done)  # the advice to make it refuse, given it already
+    warned = run_guard("check", "--profile", "redis", env=env, limits={"nofile": (1024, 1024)})
+    assert "Redis only warns; to refuse to start without it, add --require vm.overcommit_memory=1." in text(warned)
+    json_report = json.loads(run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory=1",
+                                       "--format", "json", env=env, limits={"nofile": (1024, 1024)}).stdout)
+    [row] = [c for c in json_report["checks"] if c["key"] == "vm.overcommit_memory"]
+    assert (row["name"], row["hard"], row["status"]) == ("overcommit", True, "fail")
+    assert row["source"].endswith("; made hard by --require")
+
+
+def test_a_requirement_with_another_value_is_a_check_of_its_own(tmp_path):
+    env = redis_host(tmp_path, overcommit=2)
+    done = run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory!=2", env=env,
+                     limits={"nofile": (1024, 1024)})
+    assert [c["key"] for c in json.loads(run_guard("check", "--profile", "redis", "--require",
+                                                   "vm.overcommit_memory!=2", "--format", "json", env=env,
+                                                   limits={"nofile": (1024, 1024)}).stdout)["checks"]
+            ].count("vm.overcommit_memory") == 2
+    assert done.returncode == 78
