@@ -13,6 +13,8 @@ user ID changes on capabilities"; ptrace(2), "Ptrace access mode checking".
 
 import os
 
+from guard.checks import is_decimal
+
 CAP_SYS_PTRACE = 19  # include/uapi/linux/capability.h
 KEPT = 1 << CAP_SYS_PTRACE
 _PR_SET_KEEPCAPS = 8  # include/uapi/linux/prctl.h
@@ -23,7 +25,7 @@ def parse_user(text):
     """(uid, gid) from "UID" or "UID:GID", numbers only (a name would need the image's user
     database); None when text is not that."""
     uid, _, gid = text.partition(":")
-    if not uid.isdigit() or not (gid.isdigit() or (gid == "" and ":" not in text)):
+    if not is_decimal(uid) or not (is_decimal(gid) or (gid == "" and ":" not in text)):
         return None
     uid, gid = int(uid), int(gid or uid)
     valid = range(1, (1 << 32) - 1)  # not root, not (uid_t) -1

@@ -304,7 +304,8 @@ def test_user_becomes_that_user_with_no_group_keeping_sys_ptrace_alone():
     assert f'guard_process_map_count{{pid="{os.getpid()}",' in text  # root's: read with CAP_SYS_PTRACE
 
 
-@pytest.mark.parametrize("value", ["0", "root", "1000:", ":1000", "1000:0", "1000:1000:1", "-5", "4294967295", ""])
+@pytest.mark.parametrize("value", ["0", "root", "1000:", ":1000", "1000:0", "1000:1000:1", "-5", "4294967295", "",
+                                   "\u00b2", "\u0661\u0662\u0663", "1_000", "+5", " 5"])
 def test_user_must_be_numbers_other_than_root(value):
     command, env = maps_command("--user", value, "1")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
