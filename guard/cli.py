@@ -462,6 +462,9 @@ def _become(user):
     text, (uid, gid) = user
     try:
         privileges.become(uid, gid)
+    except privileges.Unconfined as e:
+        raise UsageError(f"--user [{text}]: {e.strerror}: guard maps --user needs seccomp filters, which Linux "
+                         "has on x86-64 and arm64 (CONFIG_SECCOMP_FILTER)") from None
     except OSError as e:
         raise UsageError(f"--user [{text}]: {e.strerror}: start guard maps as root with CAP_SETUID and "
                          "CAP_SETGID to become another user") from None

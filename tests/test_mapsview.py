@@ -301,6 +301,9 @@ def test_user_becomes_that_user_with_no_group_keeping_sys_ptrace_alone():
     assert status["Groups"] == ""
     assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 1 << 19  # CAP_SYS_PTRACE
     assert int(status["CapInh"], 16) == int(status["CapAmb"], 16) == 0
+    # and a seccomp filter of its own: the calls CAP_SYS_PTRACE opens beside the maps refused
+    # (tests/test_privileges.py tries them)
+    assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "2")
     assert f'guard_process_map_count{{pid="{os.getpid()}",' in text  # root's: read with CAP_SYS_PTRACE
 
 
