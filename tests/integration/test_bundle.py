@@ -198,6 +198,23 @@ def test_profiles_and_version_answer(made, bundled):
 
 
 
+# TZ names the file glibc's tzset() opens at Python's start (/etc/localtime when unset): a FIFO
+# held guard before its first line, /dev/stdin read the program's input away. The program gets
+# TZ as given.
+TIME_ZONE_FILES = """
+mkfifo /run/guard/tz
+TZ=/run/guard/tz timeout 10 /opt/guard/bin/guard --profile none -- echo started; echo "exit $?"
+echo its input | TZ=/dev/stdin /opt/guard/bin/guard --profile none -- cat
+echo its input | TZ=:/dev/stdin /opt/guard/bin/guard --profile none -- cat
+TZ=Europe/Berlin /opt/guard/bin/guard --profile none -- sh -c 'echo "TZ=$TZ"'
+"""
+
+
+def test_no_time_zone_file_is_opened_and_the_program_gets_tz_as_given(made, bundled):
+    status, out = finish(run(made, bundled, ["sh", "-c", TIME_ZONE_FILES]), timeout=60)
+    assert out.splitlines() == ["started", "exit 0", "its input", "its input", "TZ=Europe/Berlin"], out
+
+
 def test_a_bundle_without_a_library_it_needs_is_not_kept(made):
     # make_bundle.py copies the libraries ldd names. Were one missing from the folder, the build
     # image would still lend it from its own /lib, and a check run there would pass: the folder
