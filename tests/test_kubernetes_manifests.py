@@ -352,7 +352,7 @@ AUDIT_USER = "43210:43210"
 
 def test_audit_counts_as_a_user_of_its_own_with_ptrace_alone_and_writes_as_its_group():
     # guard starts as root only to become the user (--user), keeping CAP_SYS_PTRACE; the init
-    # container gives the collector's folder to that user's group, with CHOWN alone.
+    # container gives the collector's folder to that user's group, with CHOWN and FOWNER alone.
     pod_spec = workload(render("audit"))["spec"]["template"]["spec"]
     [guard] = pod_spec["containers"]
     assert option_value(guard["args"], "--user") == AUDIT_USER
@@ -360,7 +360,7 @@ def test_audit_counts_as_a_user_of_its_own_with_ptrace_alone_and_writes_as_its_g
     assert guard["securityContext"]["allowPrivilegeEscalation"] is False
     [folder] = pod_spec["initContainers"]
     assert folder["command"] == ["sh", "-c", f"chgrp {AUDIT_USER.split(':')[1]} /textfile && chmod g+w /textfile"]
-    assert folder["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert folder["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]}
     assert folder["volumeMounts"] == guard["volumeMounts"]
 
 

@@ -499,6 +499,29 @@ def test_audit_counts_another_users_process_only_with_sys_ptrace(pod_of, tmp_pat
     assert f"cannot count the memory maps of pid [{holder}]: permission denied" in refused.log
 
 
+def test_audit_init_gives_the_folder_to_its_group_whoever_owns_it_and_nothing_in_it(pod_of, tmp_path):
+    # The collector's folder may exist already, made by another user (node_exporter's 65534),
+    # holding other collectors' files and links. The init container changes the folder's group
+    # and group write alone: root without CAP_FOWNER could not chmod it and left it half done.
+    folder, victim = tmp_path / "textfile", tmp_path / "victim"
+    folder.mkdir()
+    victim.write_text("not the audit's\n")
+    (folder / "other.prom").write_text("other_metric 1\n")
+    (folder / "link.prom").symlink_to(victim)
+    for path in (folder, folder / "other.prom", victim):
+        os.chown(path, 65534, 65534)
+        os.chmod(path, 0o750 if path == folder else 0o640)
+    before = {p: os.stat(p) for p in (folder / "other.prom", victim)}
+    pod = pod_of("audit", {TEXTFILE_DIRECTORY: str(folder)})
+    [done] = pod.run_init()
+    assert done.status == 0, done.log
+    changed = os.stat(folder)
+    assert (changed.st_uid, changed.st_gid, changed.st_mode & 0o7777) == (65534, AUDIT_IDS[1], 0o770)
+    for path, was in before.items():
+        now = os.stat(path)
+        assert (now.st_uid, now.st_gid, now.st_mode) == (was.st_uid, was.st_gid, was.st_mode), path
+
+
 def samples(text):
     return {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
             if line and not line.startswith("#")}
