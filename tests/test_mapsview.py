@@ -316,6 +316,21 @@ def test_user_must_be_numbers_other_than_root(value):
         2, f"guard: --user must be UID or UID:GID, numbers other than 0, but was [{value}]\n", "")
 
 
+def test_user_without_sys_ptrace_to_keep_says_so_and_counts_what_it_can(tmp_path):
+    # Started as root without CAP_SYS_PTRACE (a manifest that lost it), the user counts only its
+    # own processes: the whole-system file then silently lacked every other one.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as the DaemonSet starts guard")
+    command, env = maps_command("--user", str(AUDIT_USER), "--format", "json")
+    done = subprocess.run(["setpriv", "--bounding-set", "-sys_ptrace", *command], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"guard: --user [{AUDIT_USER}]: CAP_SYS_PTRACE was not held, so only the processes of "
+                           f"user {AUDIT_USER} can be counted: add SYS_PTRACE to the capabilities guard starts with\n")
+    [mine] = [p for p in json.loads(done.stdout)["processes"] if p["pid"] == os.getpid()]
+    assert (mine["maps"], mine["error"]) == (None, "permission denied")
+
+
 def test_user_that_cannot_be_become_is_said_and_nothing_is_read():
     # A user without CAP_SETUID (here nobody) cannot become another: a usage error before any
     # count, rather than a count made as the wrong user.
