@@ -36,7 +36,8 @@ def parse_user(text):
 
 
 class Unconfined(OSError):
-    """The filter that keeps CAP_SYS_PTRACE to the maps could not be set: nothing was changed."""
+    """The filter that keeps CAP_SYS_PTRACE to the maps could not be set: guard's user and
+    capabilities are still those it started with."""
 
 
 def become(uid, gid):
@@ -47,7 +48,7 @@ def become(uid, gid):
 
     from guard._confine import lib  # imported as root: the user may not read a pip install
 
-    # First, while nothing has changed: a filter that cannot be set leaves guard as it started.
+    # First, before the switch: a filter that cannot be set leaves guard the user it started as.
     refused = lib.guard_deny_tracing()
     if refused < 0:
         raise Unconfined(-refused, f"system calls that reach into other processes cannot be refused "
