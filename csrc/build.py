@@ -30,7 +30,9 @@ def ffibuilder(name, **options):
 
 maps = ffibuilder("maps", libraries=["pthread"])  # the map scanner (csrc/maps.c)
 execve = ffibuilder("execve")  # exec with the environment as a list (csrc/execve.c)
+confine = ffibuilder("confine")  # maps --user's seccomp filter (csrc/confine.c)
 
 if __name__ == "__main__":
     maps.compile(verbose=True)
     execve.compile(verbose=True)
+    confine.compile(verbose=True)

@@ -461,10 +461,16 @@ def _become(user):
 
     text, (uid, gid) = user
     try:
-        privileges.become(uid, gid)
+        kept = privileges.become(uid, gid)
+    except privileges.Unconfined as e:
+        raise UsageError(f"--user [{text}]: {e.strerror}: guard maps --user needs seccomp filters, which Linux "
+                         "has on x86-64 and arm64 (CONFIG_SECCOMP_FILTER)") from None
     except OSError as e:
         raise UsageError(f"--user [{text}]: {e.strerror}: start guard maps as root with CAP_SETUID and "
                          "CAP_SETGID to become another user") from None
+    if not kept:  # a run that counts little, said once where the pod's log shows it
+        report.write(f"guard: --user [{text}]: CAP_SYS_PTRACE was not held, so only the processes of user {uid} "
+                     "can be counted: add SYS_PTRACE to the capabilities guard starts with\n")
 
 
 def cmd_fix(args, environ):

@@ -436,17 +436,23 @@ RESOLVE_TIMEOUT = 2.0
 # is not a regular file, for the same reason: no lookup is made then, so none loads the image's
 # modules.
 RESOLVER_FILES = ("/etc/nsswitch.conf", "/etc/host.conf", "/etc/hosts", "/etc/resolv.conf", "/etc/gai.conf")
+# And the files the environment names for it: HOSTALIASES, aliases for a name without a dot
+# (resolv/res_query.c, __res_context_hostalias), and RESOLV_HOST_CONF, read in place of
+# /etc/host.conf (resolv/res_hconf.c). Naming /dev/stdin, a lookup read the program's input.
+RESOLVER_VARIABLES = ("HOSTALIASES", "RESOLV_HOST_CONF")
 
 
 def _unfit_resolver_file():
     """Unreadable for the first resolver file that exists and is not a regular file, or None."""
-    for path in RESOLVER_FILES:
+    named = [(f"{name} names {os.environ[name]}, which", os.environ[name])
+             for name in RESOLVER_VARIABLES if os.environ.get(name)]
+    for said, path in [(path, path) for path in RESOLVER_FILES] + named:
         try:
             mode = os.stat(path).st_mode
         except OSError:
             continue  # missing or unreadable: the resolver does without it, as guard does
         if not stat.S_ISREG(mode):
-            return _not_regular(path, mode)
+            return _not_regular(said, mode)
     return None
 
 

@@ -7,11 +7,16 @@ root-owned file of every container through /proc/PID/root. A user of its own wit
 CAP_SYS_PTRACE alone reads the maps and nothing that file modes keep from it. Kubernetes cannot
 start a container that way (a non-root container's added capabilities stay in its bounding set:
 no ambient capabilities), so guard starts as root with CAP_SETUID, CAP_SETGID and CAP_SYS_PTRACE
-and becomes that user here, before it reads anything. Reference: capabilities(7), "Effect of
-user ID changes on capabilities"; ptrace(2), "Ptrace access mode checking".
+and becomes that user here, before it reads anything. The capability passes the same check for
+system calls that reach much further than the maps (ptrace, process_vm_readv: every process's
+memory), so a seccomp filter takes those away first (csrc/confine.c). Reference:
+capabilities(7), "Effect of user ID changes on capabilities"; ptrace(2), "Ptrace access mode
+checking".
 """
 
 import os
+
+from guard.checks import is_decimal
 
 CAP_SYS_PTRACE = 19  # include/uapi/linux/capability.h
 KEPT = 1 << CAP_SYS_PTRACE
@@ -23,18 +28,31 @@ def parse_user(text):
     """(uid, gid) from "UID" or "UID:GID", numbers only (a name would need the image's user
     database); None when text is not that."""
     uid, _, gid = text.partition(":")
-    if not uid.isdigit() or not (gid.isdigit() or (gid == "" and ":" not in text)):
+    if not is_decimal(uid) or not (is_decimal(gid) or (gid == "" and ":" not in text)):
         return None
     uid, gid = int(uid), int(gid or uid)
     valid = range(1, (1 << 32) - 1)  # not root, not (uid_t) -1
     return (uid, gid) if uid in valid and gid in valid else None
 
 
+class Unconfined(OSError):
+    """The filter that keeps CAP_SYS_PTRACE to the maps could not be set: guard's user and
+    capabilities are still those it started with."""
+
+
 def become(uid, gid):
     """Become uid:gid with no supplementary group, keeping CAP_SYS_PTRACE (effective and
-    permitted) when guard holds it and no other capability; OSError naming the call that failed."""
+    permitted) when guard holds it and no other capability, with the system calls that reach into
+    other processes refused; OSError naming the call that failed (Unconfined: before any change)."""
     import ctypes
 
+    from guard._confine import lib  # imported as root: the user may not read a pip install
+
+    # First, before the switch: a filter that cannot be set leaves guard the user it started as.
+    refused = lib.guard_deny_tracing()
+    if refused < 0:
+        raise Unconfined(-refused, f"system calls that reach into other processes cannot be refused "
+                                   f"(seccomp: {os.strerror(-refused)})")
     libc = ctypes.CDLL(None, use_errno=True)
 
     def call(result, what):

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -351,7 +352,7 @@ AUDIT_USER = "43210:43210"
 
 def test_audit_counts_as_a_user_of_its_own_with_ptrace_alone_and_writes_as_its_group():
     # guard starts as root only to become the user (--user), keeping CAP_SYS_PTRACE; the init
-    # container gives the collector's folder to that user's group, with CHOWN alone.
+    # container gives the collector's folder to that user's group, with CHOWN and FOWNER alone.
     pod_spec = workload(render("audit"))["spec"]["template"]["spec"]
     [guard] = pod_spec["containers"]
     assert option_value(guard["args"], "--user") == AUDIT_USER
@@ -359,7 +360,7 @@ def test_audit_counts_as_a_user_of_its_own_with_ptrace_alone_and_writes_as_its_g
     assert guard["securityContext"]["allowPrivilegeEscalation"] is False
     [folder] = pod_spec["initContainers"]
     assert folder["command"] == ["sh", "-c", f"chgrp {AUDIT_USER.split(':')[1]} /textfile && chmod g+w /textfile"]
-    assert folder["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert folder["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]}
     assert folder["volumeMounts"] == guard["volumeMounts"]
 
 
@@ -414,6 +415,21 @@ def test_readme_points_node_exporter_at_the_directory_the_audit_writes():
     with open(READMES[0]) as f:
         text = f.read()
     assert f"--collector.textfile.directory={volume['hostPath']['path']}" in text
+
+
+# A block of one command line a node agent runs: ```, `guard fix ...` or `guard maps ...`, ```.
+AGENT_COMMAND = re.compile(r"^```\n(guard (fix|maps) .*)\n```$", re.MULTILINE)
+AGENTS = {"fix": "fix", "maps": "audit"}
+
+
+def test_readme_commands_of_the_node_agents_are_what_the_daemonsets_run():
+    # Each shown as "what it runs": a copy-paste of the line gives the DaemonSet's identity too.
+    with open(READMES[0]) as f:
+        shown = AGENT_COMMAND.findall(f.read())
+    assert sorted(command for _, command in shown) == sorted(AGENTS)
+    for line, command in shown:
+        [guard] = workload(render(AGENTS[command]))["spec"]["template"]["spec"]["containers"]
+        assert shlex.split(line) == ["guard", *guard["args"]], f"{READMES[0]}: {line}"
 
 
 def images_of(objects):

@@ -301,15 +301,34 @@ def test_user_becomes_that_user_with_no_group_keeping_sys_ptrace_alone():
     assert status["Groups"] == ""
     assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 1 << 19  # CAP_SYS_PTRACE
     assert int(status["CapInh"], 16) == int(status["CapAmb"], 16) == 0
+    # and a seccomp filter of its own: the calls CAP_SYS_PTRACE opens beside the maps refused
+    # (tests/test_privileges.py tries them)
+    assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "2")
     assert f'guard_process_map_count{{pid="{os.getpid()}",' in text  # root's: read with CAP_SYS_PTRACE
 
 
-@pytest.mark.parametrize("value", ["0", "root", "1000:", ":1000", "1000:0", "1000:1000:1", "-5", "4294967295", ""])
+@pytest.mark.parametrize("value", ["0", "root", "1000:", ":1000", "1000:0", "1000:1000:1", "-5", "4294967295", "",
+                                   "\u00b2", "\u0661\u0662\u0663", "1_000", "+5", " 5"])
 def test_user_must_be_numbers_other_than_root(value):
     command, env = maps_command("--user", value, "1")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stderr, done.stdout) == (
         2, f"guard: --user must be UID or UID:GID, numbers other than 0, but was [{value}]\n", "")
+
+
+def test_user_without_sys_ptrace_to_keep_says_so_and_counts_what_it_can(tmp_path):
+    # Started as root without CAP_SYS_PTRACE (a manifest that lost it), the user counts only its
+    # own processes: the whole-system file then silently lacked every other one.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as the DaemonSet starts guard")
+    command, env = maps_command("--user", str(AUDIT_USER), "--format", "json")
+    done = subprocess.run(["setpriv", "--bounding-set", "-sys_ptrace", *command], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == (f"guard: --user [{AUDIT_USER}]: CAP_SYS_PTRACE was not held, so only the processes of "
+                           f"user {AUDIT_USER} can be counted: add SYS_PTRACE to the capabilities guard starts with\n")
+    [mine] = [p for p in json.loads(done.stdout)["processes"] if p["pid"] == os.getpid()]
+    assert (mine["maps"], mine["error"]) == (None, "permission denied")
 
 
 def test_user_that_cannot_be_become_is_said_and_nothing_is_read():

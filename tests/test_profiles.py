@@ -386,6 +386,20 @@ def test_a_name_is_not_looked_up_when_a_resolver_file_is_a_fifo(tmp_path):
     assert took < 2, f"guard waited {took:.2f} s"
 
 
+@pytest.mark.parametrize("variable", ["HOSTALIASES", "RESOLV_HOST_CONF"])
+def test_a_name_is_not_looked_up_when_a_file_the_environment_names_for_the_resolver_is_a_pipe(tmp_path, variable):
+    # glibc's resolver opens the file HOSTALIASES names (res_query.c, for a name without a dot)
+    # and the one RESOLV_HOST_CONF names in place of /etc/host.conf (res_hconf.c): naming
+    # /dev/stdin, the lookup read the program's input away before the program started.
+    (tmp_path / "elasticsearch.yml").write_text("network.host: es-node\n")
+    program = ["sh", "-c", 'echo "the program read [$(cat)]"', "elasticsearch"]
+    done = subprocess.run([guard_executable(), "--profile", "elasticsearch", "--mode", "warn", "--", *program],
+                          input=b"its input", capture_output=True, timeout=30,
+                          env={**os.environ, "ES_PATH_CONF": str(tmp_path), variable: "/dev/stdin"})
+    assert done.stdout == b"the program read [its input]\n", done.stderr
+    assert (f"production mode ([es-node] was not looked up: {variable} names /dev/stdin, which is a FIFO or pipe, "
+            "not a regular file: not read") in done.stderr.decode(), done.stderr
+
 # --- Kafka ---
 
 def make_segments(log_dir, partitions, segments_each):

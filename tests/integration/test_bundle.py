@@ -198,6 +198,23 @@ def test_profiles_and_version_answer(made, bundled):
 
 
 
+# TZ names the file glibc's tzset() opens at Python's start (/etc/localtime when unset): a FIFO
+# held guard before its first line, /dev/stdin read the program's input away. The program gets
+# TZ as given.
+TIME_ZONE_FILES = """
+mkfifo /run/guard/tz
+TZ=/run/guard/tz timeout 10 /opt/guard/bin/guard --profile none -- echo started; echo "exit $?"
+echo its input | TZ=/dev/stdin /opt/guard/bin/guard --profile none -- cat
+echo its input | TZ=:/dev/stdin /opt/guard/bin/guard --profile none -- cat
+TZ=Europe/Berlin /opt/guard/bin/guard --profile none -- sh -c 'echo "TZ=$TZ"'
+"""
+
+
+def test_no_time_zone_file_is_opened_and_the_program_gets_tz_as_given(made, bundled):
+    status, out = finish(run(made, bundled, ["sh", "-c", TIME_ZONE_FILES]), timeout=60)
+    assert out.splitlines() == ["started", "exit 0", "its input", "its input", "TZ=Europe/Berlin"], out
+
+
 def test_a_bundle_without_a_library_it_needs_is_not_kept(made):
     # make_bundle.py copies the libraries ldd names. Were one missing from the folder, the build
     # image would still lend it from its own /lib, and a check run there would pass: the folder
@@ -302,3 +319,18 @@ def test_a_fifo_for_nsswitch_conf_holds_neither_the_start_nor_a_lookup(made, for
     assert ("production mode ([es-node] was not looked up: /etc/nsswitch.conf is a FIFO or pipe, not a regular "
             "file: not read") in log, log
     assert "exit 78" in log and "/tmp/nss-foreign-loaded" not in log, log
+
+
+def test_maps_user_without_seccomp_filters_becomes_no_one_and_says_why(made, bundle_image):
+    # A kernel without seccomp filters, or an emulator (qemu-user answers ENOSYS): guard cannot
+    # keep CAP_SYS_PTRACE to the maps, so it does not switch at all. Here a profile of the engine
+    # answers seccomp(2) with ENOSYS; the audit container's settings otherwise.
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["seccomp"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
+    container = made.container(bundle_image, ["maps", "--user", "43210:43210", "1"], user="0", cap_drop=["ALL"],
+                               cap_add=["SYS_PTRACE", "SETUID", "SETGID"],
+                               security_opt=["no-new-privileges:true", f"seccomp={json.dumps(profile)}"])
+    assert finish(container) == (2, (
+        "guard: --user [43210:43210]: system calls that reach into other processes cannot be refused (seccomp: "
+        "Function not implemented): guard maps --user needs seccomp filters, which Linux has on x86-64 and arm64 "
+        "(CONFIG_SECCOMP_FILTER)\n"))

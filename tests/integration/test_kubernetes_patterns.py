@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -498,6 +499,29 @@ def test_audit_counts_another_users_process_only_with_sys_ptrace(pod_of, tmp_pat
     assert f"cannot count the memory maps of pid [{holder}]: permission denied" in refused.log
 
 
+def test_audit_init_gives_the_folder_to_its_group_whoever_owns_it_and_nothing_in_it(pod_of, tmp_path):
+    # The collector's folder may exist already, made by another user (node_exporter's 65534),
+    # holding other collectors' files and links. The init container changes the folder's group
+    # and group write alone: root without CAP_FOWNER could not chmod it and left it half done.
+    folder, victim = tmp_path / "textfile", tmp_path / "victim"
+    folder.mkdir()
+    victim.write_text("not the audit's\n")
+    (folder / "other.prom").write_text("other_metric 1\n")
+    (folder / "link.prom").symlink_to(victim)
+    for path in (folder, folder / "other.prom", victim):
+        os.chown(path, 65534, 65534)
+        os.chmod(path, 0o750 if path == folder else 0o640)
+    before = {p: os.stat(p) for p in (folder / "other.prom", victim)}
+    pod = pod_of("audit", {TEXTFILE_DIRECTORY: str(folder)})
+    [done] = pod.run_init()
+    assert done.status == 0, done.log
+    changed = os.stat(folder)
+    assert (changed.st_uid, changed.st_gid, changed.st_mode & 0o7777) == (65534, AUDIT_IDS[1], 0o770)
+    for path, was in before.items():
+        now = os.stat(path)
+        assert (now.st_uid, now.st_gid, now.st_mode) == (was.st_uid, was.st_gid, was.st_mode), path
+
+
 def samples(text):
     return {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
             if line and not line.startswith("#")}
@@ -535,6 +559,7 @@ def test_audit_keeps_the_nodes_textfile_current_within_its_cpu_budget(pod_of, tm
         assert capability_names(int(status["CapEff"], 16)) == capability_names(int(status["CapPrm"], 16)) == \
             ["SYS_PTRACE"]
         assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
+        assert status["Seccomp_filters"] == "2"  # the engine's, and guard's own (csrc/confine.c)
     finally:
         status = pod.stop(guard)
     guard.reload()
@@ -542,7 +567,9 @@ def test_audit_keeps_the_nodes_textfile_current_within_its_cpu_budget(pod_of, tm
 
 
 # What a process with the audit's identity reads of the node's other processes, beside their
-# maps: per target pid, each read as "name yes|no". mem is read at the first mapping's address.
+# maps: per target pid, each read as "name yes|no". mem is read at the first mapping's address;
+# reach (tests/reach.c) reads the environment in its memory with process_vm_readv and attaches
+# with ptrace, the calls CAP_SYS_PTRACE opens beside the files.
 READS = r"""
 for pid in "$@"; do
   try() { if sh -c "$2" >/dev/null 2>&1; then echo "$pid $1 yes"; else echo "$pid $1 no"; fi; }
@@ -554,6 +581,7 @@ for pid in "$@"; do
   try etc-shadow "head -c1 /proc/$pid/root/etc/shadow | grep -q ."
   try world-readable-file "head -c1 /proc/$pid/root/etc/os-release | grep -q ."
 done
+/textfile/reach "$@"
 grep -E '^(Uid|CapEff):' /proc/self/status
 """
 # A process of the given user in a container of its own, with a file only that user may read
@@ -562,15 +590,30 @@ TARGET = ("echo secret > /owner-only && chmod 600 /owner-only && chown $0 /owner
           "exec setpriv --reuid $0 --regid $0 --clear-groups env TOKEN=secret sleep 1000")
 
 
-def reads_with(pod, identity, targets):
+@pytest.fixture
+def reach(tmp_path):
+    """tests/reach.c built static into the audit's textfile folder (tmp_path), which the probe
+    mounts at /textfile, and that folder open to the audit's user."""
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    csrc = os.path.join(tests, "..", "csrc")
+    subprocess.run(["gcc", "-static", "-std=gnu99", "-O1", "-I", csrc, "-o", str(tmp_path / "reach"),
+                    os.path.join(tests, "reach.c"), os.path.join(csrc, "confine.c")], check=True)
+    os.chmod(tmp_path, 0o755)
+    return tmp_path
+
+
+def reads_with(pod, identity, targets, confined=False):
     """{(target, read): "yes"|"no"} for a shell run with the audit container's settings, as root
     with them (identity None) or having become the audit's user with CAP_SYS_PTRACE alone, as
-    guard maps --user does (setpriv keeps the capability across exec as an ambient one)."""
+    guard maps --user does (setpriv keeps the capability across exec as an ambient one), and
+    with guard's seccomp filter (confined) as guard maps --user sets it."""
     probe = pod.container("guard")
     probe["image"] = SHELL_IMAGE
     become = [] if identity is None else [
         "setpriv", "--reuid", str(identity[0]), "--regid", str(identity[1]), "--clear-groups",
         "--inh-caps", "-all,+sys_ptrace", "--ambient-caps", "+sys_ptrace"]
+    if confined:
+        become += ["/textfile/reach", "--confined"]
     probe["command"] = [*become, "sh", "-c", READS, "sh", *(str(pid) for pid in targets.values())]
     del probe["args"]
     ran = pod.run_container(probe)
@@ -581,11 +624,12 @@ def reads_with(pod, identity, targets):
     return found, status["Uid"].split()[0], capability_names(int(status["CapEff"], 16))
 
 
-def test_audit_reads_other_processes_maps_and_only_what_file_modes_give_any_user(made, pod_of, tmp_path):
-    # guard becomes the audit's user with CAP_SYS_PTRACE alone (the test above checks its
-    # process): maps of every process, and of their files only what any user may read.
-    # Root with CAP_SYS_PTRACE, as the DaemonSet ran before, also read root's environments,
-    # memory and files. deploy/kubernetes/README.md has this table.
+def test_audit_reads_other_processes_maps_and_only_what_file_modes_give_any_user(made, pod_of, tmp_path, reach):
+    # guard becomes the audit's user with CAP_SYS_PTRACE alone and its seccomp filter (the test
+    # above checks its process): maps of every process, and of their files only what any user
+    # may read. Without the filter the capability also let that user read any process's memory
+    # and attach to it. Root with CAP_SYS_PTRACE, as the DaemonSet ran before, also read root's
+    # environments, memory and files. deploy/kubernetes/README.md has this table.
     targets = {}
     for user in ("0", "1000"):
         target = made.container(NO_PYTHON_IMAGE, ["sh", "-c", TARGET, user])
@@ -593,14 +637,16 @@ def test_audit_reads_other_processes_maps_and_only_what_file_modes_give_any_user
         target.reload()
         targets["root" if user == "0" else f"uid-{user}"] = target.attrs["State"]["Pid"]
     pod = pod_of("audit", {TEXTFILE_DIRECTORY: str(tmp_path)})
-    reads = ("maps", "environ", "mem", "owner-only-file", "etc-shadow", "world-readable-file")
+    reads = ("maps", "environ", "mem", "owner-only-file", "etc-shadow", "world-readable-file", "vm-read", "ptrace")
 
     def table(*rows):
         return {(target, read): answer for target, answers in rows for read, answer in zip(reads, answers.split())}
 
-    found, uid, capabilities = reads_with(pod, AUDIT_IDS, targets)
+    found, uid, capabilities = reads_with(pod, AUDIT_IDS, targets, confined=True)
     assert (uid, capabilities) == (str(AUDIT_IDS[0]), ["SYS_PTRACE"])
-    assert found == table(("root", "yes no no no no yes"), ("uid-1000", "yes no no no no yes"))
+    assert found == table(("root", "yes no no no no yes no no"), ("uid-1000", "yes no no no no yes no no"))
+    found, uid, capabilities = reads_with(pod, AUDIT_IDS, targets)
+    assert found == table(("root", "yes no no no no yes yes yes"), ("uid-1000", "yes no no no no yes yes yes"))
     found, uid, capabilities = reads_with(pod, None, targets)
     assert (uid, capabilities) == ("0", ["SETGID", "SETUID", "SYS_PTRACE"])
-    assert found == table(("root", "yes yes yes yes yes yes"), ("uid-1000", "yes no no no yes yes"))
+    assert found == table(("root", "yes yes yes yes yes yes yes yes"), ("uid-1000", "yes no no no yes yes yes yes"))

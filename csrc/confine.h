@@ -1,0 +1,4 @@
+/* Taking away the system calls that reach into other processes: what ffi.cdef() is given,
+ * nothing else. */
+
+int guard_deny_tracing(void);
