@@ -156,6 +156,26 @@ def _in_kubernetes(facts, cgroup):
     return bool(facts.kubernetes_service_host or facts.service_account is True or "kubepods" in cgroup)
 
 
+# The kubernetes Service's address in a cluster that keeps its distribution's default Service
+# range: kubeadm's 10.96.0.0/12 (its ClusterConfiguration's serviceSubnet; kind, minikube and
+# Docker Desktop's cluster keep it), k3s's 10.43.0.0/16 (--service-cidr; k3d and RKE2 too),
+# MicroK8s' 10.152.183.0/24 (its kube-apiserver args). No managed provider's default is among
+# them: EKS takes 10.100.0.0/16 or 172.20.0.0/16 (EKS API, KubernetesNetworkConfig), AKS
+# 10.0.0.0/16 (az aks create --service-cidr), GKE 34.118.224.0/20 from 1.29.
+LOCAL_SERVICE_HOSTS = ("10.96.0.1", "10.43.0.1", "10.152.183.1")
+
+
+def _managed(facts, cgroup):
+    """Whether the cluster may be a cloud's managed one, for its DMI names to tell which. Those
+    names say whose VM this is, not who runs the cluster: kind, minikube, k3s on a cloud VM (a CI
+    runner), Docker Desktop's cluster on Hyper-V, or a test harness that sets only the variable."""
+    # The kubelet's own signs, not the variable alone, which anyone can set.
+    kubelet = facts.service_account is True or "kubepods" in cgroup
+    # A desktop VM's kernel (WSL2, Docker Desktop, OrbStack) runs no provider's nodes.
+    return (kubelet and _kernel(_text(facts.osrelease)) is None
+            and facts.kubernetes_service_host not in LOCAL_SERVICE_HOSTS)
+
+
 def _kubernetes_provider(facts, cgroup):
     # OpenShift puts the service CA, service-ca.crt, into every pod's service-account folder
     # (openshift/operator-framework-operator-controller#180): medium-high; a pod without the
@@ -165,6 +185,8 @@ def _kubernetes_provider(facts, cgroup):
     # CRI-O writes /run/.containerenv (cri-o#5463) and names its cgroups crio-<id>: GKE, EKS and
     # AKS run containerd, so such a node is none of theirs.
     if isinstance(facts.containerenv, str) or "crio" in cgroup:
+        return "kubernetes"
+    if not _managed(facts, cgroup):
         return "kubernetes"
     # The machine's DMI names, as cAdvisor tells clouds apart (utils/cloudinfo): medium, as a
     # self-managed cluster on the same cloud's VMs matches too; the provider's fix keeps guard's

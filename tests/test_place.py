@@ -22,7 +22,17 @@ ROOTLESS_MAP = "         0       1001          1\n         1     100000      655
 DOCKER_CGROUP = "12:memory:/docker/0123abcd\n11:pids:/docker/0123abcd\n"
 PODMAN_CGROUP = "9:name=systemd:/libpod_parent/libpod-a1f0ceb8\n8:pids:/libpod_parent/libpod-a1f0ceb8\n"
 CRIO_CGROUP = "0::/kubepods.slice/kubepods-besteffort.slice/crio-5f0e.scope\n"
-KUBERNETES = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+KUBERNETES = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}  # kubeadm's default, as kind and minikube keep it
+
+
+def service_host(address):
+    """The kubernetes Service's address, as the kubelet gives every container."""
+    return {"KUBERNETES_SERVICE_HOST": address}
+
+
+# Each provider's default Service address: GKE from 1.29, EKS, AKS, OpenShift.
+GKE, EKS, AKS, OPENSHIFT = (service_host(a) for a in ("34.118.224.1", "10.100.0.1", "10.0.0.1", "172.30.0.1"))
+AZURE_VM = {"sys_vendor": "Microsoft Corporation\n", "product_name": "Virtual Machine\n"}
 TOKEN = {f"{SERVICE_ACCOUNT}/token": "x", f"{SERVICE_ACCOUNT}/namespace": "search"}
 
 
@@ -71,16 +81,15 @@ PLATFORMS = {
                    "Kubernetes has no pod field for resource limits"),
     "openshift": (Where(cgroup=CRIO_CGROUP, root={"run/.containerenv": "", **TOKEN,
                                                   f"{SERVICE_ACCOUNT}/service-ca.crt": "-----BEGIN"},
-                        environ=KUBERNETES), "include=openshift-node",
+                        environ=OPENSHIFT), "include=openshift-node",
                   "Kubernetes has no pod field for resource limits"),
     "gke": (Where(root=TOKEN, dmi={"sys_vendor": "Google\n", "product_name": "Google Compute Engine\n"},
-                  environ=KUBERNETES), "gcloud container node-pools update POOL --cluster CLUSTER",
+                  environ=GKE), "gcloud container node-pools update POOL --cluster CLUSTER",
             "Kubernetes has no pod field for resource limits"),
-    "eks": (Where(dmi={"sys_vendor": "Amazon EC2\n", "product_name": "m5.large\n", "bios_vendor": "Amazon EC2\n"},
-                  environ=KUBERNETES), "apiclient set --json",
+    "eks": (Where(root=TOKEN, dmi={"sys_vendor": "Amazon EC2\n", "product_name": "m5.large\n",
+                                   "bios_vendor": "Amazon EC2\n"}, environ=EKS), "apiclient set --json",
             "[settings.oci-defaults.resource-limits.max-open-files]"),
-    "aks": (Where(dmi={"sys_vendor": "Microsoft Corporation\n", "product_name": "Virtual Machine\n"},
-                  environ=KUBERNETES), "az aks nodepool add",
+    "aks": (Where(root=TOKEN, dmi=AZURE_VM, environ=AKS), "az aks nodepool add",
             "Kubernetes has no pod field for resource limits"),
 }
 
@@ -142,6 +151,22 @@ AMBIGUOUS = {
     "docker-in-a-user-namespace": (Where(cgroup=DOCKER_CGROUP, uid_map=ROOTLESS_MAP), "container"),
     # kind and minikube nodes are containers of a Docker host: only Kubernetes is seen
     "kind-node": (Where(cgroup=DOCKER_CGROUP, environ=KUBERNETES), "kubernetes"),
+    # A cloud's DMI names say whose VM it is, not who runs the cluster. Only a variable, as a test
+    # harness on a CI runner sets it: no kubelet sign, no provider.
+    "harness-variable-on-ec2": (Where(dmi={"sys_vendor": "Amazon EC2\n"}, environ=EKS), "kubernetes"),
+    # kind, minikube, k3s, MicroK8s on a cloud VM (a CI runner on Azure) keep their default Service range
+    "kind-on-a-ci-runner-on-azure": (Where(osrelease="6.8.0-1017-azure", root=TOKEN, dmi=AZURE_VM,
+                                           environ=KUBERNETES), "kubernetes"),
+    "minikube-on-gce": (Where(root=TOKEN, dmi={"product_name": "Google Compute Engine\n"}, environ=KUBERNETES),
+                        "kubernetes"),
+    "k3s-on-ec2": (Where(root=TOKEN, dmi={"sys_vendor": "Amazon EC2\n"}, environ=service_host("10.43.0.1")),
+                   "kubernetes"),
+    "microk8s-on-ec2": (Where(root=TOKEN, dmi={"sys_vendor": "Amazon EC2\n"},
+                              environ=service_host("10.152.183.1")), "kubernetes"),
+    # Docker Desktop's or Rancher Desktop's cluster on Hyper-V says Microsoft Corporation: its kernel is no AKS node's
+    "desktop-cluster-on-hyper-v": (Where(osrelease="6.10.14-linuxkit", root=TOKEN, dmi=AZURE_VM, environ=AKS),
+                                   "kubernetes"),
+    "desktop-cluster-on-wsl2": (Where(osrelease=WSL2_RELEASE, root=TOKEN, dmi=AZURE_VM, environ=AKS), "kubernetes"),
     # an old WSL2 kernel (4.19.x-microsoft-standard) says no WSL2: the generic list covers it
     "old-wsl2-kernel-container": (Where(osrelease="4.19.128-microsoft-standard", cgroup=DOCKER_CGROUP), "container"),
 }
@@ -198,7 +223,7 @@ def test_observe_reads_every_fact_under_the_roots_it_is_given(tmp_path, monkeypa
     assert facts.osrelease == "6.1.0-18-amd64" and facts.init_cgroup == CRIO_CGROUP.strip()
     assert (facts.containerenv, facts.dockerenv, facts.service_account, facts.service_ca) == ("", False, True, True)
     assert facts.uid_map == IDENTITY_MAP.strip() and facts.sys_vendor is False
-    assert facts.kubernetes_service_host == "10.96.0.1" and facts.container_variable is None
+    assert facts.kubernetes_service_host == "172.30.0.1" and facts.container_variable is None
 
 
 def test_kubernetes_is_recognised_from_its_service_variable_alone(tmp_path, monkeypatch):
