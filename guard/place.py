@@ -207,11 +207,14 @@ def _podman(facts, cgroup):
     """podman, podman-rootless, or None."""
     engine = _text(facts.containerenv)
     # Podman's default environment has container=podman (containers/podman pkg/env/env.go): high,
-    # though an image (Fedora's and UBI's say container=oci) or -e can set another. Its cgroups
+    # though an image (Fedora's and UBI's say container=oci) or -e can set another, and an image
+    # made by podman commit keeps it: it counts only where Podman's own file is, /run/.containerenv
+    # ("created in each container", podman-run(1)), and Docker's, /.dockerenv, is not. Its cgroups
     # are libpod-<id> (cgroup v1 or the host's cgroup namespace; measured here: libpod_parent/
     # libpod-<id>): high where visible. /run/.containerenv names the engine only in a
     # --privileged container (engine="podman-4.3.1", measured here): high.
-    named = facts.container_variable == "podman" or "libpod" in cgroup or 'engine="podman-' in engine
+    variable = facts.container_variable == "podman" and facts.containerenv is not False and facts.dockerenv is not True
+    named = variable or "libpod" in cgroup or 'engine="podman-' in engine
     # Otherwise an empty /run/.containerenv outside Kubernetes (CRI-O writes it there) is
     # Podman's or Buildah's (containers/buildah#1844): medium.
     if not named and not isinstance(facts.containerenv, str):

@@ -147,6 +147,11 @@ AMBIGUOUS = {
     "pod-without-service-account": (Where(root={"run/.containerenv": ""}, environ=KUBERNETES), "kubernetes"),
     # Fedora's and UBI's images say container=oci: under Docker that is no Podman
     "oci-image-under-docker": (Where(cgroup=DOCKER_CGROUP, environ={"container": "oci"}), "container"),
+    # podman commit keeps container=podman in the image's environment; Podman writes
+    # /run/.containerenv in every container, Docker /.dockerenv: run elsewhere, it is no Podman
+    "podman-committed-image-under-docker": (Where(root={".dockerenv": ""}, environ={"container": "podman"}),
+                                            "container"),
+    "podman-committed-image-under-nerdctl": (Where(environ={"container": "podman"}), "container"),
     # rootless Docker and userns-remap map root elsewhere too: no Podman without a Podman fact
     "docker-in-a-user-namespace": (Where(cgroup=DOCKER_CGROUP, uid_map=ROOTLESS_MAP), "container"),
     # kind and minikube nodes are containers of a Docker host: only Kubernetes is seen
