@@ -178,14 +178,17 @@ def gke(key, value):
             "  linuxConfig:",
             "    sysctl:",
             f"      {key}: '{value}'",
-            "then run: gcloud container node-pools update POOL --cluster CLUSTER --system-config-from-file=FILE "
-            "(create, for a new pool)"]
+            # gcloud asks for the cluster's location unless a default is configured (gcloud reference)
+            "then run: gcloud container node-pools update POOL --cluster CLUSTER --location LOCATION "
+            "--system-config-from-file=FILE (create, for a new pool)"]
 
 
 # GKE Autopilot admits no privileged pod but the DaemonSets Google allow-lists; the one for
-# Elasticsearch sets vm.max_map_count to this, exactly, or is refused; from GKE 1.30.3-gke.1451000 a
-# custom ComputeClass sets the sysctl instead, under spec.priorityDefaults from 1.32.1-gke.1729000
-# (Elastic Cloud on Kubernetes docs, "Virtual memory" and "Deploy ECK on GKE Autopilot").
+# Elasticsearch sets vm.max_map_count to this, exactly, or is refused (Elastic Cloud on Kubernetes
+# docs, "Deploy ECK on GKE Autopilot"). A custom ComputeClass sets node sysctls in
+# spec.priorityDefaults.nodeSystemConfig from GKE 1.32.1-gke.1729000 (GKE docs, "Customizing node
+# system configuration" and the ComputeClass reference; ECK's "Virtual memory" example), its sysctl
+# values numbers as in those examples.
 AUTOPILOT_MAX_MAP_COUNT = 262144
 
 
@@ -193,12 +196,11 @@ def autopilot(value, compute_class):
     enough = "" if value <= AUTOPILOT_MAX_MAP_COUNT else f", less than the [{value}] needed here"
     if not compute_class:
         return (f"On GKE Autopilot, which admits no privileged pod: Google's allow-listed DaemonSet sets "
-                f"vm.max_map_count to [{AUTOPILOT_MAX_MAP_COUNT}]{enough}; from GKE 1.30.3-gke.1451000 a "
-                "custom ComputeClass sets it instead.")
-    return ("On GKE Autopilot, which admits no privileged pod: from 1.30.3-gke.1451000, a custom ComputeClass "
-            f"whose nodeSystemConfig is {{linuxNodeConfig: {{sysctls: {{vm.max_map_count: '{value}'}}}}}} "
-            "(in spec.priorityDefaults from 1.32.1-gke.1729000, before in each of spec.priorities), chosen by "
-            "the pods' nodeSelector cloud.google.com/compute-class; before 1.30.3, only Google's allow-listed "
+                f"vm.max_map_count to [{AUTOPILOT_MAX_MAP_COUNT}]{enough}; from GKE 1.32.1-gke.1729000 a custom "
+                "ComputeClass's spec.priorityDefaults sets it instead.")
+    return ("On GKE Autopilot, which admits no privileged pod: from 1.32.1-gke.1729000, a custom ComputeClass whose "
+            f"spec.priorityDefaults is {{nodeSystemConfig: {{linuxNodeConfig: {{sysctls: {{vm.max_map_count: {value}}}}}}}}}, "
+            "chosen by the pods' nodeSelector cloud.google.com/compute-class: NAME; before, Google's allow-listed "
             f"DaemonSet, which sets [{AUTOPILOT_MAX_MAP_COUNT}]{enough}.")
 
 

@@ -2,6 +2,7 @@ import json
 import shlex
 
 import pytest
+import yaml
 
 from guard import fix as guard_fix
 from guard import place
@@ -59,7 +60,7 @@ def test_kubernetes_fix_is_the_raise_only_daemonset_of_deploy_kubernetes_fix_or_
         "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",
         "or set it in the node image: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-kafka.conf",
         "On GKE Autopilot, which admits no privileged pod: Google's allow-listed DaemonSet sets vm.max_map_count "
-        "to [262144]; from GKE 1.30.3-gke.1451000 a custom ComputeClass sets it instead.",
+        "to [262144]; from GKE 1.32.1-gke.1729000 a custom ComputeClass's spec.priorityDefaults sets it instead.",
         "On EKS Fargate it cannot be raised: Fargate runs no privileged pod and no DaemonSet.",
         "On a local cluster whose nodes are containers (kind, k3d, minikube's docker driver), set it on the Docker "
         "host or its VM as for a container: sysctl -w vm.max_map_count=262144; in a minikube VM: "
@@ -276,20 +277,32 @@ def test_gke_fix_is_the_node_pools_system_configuration_and_autopilots_compute_c
         "  linuxConfig:",
         "    sysctl:",
         "      vm.max_map_count: '1048576'",
-        "then run: gcloud container node-pools update POOL --cluster CLUSTER --system-config-from-file=FILE "
-        "(create, for a new pool)",
+        "then run: gcloud container node-pools update POOL --cluster CLUSTER --location LOCATION "
+        "--system-config-from-file=FILE (create, for a new pool)",
         "or raise it on every node with guard fix's DaemonSet, which never lowers a value set higher: in a clone of "
         "guard's repository, with --require vm.max_map_count>=1048576 in the args of "
         "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",
-        "On GKE Autopilot, which admits no privileged pod: from 1.30.3-gke.1451000, a custom ComputeClass whose "
-        "nodeSystemConfig is {linuxNodeConfig: {sysctls: {vm.max_map_count: '1048576'}}} (in spec.priorityDefaults "
-        "from 1.32.1-gke.1729000, before in each of spec.priorities), chosen by the pods' nodeSelector "
-        "cloud.google.com/compute-class; before 1.30.3, only Google's allow-listed DaemonSet, which sets [262144], "
-        "less than the [1048576] needed here.",
+        "On GKE Autopilot, which admits no privileged pod: from 1.32.1-gke.1729000, a custom ComputeClass whose "
+        "spec.priorityDefaults is {nodeSystemConfig: {linuxNodeConfig: {sysctls: {vm.max_map_count: 1048576}}}}, "
+        "chosen by the pods' nodeSelector cloud.google.com/compute-class: NAME; before, Google's allow-listed "
+        "DaemonSet, which sets [262144], less than the [1048576] needed here.",
         "Where it cannot be raised, start Elasticsearch without memory-mapping: node.store.allow_mmap: false in "
         "elasticsearch.yml (this check then no longer applies), at a cost: indices are read with niofs instead of "
         "hybridfs, so searches are slower; for production the docs advise raising it instead.",
     ]
+
+
+def test_gke_snippets_parse_as_the_yaml_gke_reads():
+    lines = fix(MAPS, at("gke"), "elasticsearch").splitlines()
+    start = lines.index("  linuxConfig:")
+    assert yaml.safe_load("\n".join(lines[start:start + 3])) == {"linuxConfig": {"sysctl": {"vm.max_map_count": "262144"}}}
+    # the gcloud command is words a shell keeps as they are, its placeholders in capitals
+    command = lines[start + 3].split("then run: ", 1)[1].split(" (", 1)[0]
+    assert shlex.split(command) == ["gcloud", "container", "node-pools", "update", "POOL", "--cluster", "CLUSTER",
+                                    "--location", "LOCATION", "--system-config-from-file=FILE"]
+    autopilot = next(line for line in lines if line.startswith("On GKE Autopilot"))
+    flow = autopilot.split("spec.priorityDefaults is ", 1)[1].split("}}}}", 1)[0] + "}}}}"
+    assert yaml.safe_load(flow) == {"nodeSystemConfig": {"linuxNodeConfig": {"sysctls": {"vm.max_map_count": 262144}}}}
 
 
 def test_eks_fix_says_its_images_ship_enough_and_names_bottlerocket_al2023_and_fargate():
