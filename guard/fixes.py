@@ -208,9 +208,17 @@ def _rlimit_fix(req, place):
     value = target(req)
     verb = CHANGE_VERBS.get(req.op, "set")
     if place.engine == "kubernetes":
+        number = _docker(value)
+        unit = f"{SYSTEMD_NAMES[base]}={_systemd(value)} in its systemd unit"  # what its containers inherit
+        if place.name == "openshift":
+            crio = platforms.crio_limit(base, number) if base in DOCKER_ULIMITS else unit
+            return (f"To fix this, {verb} CRI-O's default on the nodes: Kubernetes has no pod field for resource "
+                    f"limits: {crio}.")
+        runtimes = [f"containerd: {unit}"]
+        if base in DOCKER_ULIMITS:
+            runtimes += [f"CRI-O: {platforms.crio_limit(base, number)}", f"dockerd: --default-ulimit {base}={number}:{number}"]
         text = (f"To fix this, {verb} the container runtime's default on the node: Kubernetes has no pod "
-                f"field for resource limits (containerd: {SYSTEMD_NAMES[base]}= in its systemd unit; "
-                f"dockerd: --default-ulimit {base}={_docker(value)}:{_docker(value)}).")
+                f"field for resource limits ({'; '.join(runtimes)}).")
         if place.name == "eks":
             text = "\n".join([text] + platforms.bottlerocket_limit(base, _docker(value)))
         return text

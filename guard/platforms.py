@@ -304,6 +304,13 @@ def without_mmap(program):
             "of hybridfs, so searches are slower; for production the docs advise raising it instead.")
 
 
+def crio_limit(base, number):
+    """CRI-O's limits for every container, when set, else its own (crio.conf(5), [crio.runtime]
+    default_ulimits); OpenShift's nodes run CRI-O, and so does any node that writes
+    /run/.containerenv under Kubernetes (cri-o/cri-o#5463)."""
+    return f"default_ulimits = [\"{base}={number}:{number}\"] in [crio.runtime] of crio.conf"
+
+
 # Bottlerocket's default limits for containers (settings.oci-defaults.resource-limits, its
 # migrations), by limit; -1 is unlimited.
 BOTTLEROCKET_LIMITS = {"nofile": "max-open-files", "nproc": "max-processes", "memlock": "max-locked-memory",

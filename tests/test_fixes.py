@@ -325,6 +325,22 @@ def test_eks_fix_says_its_images_ship_enough_and_names_bottlerocket_al2023_and_f
     assert "ship" not in fix(Requirement("vm.max_map_count", ">=", 2000000), at("eks"))
 
 
+def test_a_pods_limit_is_the_runtimes_default_named_with_its_value_for_each_runtime():
+    assert fix(FILES, KUBERNETES) == (
+        "To fix this, raise the container runtime's default on the node: Kubernetes has no pod field for resource "
+        "limits (containerd: LimitNOFILE=65535 in its systemd unit; CRI-O: default_ulimits = [\"nofile=65535:65535\"] "
+        "in [crio.runtime] of crio.conf; dockerd: --default-ulimit nofile=65535:65535).")
+    # OpenShift's nodes run CRI-O (cri-o/cri-o#5463): its option alone
+    assert fix(FILES, at("openshift")) == (
+        "To fix this, raise CRI-O's default on the nodes: Kubernetes has no pod field for resource limits: "
+        "default_ulimits = [\"nofile=65535:65535\"] in [crio.runtime] of crio.conf.")
+    # a limit docker and CRI-O cannot name (go-units' ulimit names) is the runtime's own, which containers inherit
+    assert fix(Requirement("as", ">=", UNLIMITED), at("openshift")).endswith(": LimitAS=infinity in its systemd unit.")
+    assert fix(Requirement("as", ">=", UNLIMITED), KUBERNETES) == (
+        "To fix this, raise the container runtime's default on the node: Kubernetes has no pod field for resource "
+        "limits (containerd: LimitAS=infinity in its systemd unit).")
+
+
 def test_eks_limits_are_bottlerockets_oci_defaults():
     lines = fix(Requirement("memlock", ">=", UNLIMITED), at("eks")).splitlines()
     assert lines[-4:] == ["On Bottlerocket nodes, in the node group's user data:",
