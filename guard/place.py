@@ -266,6 +266,27 @@ def decide(facts):
     return "wsl2-distro" if kernel == "wsl2" else "host"
 
 
+class Detected:
+    """The Place of detect(), detected when first asked: only a fix names the place, so a start
+    whose checks all pass reads nothing for it."""
+
+    __slots__ = ("_environ", "_override", "_place")
+
+    def __init__(self, environ=None, override=None):
+        self._environ, self._override, self._place = environ, override, None
+
+    def _detected(self):
+        if self._place is None:
+            self._place = detect(self._environ, self._override)
+        return self._place
+
+    name = property(lambda self: self._detected().name)
+    in_container = property(lambda self: self._detected().in_container)
+    proc_sys_writable = property(lambda self: self._detected().proc_sys_writable)
+    where_the_kernel_is = property(lambda self: self._detected().where_the_kernel_is)
+    engine = property(lambda self: self._detected().engine)
+
+
 def detect(environ=None, override=None):
     environ = os.environ if environ is None else environ
     writable = os.access(host.sysctl_path("vm.max_map_count"), os.W_OK)

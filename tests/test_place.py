@@ -7,9 +7,12 @@ The Podman facts (cgroup, uid_map, /run/.containerenv) are the ones measured in 
 rootless containers here (tests/integration/test_podman.py runs them).
 """
 
+import ast
 import json
 import os
 import resource
+import subprocess
+import sys
 
 import pytest
 from guard import place
@@ -258,3 +261,32 @@ def test_place_records_whether_proc_sys_is_writable(tmp_path, monkeypatch):
     assert place.detect(environ={}).proc_sys_writable is True  # a crafted tree the test owns
     monkeypatch.setenv("GUARD_PROCFS", str(tmp_path / "none"))
     assert place.detect(environ={}).proc_sys_writable is False
+
+
+# guard in a child, recording every file it opens (the "open" audit event: open() and os.open()).
+OPENS = """
+import sys
+opened = []
+sys.addaudithook(lambda event, args: event == "open" and opened.append(str(args[0])))
+from guard import cli
+code = cli.main(sys.argv[1:])
+sys.stderr.write("\\nOPENED " + repr(opened) + "\\n")
+sys.exit(code)
+"""
+
+
+def opened_by_guard(tmp_path, *args):
+    where = PLATFORMS["openshift"][0]
+    env = {**os.environ, **where.craft(tmp_path), **where.environ}
+    done = subprocess.run([sys.executable, "-c", OPENS, *args], env=env, capture_output=True, timeout=30, cwd="/")
+    return done.returncode, ast.literal_eval(text(done).rsplit("\nOPENED ", 1)[1])
+
+
+def test_a_start_whose_checks_pass_reads_nothing_to_name_the_place(tmp_path):
+    # guard's start-up is paid on every start: the place only serves the fixes it prints
+    code, opened = opened_by_guard(tmp_path, "check", "--require", "vm.max_map_count>=1")
+    assert code == 0
+    assert not [path for path in opened if path.endswith(("/cgroup", "/uid_map", "service-ca.crt"))]
+    code, opened = opened_by_guard(tmp_path, "check", "--require", "vm.max_map_count>=262144")
+    assert code == 78
+    assert [path for path in opened if path.endswith("/1/cgroup")]
