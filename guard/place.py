@@ -105,23 +105,31 @@ def proc_sys_read_only():
 
 
 def observe(environ):
-    """The facts of the process's own surroundings, read once."""
+    """The facts of the process's own surroundings, read once. A fact only one kind of place can
+    use is read only where a sign of that place is: a cloud's DMI names and OpenShift's CA under
+    Kubernetes, the uid_map beside a Podman sign, the read-only /proc/sys beside /.dockerenv. The
+    others keep a plain host's value."""
     proc, sys_, root = host.proc_root(), host.sys_root(), host.root_fs()
     account = os.path.join(root, *SERVICE_ACCOUNT)
-    dmi = {name: _read(os.path.join(sys_, "class", "dmi", "id", name)) for name in DMI_NAMES}
-    return Observed(
+    facts = Observed(
         osrelease=_read(host.sysctl_path("kernel.osrelease")),
         container_variable=environ.get("container"),
         containerenv=_read(os.path.join(root, *CONTAINERENV)),
         dockerenv=_exists(os.path.join(root, *DOCKERENV)),
-        proc_sys_read_only=proc_sys_read_only(),
         init_cgroup=_read(os.path.join(proc, "1", "cgroup")),
-        uid_map=_read(os.path.join(proc, "self", "uid_map")),
         kubernetes_service_host=environ.get("KUBERNETES_SERVICE_HOST") or None,
         service_account=_exists(account),
-        service_ca=_exists(os.path.join(account, "service-ca.crt")),
-        **dmi,
     )
+    cgroup = _text(facts.init_cgroup)
+    if facts.dockerenv is True:
+        facts = facts._replace(proc_sys_read_only=proc_sys_read_only())
+    if _in_kubernetes(facts, cgroup):
+        facts = facts._replace(service_ca=_exists(os.path.join(account, "service-ca.crt")))
+        if _managed(facts, cgroup):
+            facts = facts._replace(**{name: _read(os.path.join(sys_, "class", "dmi", "id", name)) for name in DMI_NAMES})
+    elif _podman_sign(facts, cgroup):
+        facts = facts._replace(uid_map=_read(os.path.join(proc, "self", "uid_map")))
+    return facts
 
 
 def _text(fact):
@@ -203,8 +211,7 @@ def _kubernetes_provider(facts, cgroup):
     return "kubernetes"
 
 
-def _podman(facts, cgroup):
-    """podman, podman-rootless, or None."""
+def _podman_named(facts, cgroup):
     engine = _text(facts.containerenv)
     # Podman's default environment has container=podman (containers/podman pkg/env/env.go): high,
     # though an image (Fedora's and UBI's say container=oci) or -e can set another, and an image
@@ -214,11 +221,20 @@ def _podman(facts, cgroup):
     # libpod-<id>): high where visible. /run/.containerenv names the engine only in a
     # --privileged container (engine="podman-4.3.1", measured here): high.
     variable = facts.container_variable == "podman" and facts.containerenv is not False and facts.dockerenv is not True
-    named = variable or "libpod" in cgroup or 'engine="podman-' in engine
-    # Otherwise an empty /run/.containerenv outside Kubernetes (CRI-O writes it there) is
-    # Podman's or Buildah's (containers/buildah#1844): medium.
-    if not named and not isinstance(facts.containerenv, str):
+    return variable or "libpod" in cgroup or 'engine="podman-' in engine
+
+
+def _podman_sign(facts, cgroup):
+    # Besides the signs that name Podman, an empty /run/.containerenv outside Kubernetes (CRI-O
+    # writes it there) is Podman's or Buildah's (containers/buildah#1844): medium.
+    return _podman_named(facts, cgroup) or isinstance(facts.containerenv, str)
+
+
+def _podman(facts, cgroup):
+    """podman, podman-rootless, or None."""
+    if not _podman_sign(facts, cgroup):
         return None
+    engine = _text(facts.containerenv)
     # rootless=1 in /run/.containerenv, again only when privileged: high. Otherwise a user
     # namespace that maps the container's root to another user: rootless Podman maps it to the
     # user who runs it (measured here: "0 1001 1" then "1 100000 65536"), where rootful Podman
