@@ -157,6 +157,8 @@ def _node_fix(req, place, program, commands):
         lines += _kubernetes_node_fix(req, value, now, persist, place, program)
     elif place.engine == "podman":
         lines += platforms.podman_node(now, persist, rootless=place.name == "podman-rootless")
+    elif place.engine == "system":
+        lines += platforms.system_container_node(now, persist)
     elif place.name == "wsl2":
         lines += platforms.wsl2_container(key, value, now)
     elif place.name == "wsl2-distro":
@@ -184,6 +186,8 @@ def _namespaced_fix(key, value, place, program):
             if place.name == "aks":
                 lines.append(platforms.aks_unsafe_sysctl(key))
         return "\n".join(lines)
+    if place.engine == "system":
+        return "\n".join(platforms.system_container_sysctl(key, value))
     if place.in_container:
         # podman run --sysctl takes the namespaced ones, as docker's (podman docs, options/sysctl.md)
         engine = "podman" if place.engine == "podman" else "docker"
@@ -222,6 +226,8 @@ def _rlimit_fix(req, place):
         if place.name == "eks":
             text = "\n".join([text] + platforms.bottlerocket_limit(base, _docker(value)))
         return text
+    if place.engine == "system":
+        return "\n".join(platforms.system_container_limit(base, _docker(value), verb, SYSTEMD_NAMES[base]))
     if place.engine == "podman":
         return "\n".join(platforms.podman_limit(base, _docker(value), ULIMIT_LETTERS[base], verb,
                                                  rootless=place.name == "podman-rootless" and verb == "raise",

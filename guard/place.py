@@ -3,8 +3,8 @@
 A node-level setting (vm.max_map_count, THP) is changed where the kernel is: the Linux host, the
 VM of Docker Desktop, OrbStack, WSL2 or a Podman machine, or the Kubernetes node, whose provider
 (GKE, EKS, AKS, OpenShift) has its own way to set and keep it. A resource limit is given by
-whoever creates the container: Docker, Podman (rootless: within the user's own hard limit), or
-the Kubernetes node's runtime.
+whoever creates the container: Docker, Podman (rootless: within the user's own hard limit), the
+manager of a system container (LXC, systemd-nspawn), or the Kubernetes node's runtime.
 
 Reading is kept apart from judging: observe() gathers what a process can see (the kernel's
 release, marker files, its environment, the machine's DMI names, its user namespace), each fact
@@ -39,6 +39,7 @@ KINDS = collections.OrderedDict((kind.name, kind) for kind in (
     Kind("orbstack", "OrbStack's VM", "docker", True),
     Kind("podman", "the host that runs Podman", "podman", True),
     Kind("podman-rootless", "the host that runs Podman", "podman", True),
+    Kind("system-container", "the host that runs the container", "system", True),
     Kind("kubernetes", "the Kubernetes node", "kubernetes", True),
     Kind("openshift", "the Kubernetes node", "kubernetes", True),
     Kind("gke", "the Kubernetes node", "kubernetes", True),
@@ -66,7 +67,8 @@ class Place(collections.namedtuple("Place", "name in_container proc_sys_writable
 # file's fact is its text (True for one that only has to exist), False when there is no such file,
 # None when it could not be read (unknown); a variable's is its value, None when unset.
 FACTS = collections.OrderedDict([
-    ("osrelease", None), ("container_variable", None), ("containerenv", False), ("dockerenv", False),
+    ("osrelease", None), ("container_variable", None), ("systemd_container", False), ("containerenv", False),
+    ("dockerenv", False),
     ("proc_sys_read_only", False), ("init_cgroup", False), ("uid_map", False), ("kubernetes_service_host", None),
     ("service_account", False), ("service_ca", False), ("sys_vendor", False), ("product_name", False),
     ("product_version", False), ("bios_vendor", False),
@@ -75,6 +77,7 @@ Observed = collections.namedtuple("Observed", FACTS, defaults=tuple(FACTS.values
 
 # Files guard reads to tell places apart, under host.root_fs() (GUARD_ROOTFS).
 CONTAINERENV = ("run", ".containerenv")
+SYSTEMD_CONTAINER = ("run", "systemd", "container")
 DOCKERENV = (".dockerenv",)
 SERVICE_ACCOUNT = ("var", "run", "secrets", "kubernetes.io", "serviceaccount")
 DMI_NAMES = ("sys_vendor", "product_name", "product_version", "bios_vendor")
@@ -129,6 +132,8 @@ def observe(environ):
             facts = facts._replace(**{name: _read(os.path.join(sys_, "class", "dmi", "id", name)) for name in DMI_NAMES})
     elif _podman_sign(facts, cgroup):
         facts = facts._replace(uid_map=_read(os.path.join(proc, "self", "uid_map")))
+    elif not facts.container_variable:
+        facts = facts._replace(systemd_container=_read(os.path.join(root, *SYSTEMD_CONTAINER)))
     return facts
 
 
@@ -263,6 +268,19 @@ def _in_container(facts, cgroup):
                 or any(word in cgroup for word in ("docker", "containerd", "lxc")))
 
 
+# The names system containers give themselves in container= (systemd's CONTAINER_INTERFACE):
+# LXC's (LXD, Incus and Proxmox VE run LXC), libvirt's LXC driver, systemd-nspawn.
+SYSTEM_CONTAINERS = ("lxc", "lxc-libvirt", "systemd-nspawn")
+
+
+def _system_container(facts):
+    # The manager sets container= for the container's PID 1 only; systemd there writes it to
+    # /run/systemd/container (src/core/main.c, write_container_id), which every process can read:
+    # high. An image copied into Docker keeps either, so Docker's /.dockerenv outranks them.
+    name = facts.container_variable or _text(facts.systemd_container)
+    return name in SYSTEM_CONTAINERS and facts.dockerenv is not True
+
+
 def decide(facts):
     """The place, one of PLACES, from what observe() found: specific only when a fact names it,
     else the generic place, whose fix lists the platforms it cannot tell apart."""
@@ -275,6 +293,10 @@ def decide(facts):
     podman = _podman(facts, cgroup)
     if podman:
         return podman
+    if _system_container(facts):
+        # OrbStack's Linux machines say lxc (systemd-detect-virt there, as users' scripts test
+        # it), and root in one sets the VM's sysctls as on a host (orbstack/orbstack#1317)
+        return "host" if kernel == "orbstack" else "system-container"
     if _in_container(facts, cgroup):
         return kernel or "container"
     # Not in a container: on a WSL2 kernel, a WSL2 distribution itself; in an OrbStack or

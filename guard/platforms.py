@@ -135,6 +135,38 @@ def dockerd_limit(systemd_name, value):
             f"limit: {systemd_name}={value} for dockerd (systemctl edit docker), then systemctl restart docker.")
 
 
+# --- system containers: LXC (LXD, Incus, Proxmox VE), systemd-nspawn ---
+
+SYSTEM_CONTAINER_MANAGERS = "LXC, LXD, Incus, Proxmox VE, systemd-nspawn"
+
+
+def system_container_node(now, persist):
+    return [f"To fix this, on the host that runs the container ({SYSTEM_CONTAINER_MANAGERS}) run as root: {now}",
+            f"and keep it across reboots: {persist}"]
+
+
+def system_container_limit(base, value, verb, systemd_name):
+    """Each manager's limit for its container: LXC's lxc.prlimit.NAME, a value or soft:hard
+    (lxc.container.conf(5); Proxmox VE writes LXC's keys as "key: value" in its own file);
+    LXD's and Incus's limits.kernel.NAME; systemd-nspawn's --rlimit= or the .nspawn file's
+    [Exec] Limit*= (systemd-nspawn(1), systemd.nspawn(5))."""
+    lxc = "unlimited" if value == -1 else value
+    nspawn = "infinity" if value == -1 else value
+    return [f"To fix this, {verb} it where the container is started:",
+            f"  LXC: lxc.prlimit.{base} = {lxc} in its config (Proxmox VE: lxc.prlimit.{base}: {lxc} in "
+            "/etc/pve/lxc/ID.conf)",
+            f"  LXD, Incus: lxc config set NAME limits.kernel.{base}={lxc} (incus config set ...)",
+            f"  systemd-nspawn: --rlimit=RLIMIT_{base.upper()}={nspawn}, or {systemd_name}={nspawn} in [Exec] of its "
+            ".nspawn file"]
+
+
+def system_container_sysctl(key, value):
+    # lxc.sysctl.NAME sets a sysctl of the container's own namespaces (lxc.container.conf(5))
+    return [f"{key} belongs to the container's own namespace: set it where the container is created.",
+            f"To fix this with LXC: lxc.sysctl.{key} = {value} in its config (Proxmox VE: lxc.sysctl.{key}: {value} "
+            "in /etc/pve/lxc/ID.conf)"]
+
+
 # --- Kubernetes providers ---
 
 # What the providers' node images ship, as (value, images), and who lowers it: OpenShift's TuneD

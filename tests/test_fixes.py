@@ -264,6 +264,26 @@ def test_orbstack_fix_is_a_privileged_container_and_says_keeping_it_is_not_docum
     ]
 
 
+def test_a_system_containers_fix_is_its_managers_own():
+    assert fix(MAPS, at("system-container"), "elasticsearch").splitlines() == [
+        "vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a "
+        "container, only on the host that runs the container.",
+        "To fix this, on the host that runs the container (LXC, LXD, Incus, Proxmox VE, systemd-nspawn) run as root: "
+        "sysctl -w vm.max_map_count=262144",
+        "and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf",
+    ]
+    assert fix(Requirement("memlock", ">=", UNLIMITED), at("system-container")).splitlines() == [
+        "To fix this, raise it where the container is started:",
+        "  LXC: lxc.prlimit.memlock = unlimited in its config (Proxmox VE: lxc.prlimit.memlock: unlimited in "
+        "/etc/pve/lxc/ID.conf)",
+        "  LXD, Incus: lxc config set NAME limits.kernel.memlock=unlimited (incus config set ...)",
+        "  systemd-nspawn: --rlimit=RLIMIT_MEMLOCK=infinity, or LimitMEMLOCK=infinity in [Exec] of its .nspawn file",
+    ]
+    somaxconn = fix(Requirement("net.core.somaxconn", ">=", 1024), at("system-container"))
+    assert "lxc.sysctl.net.core.somaxconn = 1024 in its config" in somaxconn
+    assert "docker" not in somaxconn and "Docker" not in fix(MAPS, at("system-container"))
+
+
 def test_namespaced_sysctl_fix_under_podman_is_podman_sysctl():
     assert "podman run --sysctl net.core.somaxconn=1024" in fix(Requirement("net.core.somaxconn", ">=", 1024),
                                                                 at("podman"))

@@ -80,6 +80,9 @@ PLATFORMS = {
     "podman-rootless": (Where(uid_map=ROOTLESS_MAP, root={"run/.containerenv": ""}, environ={"container": "podman"}),
                         "run as root (rootless Podman cannot change it: it takes root on that host)",
                         "Rootless Podman cannot give a container more than the hard limit of the user who runs it"),
+    "system-container": (Where(environ={"container": "lxc"}),
+                         "To fix this, on the host that runs the container (LXC, LXD, Incus, Proxmox VE, systemd-nspawn) "
+                         "run as root: sysctl -w vm.max_map_count=262144", "lxc.prlimit.nofile = 65535 in its config"),
     "kubernetes": (Where(environ=KUBERNETES), "On a local cluster whose nodes are containers (kind, k3d",
                    "Kubernetes has no pod field for resource limits"),
     "openshift": (Where(cgroup=CRIO_CGROUP, root={"run/.containerenv": "", **TOKEN,
@@ -175,6 +178,19 @@ AMBIGUOUS = {
     "desktop-cluster-on-hyper-v": (Where(osrelease="6.10.14-linuxkit", root=TOKEN, dmi=AZURE_VM, environ=AKS),
                                    "kubernetes"),
     "desktop-cluster-on-wsl2": (Where(osrelease=WSL2_RELEASE, root=TOKEN, dmi=AZURE_VM, environ=AKS), "kubernetes"),
+    # LXC and systemd-nspawn name themselves to the container's PID 1, whose systemd writes the name
+    # to /run/systemd/container for every process: no Docker, and on WSL2 no Docker Desktop either
+    "lxc-with-systemd": (Where(root={"run/systemd/container": "lxc\n"}), "system-container"),
+    "systemd-nspawn": (Where(root={"run/systemd/container": "systemd-nspawn\n"}), "system-container"),
+    "lxc-on-wsl2": (Where(osrelease=WSL2_RELEASE, environ={"container": "lxc"}), "system-container"),
+    # Ubuntu's Docker images long wrote "docker" there; an LXC root file system imported into
+    # Docker keeps "lxc", and Docker's /.dockerenv says where it runs
+    "ubuntu-image-under-docker": (Where(cgroup=DOCKER_CGROUP, root={"run/systemd/container": "docker\n"}), "container"),
+    "lxc-root-file-system-under-docker": (Where(root={"run/systemd/container": "lxc\n", ".dockerenv": ""},
+                                                environ={"container": "lxc"}), "container"),
+    # an OrbStack machine says lxc too, and root there sets the VM's sysctls as on a host
+    "orbstack-machine": (Where(osrelease="6.5.10-orbstack-00110-gbcfe04c86d2f",
+                               root={"run/systemd/container": "lxc\n"}), "host"),
     # an old WSL2 kernel (4.19.x-microsoft-standard) says no WSL2: the generic list covers it
     "old-wsl2-kernel-container": (Where(osrelease="4.19.128-microsoft-standard", cgroup=DOCKER_CGROUP), "container"),
 }
