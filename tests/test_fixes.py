@@ -1,5 +1,9 @@
+import configparser
+import itertools
 import json
 import shlex
+import textwrap
+import tomllib
 
 import pytest
 import yaml
@@ -418,3 +422,37 @@ def test_where_raising_may_be_impossible_search_engines_are_told_of_allow_mmap_a
 @pytest.mark.parametrize("where", ["host", "container", "aks", "openshift", "podman"])
 def test_where_it_can_be_raised_allow_mmap_is_not_offered(where):
     assert "allow_mmap" not in fix(MAPS, at(where), "elasticsearch")
+
+
+def indented_block(text, after):
+    """The lines indented under the line that ends with `after`, dedented: a snippet to paste."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith(after)) + 1
+    block = list(itertools.takewhile(lambda line: line.startswith("  "), lines[start:]))
+    return textwrap.dedent("\n".join(block))
+
+
+SOMAXCONN = Requirement("net.core.somaxconn", ">=", 8192)
+MEMLOCK = Requirement("memlock", ">=", UNLIMITED)
+
+
+def test_every_config_snippet_parses_as_the_format_its_reader_takes():
+    assert yaml.safe_load(indented_block(fix(FILES, CONTAINER), "or in compose:")) == {
+        "ulimits": {"nofile": {"soft": 65535, "hard": 65535}}}
+    assert yaml.safe_load(indented_block(fix(SOMAXCONN, CONTAINER), "or in compose:")) == {
+        "sysctls": {"net.core.somaxconn": 8192}}
+    assert yaml.safe_load(indented_block(fix(SOMAXCONN, KUBERNETES), "set it in the pod spec:")) == {
+        "securityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": "8192"}]}}
+    assert tomllib.loads(indented_block(fix(MAPS, at("eks")), "in the node group's user data:")) == {
+        "settings": {"kernel": {"sysctl": {"vm.max_map_count": "262144"}}}}
+    assert tomllib.loads(indented_block(fix(MEMLOCK, at("eks")), "in the node group's user data:")) == {
+        "settings": {"oci-defaults": {"resource-limits": {"max-locked-memory": {"soft-limit": -1, "hard-limit": -1}}}}}
+    wslconfig = configparser.ConfigParser()
+    wslconfig.read_string(indented_block(fix(MAPS, WSL2), "applies it):"))
+    assert wslconfig["wsl2"]["kernelCommandLine"] == '"sysctl.vm.max_map_count=262144"'
+    containers_conf = fix(FILES, at("podman")).split("([containers]): ", 1)[1]
+    assert tomllib.loads(containers_conf) == {"default_ulimits": ["nofile=65535:65535"]}
+    crio_conf = fix(FILES, at("openshift")).split("limits: ", 1)[1].split(" in [crio.runtime]", 1)[0]
+    assert tomllib.loads(crio_conf) == {"default_ulimits": ["nofile=65535:65535"]}
+    aks = fix(MAPS, at("aks")).split("linuxosconfig.json holding ", 1)[1].split(":\n", 1)[0]
+    assert json.loads(aks) == {"sysctls": {"vmMaxMapCount": 262144}}
