@@ -273,12 +273,15 @@ def _in_container(facts, cgroup):
 SYSTEM_CONTAINERS = ("lxc", "lxc-libvirt", "systemd-nspawn")
 
 
-def _system_container(facts):
+def _system_container(facts, cgroup):
     # The manager sets container= for the container's PID 1 only; systemd there writes it to
     # /run/systemd/container (src/core/main.c, write_container_id), which every process can read:
-    # high. An image copied into Docker keeps either, so Docker's /.dockerenv outranks them.
+    # high. LXC's cgroups are lxc.payload.<name> (LXC 4) or lxc/<name>: high where visible. An
+    # image copied into Docker keeps either file, and Docker runs in LXC too, so Docker's
+    # /.dockerenv outranks them.
     name = facts.container_variable or _text(facts.systemd_container)
-    return name in SYSTEM_CONTAINERS and facts.dockerenv is not True
+    lxc = any(mark in cgroup for mark in ("/lxc.payload.", "/lxc/"))
+    return (name in SYSTEM_CONTAINERS or lxc) and facts.dockerenv is not True
 
 
 def decide(facts):
@@ -293,7 +296,7 @@ def decide(facts):
     podman = _podman(facts, cgroup)
     if podman:
         return podman
-    if _system_container(facts):
+    if _system_container(facts, cgroup):
         # OrbStack's Linux machines say lxc (systemd-detect-virt there, as users' scripts test
         # it), and root in one sets the VM's sysctls as on a host (orbstack/orbstack#1317)
         return "host" if kernel == "orbstack" else "system-container"

@@ -182,6 +182,12 @@ AMBIGUOUS = {
     # to /run/systemd/container for every process: no Docker, and on WSL2 no Docker Desktop either
     "lxc-with-systemd": (Where(root={"run/systemd/container": "lxc\n"}), "system-container"),
     "systemd-nspawn": (Where(root={"run/systemd/container": "systemd-nspawn\n"}), "system-container"),
+    # LXC's cgroups, seen on cgroup v1 or without a cgroup namespace
+    "lxc-cgroup": (Where(cgroup="12:memory:/lxc.payload.web\n11:pids:/lxc.payload.web\n"), "system-container"),
+    "old-lxc-cgroup": (Where(cgroup="12:memory:/lxc/web\n"), "system-container"),
+    # Docker in an LXC container: its containers' limits are Docker's
+    "docker-in-lxc": (Where(cgroup="12:memory:/lxc.payload.web/docker/0123abcd\n", root={".dockerenv": ""}),
+                      "container"),
     "lxc-on-wsl2": (Where(osrelease=WSL2_RELEASE, environ={"container": "lxc"}), "system-container"),
     # Ubuntu's Docker images long wrote "docker" there; an LXC root file system imported into
     # Docker keeps "lxc", and Docker's /.dockerenv says where it runs
