@@ -131,8 +131,11 @@ def dockerd_limit(systemd_name, value):
     # runc sets a container's limits from the daemon's side: where it may not raise one past the
     # daemon's own (rootless Docker, a VM without CAP_SYS_RESOURCE) docker run fails with "error
     # setting rlimit type 7: operation not permitted" (measured here, dockerd at 20000 files).
+    # Rootless Docker's daemon is the user's own systemd service (Docker docs, "Rootless mode"),
+    # which no setting takes past the user's hard limit.
     return (f"If Docker refuses it (error setting rlimit ...: operation not permitted), raise the daemon's own "
-            f"limit: {systemd_name}={value} for dockerd (systemctl edit docker), then systemctl restart docker.")
+            f"limit: {systemd_name}={value} for dockerd (systemctl edit docker; rootless Docker: systemctl --user "
+            "edit docker, within the user's own hard limit), then restart it.")
 
 
 # --- system containers: LXC (LXD, Incus, Proxmox VE), systemd-nspawn ---

@@ -218,7 +218,8 @@ def test_a_limit_podman_ulimit_cannot_set_goes_through_podmans_own():
 
 def test_docker_is_told_how_to_raise_its_daemons_limit_on_a_linux_docker_host_only():
     line = ("If Docker refuses it (error setting rlimit ...: operation not permitted), raise the daemon's own limit: "
-            "LimitNOFILE=65535 for dockerd (systemctl edit docker), then systemctl restart docker.")
+            "LimitNOFILE=65535 for dockerd (systemctl edit docker; rootless Docker: systemctl --user edit docker, "
+            "within the user's own hard limit), then restart it.")
     assert fix(FILES, CONTAINER).splitlines()[-1] == line
     assert "LimitMEMLOCK=infinity for dockerd" in fix(Requirement("memlock", ">=", UNLIMITED), CONTAINER)
     assert "dockerd" not in fix(FILES, DESKTOP) and "dockerd" not in fix(FILES, at("orbstack"))

@@ -64,7 +64,7 @@ PLATFORMS = {
                     "To fix this, run as root (every WSL2 distribution shares this kernel): "
                     "sysctl -w vm.max_map_count=262144", "ulimit -n 65535"),
     "container": (Where(cgroup=DOCKER_CGROUP), "  Colima: colima ssh -- sudo sysctl -w vm.max_map_count=262144",
-                  "LimitNOFILE=65535 for dockerd (systemctl edit docker)"),
+                  "LimitNOFILE=65535 for dockerd (systemctl edit docker;"),
     "wsl2": (Where(osrelease=WSL2_RELEASE, cgroup=DOCKER_CGROUP),
              'wsl -d docker-desktop -u root sh -c "sysctl -w vm.max_map_count=262144"',
              "docker run --ulimit nofile=65535:65535"),
