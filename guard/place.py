@@ -68,10 +68,9 @@ class Place(collections.namedtuple("Place", "name in_container proc_sys_writable
 # None when it could not be read (unknown); a variable's is its value, None when unset.
 FACTS = collections.OrderedDict([
     ("osrelease", None), ("container_variable", None), ("systemd_container", False), ("containerenv", False),
-    ("dockerenv", False),
-    ("proc_sys_read_only", False), ("init_cgroup", False), ("uid_map", False), ("kubernetes_service_host", None),
-    ("service_account", False), ("service_ca", False), ("sys_vendor", False), ("product_name", False),
-    ("product_version", False), ("bios_vendor", False),
+    ("dockerenv", False), ("proc_sys_read_only", False), ("init_cgroup", False), ("uid_map", False),
+    ("kubernetes_service_host", None), ("service_account", False), ("service_ca", False), ("sys_vendor", False),
+    ("product_name", False), ("product_version", False), ("bios_vendor", False),
 ])
 Observed = collections.namedtuple("Observed", FACTS, defaults=tuple(FACTS.values()))
 
