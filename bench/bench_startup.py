@@ -1,54 +1,118 @@
-"""What guard adds to a container's start: the time from exec to the program running.
+"""What guard adds to a program's start, against the bare interpreter it runs on.
 
-Runs, interleaved in random order, `true` alone, behind tini and dumb-init (inits users already
-put in front of programs), and behind guard with the redis and elasticsearch profiles (every
-check read, then exec). Prints medians and the difference to `true` alone.
+    .venv/bin/python bench/bench_startup.py [--rounds 60] [--bundle | --bundle-dir DIR]
 
-    python bench/bench_startup.py [--rounds 60]
+Times, interleaved in random order (each command once per round), from exec to exit:
+
+- the floor: `true` alone, and behind tini and dumb-init (the inits users already put in front);
+- the bare interpreter: `python -I -S -c pass`, the interpreter .venv's guard runs on;
+- the pip-installed guard (.venv/bin/guard): `guard check --profile elasticsearch` (the check) and
+  `guard --mode warn --profile redis -- true` (the prefix, up to and through the exec);
+- with --bundle (as root: builds it with `docker build --target bundle` from the local base, as
+  bench/bench_bundle.py does) or --bundle-dir (a copied /opt/guard): the same two commands from the
+  bundle, mounted at /opt/guard in a private mount namespace so nothing on the host changes, and
+  the bare interpreter the bundle was built from (Debian's /usr/bin/python3, the same build as the
+  base image's, when this host is Debian 12).
+
+Prints medians and each guard command's ratio to its bare interpreter: the median of the
+per-round ratios, so both sides of a ratio ran within the same second. Targets (issue 15): at
+most 2x, for the check and the prefix, pip-installed and bundle.
 """
 
 import argparse
+import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
 import sys
-import time
+import tempfile
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 GUARD = os.path.join(os.path.dirname(sys.executable), "guard")
+CHECK = ["check", "--profile", "elasticsearch"]
+PREFIX = ["--mode", "warn", "--profile", "redis", "--", "true"]
+TARGET = 2.0
+
+# Runs the rounds; in a private mount namespace with the bundle at /opt/guard when given one.
+TIMER = r"""
+import json, os, random, subprocess, sys, time
+bundle_dir, runs, rounds = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+if bundle_dir:
+    subprocess.run(["mount", "-t", "tmpfs", "none", "/opt"], check=True)
+    os.mkdir("/opt/guard")
+    subprocess.run(["mount", "--bind", bundle_dir, "/opt/guard"], check=True)
+env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+times = {name: [] for name in runs}
+for _ in range(rounds):
+    order = list(runs)
+    random.shuffle(order)
+    for name in order:
+        start = time.perf_counter()
+        subprocess.run(runs[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times[name].append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
 
 
-def variants():
-    found = {"true alone": ["true"]}
+def variants(bundle):
+    runs = {"true alone": ["true"]}
     for init, argv in (("tini", ["tini", "--", "true"]), ("dumb-init", ["dumb-init", "true"])):
         if shutil.which(init):
-            found[f"{init} -- true"] = argv
-    found["guard (redis profile) -- true"] = [GUARD, "--mode", "warn", "--profile", "redis", "--", "true"]
-    found["guard (elasticsearch) -- true"] = [GUARD, "--mode", "warn", "--profile", "elasticsearch", "--", "true"]
-    found["guard --quiet (redis) -- true"] = [GUARD, "--quiet", "--mode", "warn", "--profile", "redis", "--", "true"]
-    return found
+            runs[f"{init} -- true"] = argv
+    python = os.path.realpath(sys.executable)
+    runs["pip: bare interpreter"] = [python, "-I", "-S", "-c", "pass"]
+    runs["pip: guard check"] = [GUARD, *CHECK]
+    runs["pip: guard -- true"] = [GUARD, *PREFIX]
+    if bundle:
+        runs["bundle: bare interpreter"] = ["/usr/bin/python3", "-I", "-S", "-c", "pass"]
+        runs["bundle: guard check"] = ["/opt/guard/bin/guard", *CHECK]
+        runs["bundle: guard -- true"] = ["/opt/guard/bin/guard", *PREFIX]
+    return runs
+
+
+def built_bundle(work):
+    """Build the bundle as users do and copy /opt/guard out of it (bench_bundle's steps)."""
+    sys.path.insert(0, HERE)
+    import bench_bundle
+
+    tag = f"{bench_bundle.TAG}-bundle"
+    bench_bundle.docker("build", "-q", "--network", "host", "--target", "bundle", "--build-arg",
+                        f"BASE={bench_bundle.BASE}", "-t", tag, bench_bundle.REPO)
+    try:
+        return bench_bundle.extract_bundle(tag, work)
+    finally:
+        subprocess.run(["docker", "rmi", tag], capture_output=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60)
-    rounds = parser.parse_args().rounds
-    runs = variants()
-    times = {name: [] for name in runs}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
-    for _ in range(rounds):
-        order = list(runs)
-        random.shuffle(order)
-        for name in order:
-            start = time.perf_counter()
-            subprocess.run(runs[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-            times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["true alone"])
-    print(f"{'command':<34} {'median ms':>10} {'added ms':>9}")
+    parser.add_argument("--bundle", action="store_true", help="build the bundle and time it too (root)")
+    parser.add_argument("--bundle-dir", help="time this copy of /opt/guard too (root)")
+    options = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="guard-bench-")
+    try:
+        bundle = options.bundle_dir or (built_bundle(work) if options.bundle else "")
+        runs = variants(bundle)
+        timer = [sys.executable, "-c", TIMER, bundle, json.dumps(runs), str(options.rounds)]
+        if bundle:
+            timer = ["unshare", "-m", "--propagation", "private", *timer]
+        times = json.loads(subprocess.run(timer, check=True, capture_output=True, text=True).stdout)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    floor = statistics.median(times["true alone"])
+    print(f"{options.rounds} interleaved rounds; ratio: median of per-round ratios to the bare interpreter\n")
+    print(f"{'command':<28} {'median ms':>10} {'added ms':>9} {'ratio':>7}")
     for name, samples in times.items():
         median = statistics.median(samples)
-        print(f"{name:<34} {median * 1000:>10.2f} {(median - base) * 1000:>9.2f}")
+        kind = name.split(":")[0]
+        ratio = ""
+        if ": guard" in name:
+            bare = times[f"{kind}: bare interpreter"]
+            ratio = f"{statistics.median(g / b for g, b in zip(samples, bare)):.2f}x"
+        print(f"{name:<28} {median * 1000:>10.2f} {(median - floor) * 1000:>9.2f} {ratio:>7}")
+    print(f"\ntarget: each guard command at most {TARGET:g}x its bare interpreter")
 
 
 if __name__ == "__main__":

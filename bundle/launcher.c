@@ -17,12 +17,18 @@
  * - Python's usual signal handlers (SIGINT -> KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored), as
  *   the pip-installed guard has them; guard puts the defaults back before it execs the program;
  * - when bin/guard passed the environment as received in a memfd (GUARD_BUNDLE_ENVIRON_FD), the
- *   option -X guard_environ_fd=N in its place: guard reads the program's environment from there.
+ *   option -X guard_environ_fd=N in its place: guard reads the program's environment from there;
+ * - the name service switch set to the bundle's own sources ("files" and "dns") before anything
+ *   else runs, whatever the image's /etc/nsswitch.conf names (own_name_services below).
  * Reference: Python/C API "Python Initialization Configuration" (PyConfig, PyPreConfig).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#ifdef __GLIBC__
+#include <nss.h>
+#endif
 #include <stdlib.h>
 #include <wchar.h>
 
@@ -40,6 +46,38 @@
 static const char *const search_path[] = {LIB, LIB "/lib-dynload", LIB "/site-packages"};
 
 static const wchar_t run_guard[] = L"import sys\nfrom guard.cli import main\nsys.exit(main())\n";
+
+/* Makes the bundle's libc use only its own name services: "files" (/etc/hosts, /etc/passwd, ...)
+ * and, for host names, "dns" (/etc/resolv.conf's servers), for every database of glibc's
+ * nss/databases.def. Why: glibc loads each source the image's /etc/nsswitch.conf names (sss,
+ * ldap, mdns4_minimal, systemd, resolve, ...) as libnss_NAME.so.2 from the image's /lib, built
+ * for the image's libc; loaded into the bundle's, such a module may crash or hang guard when
+ * Elasticsearch's network.host names a host. Since glibc 2.34 "files" and "dns" are part of libc
+ * itself (nss/nss_module.c, module_load): nothing is loaded. An older glibc loads
+ * libnss_files.so.2 and libnss_dns.so.2, which make_bundle.py copies beside it.
+ * __nss_configure_lookup (<nss.h>) replaces a database's line and stops glibc re-reading the file
+ * (nss/nss_database.c); a replaced "hosts" also keeps nscd out (getaddrinfo.c,
+ * __nss_database_custom). A database this glibc does not know gives -1: nothing to replace. */
+static void own_name_services(void)
+{
+#ifdef __GLIBC__
+    static const char *const sources[][2] = {
+        {"hosts", "files dns"}, {"networks", "files dns"}, {"aliases", "files"}, {"ethers", "files"},
+        {"group", "files"}, {"gshadow", "files"}, {"initgroups", "files"}, {"netgroup", "files"},
+        {"passwd", "files"}, {"protocols", "files"}, {"publickey", "files"}, {"rpc", "files"},
+        {"services", "files"}, {"shadow", "files"},
+    };
+    struct stat conf;
+    size_t i;
+
+    /* glibc reads the file before it replaces a line: a FIFO there would hold guard's start.
+     * guard then looks up no name at all (guard/host.py, RESOLVER_FILES). */
+    if (stat("/etc/nsswitch.conf", &conf) == 0 && !S_ISREG(conf.st_mode))
+        return;
+    for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
+        (void)__nss_configure_lookup(sources[i][0], sources[i][1]);
+#endif
+}
 
 /* Exits with Python's message when status is an error; returns otherwise. */
 static void check(PyStatus status, PyConfig *config)
@@ -112,6 +150,7 @@ int main(int argc, char **argv)
     PyPreConfig preconfig;
     PyConfig config;
 
+    own_name_services();
     PyPreConfig_InitIsolatedConfig(&preconfig);
     preconfig.utf8_mode = 1;
     preconfig.configure_locale = 0;

@@ -62,6 +62,18 @@ EXTENSIONS_LEFT_OUT = re.compile(r"^(_test|xxlimited|_xxtestfuzz|_ctypes_test|_x
 # Loaded by glibc with dlopen, not named by ldd: libgcc_s unwinds a thread that ends with
 # pthread_exit or cancellation (glibc 2.34+ dlopens it then).
 DLOPENED = ("libgcc_s.so.1",)
+# And before glibc 2.34, the name services launcher.c keeps guard to, which 2.34 made part of
+# libc: found here first (the launcher's DT_RPATH), never the image's.
+NAME_SERVICES_BEFORE_2_34 = ("libnss_files.so.2", "libnss_dns.so.2")
+
+
+def dlopened():
+    """The libraries glibc would dlopen for guard: DLOPENED, and its name services when they
+    are modules of their own."""
+    version = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()[-1:]  # "glibc 2.36"
+    if version and tuple(int(n) for n in re.findall(r"\d+", version[0])[:2]) < (2, 34):
+        return DLOPENED + NAME_SERVICES_BEFORE_2_34
+    return DLOPENED
 
 
 def run(*command, **kwargs):
@@ -178,9 +190,10 @@ def copy_libraries(prefix, libdir, needed):
             if name.endswith(".so") or ".so." in name:
                 if is_elf(path):
                     libraries.update(ldd(path))
-    for name in DLOPENED:
+    for name in dlopened():
         path = find_dlopened(name, libraries)
         if path:
+            libraries.update(ldd(path))  # libnss_dns.so.2 needs libresolv.so.2
             libraries[name] = path
     for soname, path in sorted(libraries.items()):
         target = os.path.join(libdir, soname)

@@ -19,6 +19,10 @@ ORDERING = (">=", "<=")
 THP_KEY = "transparent_hugepage"
 THP_MODES = ("always", "madvise", "never")
 
+# The kernel's release (6.19.0-1-amd64), judged as a version against one such as 5.10 or 7.0.14:
+# on as many parts as the version required names, so kernel.osrelease<=6.18 holds for 6.18.5.
+KERNEL_RELEASE = "kernel.osrelease"
+
 # Every value guard reads is a C long or unsigned long (sysctls, rlimits: 64 bits on the
 # platforms guard runs on); a number beyond that can never be met or missed by a host.
 SMALLEST, LARGEST = -(1 << 63), (1 << 64) - 1
@@ -39,6 +43,7 @@ LABELS = {
     "core": "max core file size",
     "stack": "max stack size",
     THP_KEY: "transparent huge pages",
+    KERNEL_RELEASE: "Linux kernel",
 }
 
 
@@ -73,17 +78,22 @@ class SpecError(ValueError):
 
 # Records are named tuples, not dataclasses: guard runs before every start of the program, and
 # importing dataclasses (inspect, ast) cost a quarter of guard's start-up.
-class Requirement(collections.namedtuple("Requirement", "key op value hard name source hint fix_value")):
-    """key: the knob (a dotted sysctl, an rlimit such as nofile or nofile.hard, transparent_hugepage);
+class Requirement(collections.namedtuple("Requirement", "key op value hard name source hint fix_value observed")):
+    """key: the knob (a dotted sysctl, an rlimit such as nofile or nofile.hard, transparent_hugepage,
+    or a program's own setting: "dragonfly --maxmemory", with a space no sysctl has);
     value: int, UNLIMITED or a word; hard: refuse to start when not met (soft ones warn); name:
     kebab-case check name, derived from the key when empty; source: where the threshold comes from;
     hint: extra advice for the fix, specific to the program; fix_value: what the fix sets when it
-    is not the value itself (a stricter check of the same knob), None otherwise."""
+    is not the value itself (a stricter check of the same knob), None otherwise; observed: the
+    value judged when the profile worked it out itself (a program's setting against the host's
+    CPUs, the upstream version an Ubuntu kernel names), an Unreadable saying why it could not, or
+    None: the key is read from the host when checked."""
 
     __slots__ = ()
 
-    def __new__(cls, key, op, value, hard=True, name="", source="", hint="", fix_value=None):
-        return super().__new__(cls, key, op, value, hard, name or default_name(key), source, hint, fix_value)
+    def __new__(cls, key, op, value, hard=True, name="", source="", hint="", fix_value=None, observed=None):
+        return super().__new__(cls, key, op, value, hard, name or default_name(key), source, hint, fix_value,
+                               observed)
 
 
 class Result(collections.namedtuple("Result", "requirement status actual message", defaults=(None, ""))):
@@ -94,8 +104,8 @@ class Result(collections.namedtuple("Result", "requirement status actual message
 
 def default_name(key):
     """``vm.max_map_count`` -> ``max-map-count``; ``net.core.somaxconn`` -> ``somaxconn``;
-    ``nofile.hard`` -> ``nofile-hard``."""
-    last = key if kind_of(key) == "rlimit" else key.rsplit(".", 1)[-1]
+    ``nofile.hard`` -> ``nofile-hard``; ``dragonfly --maxmemory`` -> ``maxmemory``."""
+    last = key if kind_of(key) == "rlimit" else key.replace(" ", ".").rsplit(".", 1)[-1]
     words = last.replace(".", "_").split("_")  # a run of dots and underscores is one dash
     return "-".join(word for word in words if word).strip("-").lower()
 
@@ -120,15 +130,42 @@ def rlimit_parts(key):
 def kind_of(key):
     if key == THP_KEY:
         return "thp"
+    if key == KERNEL_RELEASE:
+        return "kernel"
+    if " " in key:
+        return "program"
     if rlimit_parts(key):
         return "rlimit"
     return "sysctl"
+
+
+def kernel_version(release):
+    """(6, 19, 0) from a kernel release such as ``6.19.0-1-amd64``: the dotted numbers it starts
+    with; None when it starts with none."""
+    parts = []
+    for part in release.split("."):
+        digits = part[:len(part) - len(part.lstrip("0123456789"))]
+        if digits:
+            parts.append(int(digits))
+        if not digits or digits != part:
+            break
+    return tuple(parts) or None
+
+
+def _is_version(text):
+    """Whether text is a version a SPEC may name: up to three dotted whole numbers (5.10, 7.0.14)."""
+    parts = text.split(".")
+    return len(parts) <= 3 and all(part.isascii() and part.isdigit() for part in parts)
 
 
 def parse_value(text, key):
     """A VALUE of a SPEC: an integer, ``unlimited`` or a word, as the key allows."""
     kind = kind_of(key)
     lowered = text.lower()
+    if kind == "kernel":
+        if not _is_version(text):
+            raise SpecError(f"[{key}] takes a version such as [5.10] or [7.0.14] but was given [{text}]")
+        return text
     if lowered in ("unlimited", "infinity"):
         if kind != "rlimit":
             raise SpecError(f"[unlimited] is only a value for resource limits, not for [{key}]")
@@ -189,7 +226,7 @@ def parse_spec(text, hard=True):
         known = ", ".join(sorted(host.RLIMITS))
         raise SpecError(f"[{key}] is not a sysctl (they have dots), a resource limit ({known}) or {THP_KEY}")
     value = parse_value(raw, key)
-    if op in ORDERING and isinstance(value, str):
+    if op in ORDERING and isinstance(value, str) and kind_of(key) != "kernel":
         raise SpecError(f"[{op}] needs a number but [{key}] was given the word [{value}]")
     return Requirement(key=key, op=op, value=value, hard=hard, source="--require")
 
@@ -220,9 +257,8 @@ def _kernel_release():
         release = host.read_sysctl("kernel.osrelease")
     except Unreadable:
         return None
-    major, _, rest = release.partition(".")
-    minor = rest[:len(rest) - len(rest.lstrip("0123456789"))]
-    return (int(major), int(minor)) if is_decimal(major) and major[:1] != "-" and minor else None
+    version = kernel_version(release)
+    return version[:2] if version and len(version) >= 2 else None
 
 
 def _nr_open():
@@ -330,6 +366,8 @@ def read_value(key):
     kind = kind_of(key)
     if kind == "thp":
         return host.read_thp()
+    if kind == "program":
+        raise Unreadable(f"[{key}] is the program's own setting: its profile works it out, not the host")
     if kind == "rlimit":
         base, which = rlimit_parts(key)
         soft, hard = host.read_rlimit(base)
@@ -354,9 +392,11 @@ def failure_message(req, actual):
         return f"{what} [{have}] is too low, increase to {at_least}[{want}]"
     if req.op == "<=":
         return f"{what} [{have}] is too high, decrease to at most [{want}]"
+    # A soft check is advice: the program starts without it, so it "should" be, not "must".
+    verb = "must" if req.hard else "should"
     if req.op == "=":
-        return f"{what} is [{have}] but must be [{want}]"
-    return f"{what} is [{have}] but must not be [{want}]"
+        return f"{what} is [{have}] but {verb} be [{want}]"
+    return f"{what} is [{have}] but {verb} not be [{want}]"
 
 
 def judge(req, actual):
@@ -364,8 +404,11 @@ def judge(req, actual):
 
     One rule for a value that cannot be parsed, whatever the operator: a numeric requirement
     and a value that is not a number (empty, a word, a vector such as tcp_rmem's) is skipped with
-    the reason, never judged. A word requirement compares the value as text.
+    the reason, never judged. A word requirement compares the value as text; a kernel release
+    compares as a version.
     """
+    if kind_of(req.key) == "kernel":
+        return _judge_release(req, actual)
     if isinstance(req.value, str):
         actual = actual if isinstance(actual, str) else format_value(actual)
     elif isinstance(actual, str):
@@ -375,7 +418,21 @@ def judge(req, actual):
     return Result(req, "fail" if req.hard else "warn", actual, failure_message(req, actual))
 
 
+def _judge_release(req, actual):
+    have, want = kernel_version(str(actual)), kernel_version(req.value)
+    if have is None:
+        return Result(req, "skip", actual, f"{describe(req.key)} skipped: [{actual}] names no version")
+    have = (have + (0,) * len(want))[:len(want)]  # 7.0 is 7.0.0, and 6.18.5 is 6.18 against 6.18
+    if OPERATORS[req.op](have, want):
+        return Result(req, "pass", actual, f"{describe(req.key)} [{actual}] {req.op} [{req.value}]")
+    return Result(req, "fail" if req.hard else "warn", actual, failure_message(req, actual))
+
+
 def run_check(req):
+    if req.observed is not None:
+        if isinstance(req.observed, Unreadable):
+            return Result(req, "skip", None, f"{describe(req.key)} skipped: {req.observed}")
+        return judge(req, req.observed)
     try:
         actual = read_value(req.key)
     except Unreadable as e:

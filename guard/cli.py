@@ -89,7 +89,7 @@ commands:
                                           lowering a value), read it back: exit 0 or 78
   guard profiles                          list the profiles and their requirements
   guard maps [PID...] [--top N] [--format text|json|prometheus] [--output PATH]
-             [--every SECONDS] [--watch-cpu PERCENT]
+             [--every SECONDS] [--watch-cpu PERCENT] [--user UID[:GID]]
                                           memory maps per process against vm.max_map_count
   guard install DIR                       copy this bundle (/opt/guard) into DIR
 
@@ -128,10 +128,21 @@ DESCRIPTIONS = {
 }
 
 
-def build_parser(prog, with_watch=False, fix=False):
-    """The parser of guard (check, then exec: with_watch), guard check, or guard fix (fix)."""
+def _argparse():
+    """argparse, imported when needed (--help, an error, guard maps and install), with its words
+    left untranslated: guard speaks English throughout, and gettext would look for a catalogue in
+    the image's locale folders (Debian's Python also in /usr/share/locale-langpack), which the
+    bundle promises never to open."""
     import argparse
 
+    argparse._ = lambda message: message
+    argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural
+    return argparse
+
+
+def build_parser(prog, with_watch=False, fix=False):
+    """The parser of guard (check, then exec: with_watch), guard check, or guard fix (fix)."""
+    argparse = _argparse()
     command = "guard" if with_watch else "fix" if fix else "check"
     usage = f"{prog} [OPTIONS]" + (" [--] COMMAND [ARG...]" if with_watch else " [-- COMMAND...]")
     parser = argparse.ArgumentParser(
@@ -241,7 +252,11 @@ def _from_env(option, environ):
 
 def _validate(option, value, origin):
     if option.choices and value not in option.choices:
-        raise UsageError(f"{origin} must be [{'|'.join(option.choices)}] but was [{value}]")
+        import difflib  # only on this path: guard's start-up pays for what it uses
+
+        near = difflib.get_close_matches(value, option.choices, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        raise UsageError(f"{origin} must be [{'|'.join(option.choices)}] but was [{value}]{hint}")
     if option.dest in POSITIVE_NUMBERS:
         try:
             number = float(value)
@@ -285,7 +300,17 @@ def _requirement(item, origin):
     except checks.SpecError as e:
         where = f"{origin} item" if origin.startswith("GUARD_") else origin
         shown = item if len(item) <= 80 else f"{item[:40]}... ({len(item)} characters)"
-        raise UsageError(f"{where} [{shown}]: {e}") from None
+        raise UsageError(f"{where} [{shown}]: {e}{_unquoted(item, origin)}") from None
+
+
+def _unquoted(item, origin):
+    """What to say when a SPEC lost its operator to a shell: `--require vm.max_map_count>=262144`
+    typed without quotes reaches guard as `vm.max_map_count`, the shell having taken `>=262144` as
+    a redirection of guard's output into a file named `=262144`."""
+    if origin.startswith("GUARD_") or any(op in item for op in checks.OPERATORS) or not item.strip():
+        return ""
+    return (f"; if a shell took an unquoted > for a redirection (and made a file named =VALUE, which may be "
+            f"removed), quote the requirement: {origin} '{item.strip()}>=VALUE'")
 
 
 def choose_profile(settings, command):
@@ -346,7 +371,8 @@ def run_checks(settings, command, environ, where, launching=True):
             written = report.output(text)
     else:
         report.write(report.to_text(name, where, planned.notes, results, quiet=settings["quiet"]) +
-                     report.closing_line(results, settings["mode"], program))
+                     report.closing_line(results, settings["mode"], program) +
+                     ("" if launching or settings["quiet"] else report.passed(results, name)))
     return report.verdict(results, settings["mode"] == "enforce"), written
 
 
@@ -376,8 +402,7 @@ def replaceable(path, given_by):
 
 
 def cmd_maps(args):
-    import argparse
-
+    argparse = _argparse()
     parser = argparse.ArgumentParser(prog="guard maps", description="Memory maps per process "
                                      "against vm.max_map_count, largest first.")
     parser.add_argument("pids", nargs="*", metavar="PID")
@@ -389,15 +414,19 @@ def cmd_maps(args):
                         "system's view again every SECONDS (exit 0 on SIGTERM)")
     parser.add_argument("--watch-cpu", metavar="PERCENT", help="with --every, the most of one core the "
                         "scans may take (default 1.5): costlier scans are spaced out beyond --every")
+    parser.add_argument("--user", metavar="UID[:GID]", help="started as root, become this user (numbers, no "
+                        "supplementary group) before reading anything, keeping CAP_SYS_PTRACE alone")
     parsed = parse_args(parser, args)
     if parsed.top is not None and parsed.top < 1:
         raise UsageError(f"--top must be at least 1 but was [{parsed.top}]")
     output = None if parsed.output is None else replaceable(parsed.output, "--output")
+    user = None if parsed.user is None else _user(parsed.user)
     from guard import mapsview
 
     if parsed.every is None:
         if parsed.watch_cpu is not None:
             raise UsageError("--watch-cpu spaces out the scans of --every: give --every SECONDS too")
+        _become(user)
         return mapsview.run(parsed.pids, parsed.top, parsed.format, output)
     # the same numbers as guard fix --every and guard --watch-cpu, checked the same way
     every = _validate(BY_FLAG["--every"], parsed.every, "--every")
@@ -405,7 +434,37 @@ def cmd_maps(args):
     if not output or parsed.pids:
         raise UsageError("--every keeps a file current with the whole system's view: give --output PATH, "
                          "and no PID")
+    _become(user)
     return mapsview.Audit(output, parsed.top, parsed.format).keep_written(every, cpu / 100)
+
+
+def _user(text):
+    """guard maps --user as (text, (uid, gid)), or the usage error."""
+    from guard import privileges
+
+    user = privileges.parse_user(text)
+    if user is None:
+        raise UsageError(f"--user must be UID or UID:GID, numbers other than 0, but was [{text}]")
+    return text, user
+
+
+def _become(user):
+    """guard maps --user, once every option is checked, right before the first read."""
+    if user is None:
+        return
+    # What the run imports on its way is imported now, as root: a pip install may sit where the
+    # user cannot read it (root's home). contextlib and tempfile: host.replace_file (--output).
+    import contextlib  # noqa: F401
+    import tempfile  # noqa: F401
+
+    from guard import privileges, supervise  # noqa: F401
+
+    text, (uid, gid) = user
+    try:
+        privileges.become(uid, gid)
+    except OSError as e:
+        raise UsageError(f"--user [{text}]: {e.strerror}: start guard maps as root with CAP_SETUID and "
+                         "CAP_SETGID to become another user") from None
 
 
 def cmd_fix(args, environ):
@@ -438,8 +497,7 @@ def cmd_fix(args, environ):
 
 
 def cmd_install(args):
-    import argparse
-
+    argparse = _argparse()
     parser = argparse.ArgumentParser(prog="guard install", description="Copy this bundle (/opt/guard) "
                                      "into DIR, for a container that mounts DIR at /opt/guard.")
     parser.add_argument("dir", metavar="DIR", help="an existing folder, empty or holding a previous copy")

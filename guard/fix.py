@@ -78,6 +78,10 @@ def unsettable(req, where):
     if kind == "rlimit":
         return ("a resource limit is given to a process by whoever starts it: guard fix cannot raise it "
                 "for another process")
+    if kind == "kernel":
+        return "the kernel's release is the one the machine booted"
+    if kind == "program":
+        return "a setting of the program, not of the host"
     if req.op == "!=" and kind != "thp":
         return f"[!= {format_value(req.value)}] names no value to set"
     if kind == "sysctl" and fixes.is_namespaced(req.key) and where.in_container:
@@ -128,7 +132,7 @@ def changes_for(results, where, dry_run=False):
     for result in results:
         req = result.requirement
         why_not = unsettable(req, where)
-        if result.status == "skip" or (result.status == "pass" and kind_of(req.key) == "rlimit"):
+        if result.status == "skip" or (result.status == "pass" and kind_of(req.key) in ("rlimit", "kernel", "program")):
             continue
         if result.status == "pass":
             changes.append(Change(req, "leave", result.actual, result.actual, False, None))
@@ -362,6 +366,8 @@ def to_text(profile, where, notes, outcome, mode, quiet=False, dry_run=False):
         text += f"{PREFIX}still failing after guard fix (exit 78): the fixes above must be applied where they say\n"
     elif outcome.trouble:
         text += f"{PREFIX}set, but not kept across reboots (exit {EXIT_NOT_KEPT}): {outcome.trouble}\n"
+    elif not quiet:
+        text += report.passed(outcome.results, profile)
     return text
 
 

@@ -50,11 +50,23 @@ def target(req):
     return req.value
 
 
+# What a kernel release must be, by the requirement's operator.
+KERNEL_WANTED = {">=": "{} or later", "<=": "{} or older", "=": "{}", "!=": "other than {}"}
+
+
 def fix(req, place, program="guard"):
     """Multi-line fix text starting 'To fix this'; None when there is nothing sensible to set."""
+    kind = kind_of(req.key)
+    if kind == "program":
+        # A setting of the program worked out by its profile: only the profile knows what to change.
+        return req.hint or "To fix this, change the program's settings named above."
+    if kind == "kernel":
+        where = place.where_the_kernel_is
+        wanted = KERNEL_WANTED[req.op].format(format_value(req.value))
+        return (f"The Linux kernel is the one {where} booted: no setting changes its release.\n"
+                f"To fix this, boot a Linux kernel {wanted} on {where}." + (f"\n{req.hint}" if req.hint else ""))
     if req.op == "!=" and req.key != THP_KEY:
         return f"To fix this, set {req.key} to a value other than [{format_value(req.value)}]."
-    kind = kind_of(req.key)
     if kind == "rlimit":
         text = _rlimit_fix(req, place)
     elif kind == "thp":

@@ -425,8 +425,28 @@ def network_interfaces():
 
 
 # A name server that does not answer would hold guard for resolv.conf's timeouts times its
-# attempts; guard waits this long, then says so.
+# attempts; guard waits this long for all the names of a run together, then says so.
 RESOLVE_TIMEOUT = 2.0
+
+# The files a lookup opens (glibc: nss/nss_database.c, nss_files, resolv/res_init.c,
+# resolv/res_hconf.c, getaddrinfo's gaiconf_init). A lookup that would open one that is not a
+# regular file is not made: a FIFO there would hold it, or take what the program is to read.
+# bundle/launcher.c leaves the name service switch as the image sets it when /etc/nsswitch.conf
+# is not a regular file, for the same reason: no lookup is made then, so none loads the image's
+# modules.
+RESOLVER_FILES = ("/etc/nsswitch.conf", "/etc/host.conf", "/etc/hosts", "/etc/resolv.conf", "/etc/gai.conf")
+
+
+def _unfit_resolver_file():
+    """Unreadable for the first resolver file that exists and is not a regular file, or None."""
+    for path in RESOLVER_FILES:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # missing or unreadable: the resolver does without it, as guard does
+        if not stat.S_ISREG(mode):
+            return _not_regular(path, mode)
+    return None
 
 
 def resolve_name(name, timeout=RESOLVE_TIMEOUT):
@@ -437,6 +457,9 @@ def resolve_name(name, timeout=RESOLVE_TIMEOUT):
     import socket
     import threading
 
+    unfit = _unfit_resolver_file()
+    if unfit:
+        raise Unreadable(f"[{name}] was not looked up: {unfit}")
     found = {}
 
     def lookup():
@@ -462,4 +485,4 @@ def resolve_name(name, timeout=RESOLVE_TIMEOUT):
         return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found["addresses"]]
     if "error" in found:
         raise Unreadable(f"cannot resolve [{name}]: {found['error']}")
-    raise Unreadable(f"resolving [{name}] took more than [{timeout:g}] seconds")
+    raise Unreadable(f"resolving [{name}] took more than [{timeout:.2g}] seconds")

@@ -90,10 +90,27 @@ def to_text(profile, place, notes, results, quiet=False):
     return "".join(PREFIX + line + "\n" for line in lines)
 
 
+def _subject(profile):
+    return "the --require checks" if profile == "none" else profile
+
+
+def passed(results, profile):
+    """The one line that ends guard check's and guard fix's report when nothing fell short (a
+    report of passes alone would end without saying so); empty when something did."""
+    if problems(results):
+        return ""
+    whose = "" if profile == "none" else f" for {profile}"
+    skipped = sum(1 for r in results if r.status == "skip")
+    if skipped == len(results):
+        return f"{PREFIX}no check{whose} could be run here: nothing was judged\n"
+    also = f"; [{skipped}] skipped, as said above" if skipped else ""
+    return f"{PREFIX}all [{len(results) - skipped}] checks passed{whose}{also}\n"
+
+
 def summary(bad, total, profile):
     """The count line: failures when a hard check failed (Elasticsearch's "[2] of [5] checks
     failed"), warnings when only soft ones did: then nothing stops the program."""
-    subject = "the --require checks" if profile == "none" else profile
+    subject = _subject(profile)
     failed = sum(1 for r in bad if r.status == "fail")
     warned = len(bad) - failed
     if not failed:

@@ -86,3 +86,26 @@ def crafted_files(root, files):
             with open(path, "w") as f:
                 f.write(content)
     return str(root)
+
+
+# A name server on the loopback that never answers: a socket nobody reads, bound before the
+# command starts (its own network namespace: port 53 of the host is left alone).
+_SILENT_NAME_SERVER = ("python3 -c 'import os, socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                       "s.bind((\"127.0.0.1\", 53)); os.fork() and os._exit(0); time.sleep(15)' "
+                       "</dev/null >/dev/null 2>&1")
+
+
+def in_own_namespaces(command, binds=(), silent_name_server=False):
+    """argv that runs command in network and mount namespaces of its own, its loopback up, each
+    (source, target) of binds bind-mounted (a resolv.conf over /etc/resolv.conf: the host's files
+    are untouched), with a name server on 127.0.0.1 that never answers if asked. Skips the test
+    without root, unshare(1) or ip(8)."""
+    import pytest
+
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
+        pytest.skip("needs root, unshare(1) and ip(8) for namespaces of its own")
+    steps = ["ip link set lo up"] + [f'mount --bind "${n + 1}" "{target}"' for n, (_, target) in enumerate(binds)]
+    if silent_name_server:
+        steps.append(_SILENT_NAME_SERVER)
+    script = " && ".join(steps) + f" && shift {len(binds)} && exec \"$@\""
+    return ["unshare", "--net", "--mount", "sh", "-c", script, "sh", *(str(source) for source, _ in binds), *command]

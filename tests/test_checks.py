@@ -20,12 +20,16 @@ def every_profile_requirement():
 def neighbours(req):
     """(value, expected status) just below, at and just above the threshold."""
     bad = "fail" if req.hard else "warn"
-    if req.value == UNLIMITED:
+    if checks.kind_of(req.key) == "kernel":  # a version: the release a kernel reports, around it
+        parts = [int(part) for part in req.value.split(".")]
+        below, at, above = (".".join(map(str, parts[:-1] + [parts[-1] + step])) + ".0-1-amd64" for step in (-1, 0, 1))
+    elif req.value == UNLIMITED:
         return [(1 << 40, bad), (UNLIMITED, "pass")]
-    if isinstance(req.value, str):
+    elif isinstance(req.value, str):
         return [(req.value, "pass" if req.op == "=" else bad), ("madvise" if req.value != "madvise" else "never",
                                                                   bad if req.op == "=" else "pass")]
-    below, at, above = req.value - 1, req.value, req.value + 1
+    else:
+        below, at, above = req.value - 1, req.value, req.value + 1
     expected = {
         ">=": (bad, "pass", "pass"),
         "<=": ("pass", "pass", bad),
@@ -177,3 +181,75 @@ def test_skips_that_name_no_check_are_found_by_name_or_key():
     reqs = [Requirement("vm.max_map_count", ">=", 1), Requirement("nofile.hard", ">=", 1, name="file-descriptors")]
     assert checks.unmatched_skips(["max-map-count", "nofile.hard", "nofile", "max-map-cont"], reqs) == [
         "nofile", "max-map-cont"]
+
+
+@pytest.mark.parametrize("op,hard,word", [("=", True, "must be"), ("=", False, "should be"),
+                                          ("!=", True, "must not be"), ("!=", False, "should not be")])
+def test_a_soft_check_says_should_where_a_hard_one_says_must(op, hard, word):
+    req = Requirement("vm.overcommit_memory", op, 1 if op == "=" else 0, hard)
+    assert judge(req, 0 if op == "=" else 0).message.endswith(f"is [0] but {word} [{1 if op == '=' else 0}]")
+
+
+# --- the kernel's release, judged as a version ---
+
+@pytest.mark.parametrize("spec,release,status", [
+    ("kernel.osrelease>=5.10", "5.9.16-1-amd64", "fail"),
+    ("kernel.osrelease>=5.10", "5.10.0-28-amd64", "pass"),
+    ("kernel.osrelease>=5.10", "6.1.0-test", "pass"),
+    ("kernel.osrelease>=5.10", "5.100.0", "pass"),  # numbers, not text: 100 > 10
+    ("kernel.osrelease<=6.18", "6.18.44-fc-v1272", "pass"),  # on as many parts as 6.18 names
+    ("kernel.osrelease<=6.18", "6.19.0-1-amd64", "fail"),
+    ("kernel.osrelease>=7.0.14", "7.0.13", "fail"),
+    ("kernel.osrelease>=7.0.14", "7.0", "fail"),  # 7.0 is 7.0.0
+    ("kernel.osrelease>=7.0.14", "7.1-rc2", "pass"),
+    ("kernel.osrelease=6.1", "6.1.0-test", "pass"),
+    ("kernel.osrelease!=6.1", "6.10.3", "pass"),
+])
+def test_kernel_release_compares_as_a_version_on_the_parts_required(spec, release, status):
+    result = judge(parse_spec(spec), release)
+    assert result.status == status, result
+    if status == "fail":
+        assert f"Linux kernel kernel.osrelease [{release}]" in result.message
+
+
+def test_kernel_release_without_a_version_is_skipped_with_the_reason():
+    result = judge(parse_spec("kernel.osrelease>=5.10"), "custom-kernel")
+    assert (result.status, result.message) == ("skip", "Linux kernel kernel.osrelease skipped: [custom-kernel] names "
+                                                       "no version")
+
+
+@pytest.mark.parametrize("spec", ["kernel.osrelease>=5.x", "kernel.osrelease>=1.2.3.4", "kernel.osrelease>=unlimited",
+                                  "kernel.osrelease>=-1", "kernel.osrelease>=5."])
+def test_kernel_release_takes_a_version_of_up_to_three_numbers(spec):
+    with pytest.raises(checks.SpecError, match=r"takes a version such as \[5.10\] or \[7.0.14\]"):
+        parse_spec(spec)
+
+
+def test_kernel_release_is_read_from_the_proc_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {}, osrelease="6.19.0-1-amd64"))
+    result = run_check(parse_spec("kernel.osrelease<=6.18"))
+    assert (result.status, result.actual) == ("fail", "6.19.0-1-amd64")
+
+
+# --- values a profile works out itself ---
+
+def test_a_value_the_profile_worked_out_is_judged_without_reading_the_host():
+    req = Requirement("dragonfly --maxmemory", ">=", 2 << 30, observed=1 << 30)
+    result = run_check(req)
+    assert (result.status, result.message) == ("fail", "dragonfly --maxmemory [1073741824] is too low, increase to "
+                                                       "at least [2147483648]")
+    assert req.name == "maxmemory" and checks.kind_of(req.key) == "program"
+
+
+def test_a_value_the_profile_could_not_work_out_is_skipped_with_its_reason():
+    reason = checks.Unreadable("no MemAvailable in /proc/meminfo")
+    result = run_check(Requirement("dragonfly --maxmemory", ">=", 1, observed=reason))
+    assert (result.status, result.message) == ("skip", "dragonfly --maxmemory skipped: no MemAvailable in "
+                                                       "/proc/meminfo")
+
+
+def test_an_observed_kernel_version_stands_for_the_release(tmp_path, monkeypatch):
+    # An Ubuntu 7.0 kernel names its upstream version elsewhere: the profile passes it on.
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {}, osrelease="7.0.0-28-generic"))
+    result = run_check(parse_spec("kernel.osrelease>=7.0.14")._replace(observed="7.0.15"))
+    assert (result.status, result.actual) == ("pass", "7.0.15")

@@ -412,3 +412,91 @@ def test_a_requirement_beyond_what_the_kernel_takes_is_a_usage_error(host_at, sp
     done = run_guard("check", "--require", spec, env=host_at)
     assert done.returncode == 2
     assert text(done) == f"guard: --require [{spec}]: {message}\n"
+
+
+# --- words: what guard says when nothing is wrong, and when a word is almost right -----------
+
+def test_check_ends_with_one_line_when_every_check_passes(host_at):
+    done = run_guard("check", "--require", "vm.overcommit_memory=0", "--require", "nofile>=0", env=host_at)
+    assert done.returncode == 0
+    assert text(done).endswith("guard: all [2] checks passed\n")
+    done = run_guard("check", "--profile", "redis", "--skip", "overcommit", env=host_at, limits={"nofile": (1024, 20000)})
+    assert text(done).endswith("guard: all [2] checks passed for redis; [1] skipped, as said above\n"), text(done)
+    done = run_guard("check", "--require", "nofile>=0", "--skip", "nofile", env=host_at)
+    assert text(done).endswith("guard: no check could be run here: nothing was judged\n")
+    assert run_guard("check", "--quiet", "--require", "nofile>=0", env=host_at).stderr == b""
+
+
+def test_a_warning_is_not_followed_by_the_line_that_says_all_passed(host_at):
+    done = run_guard("check", "--profile", "redis", env=host_at)
+    assert done.returncode == 0 and "all [" not in text(done) and "gave a warning" in text(done)
+
+
+@pytest.mark.parametrize("args,env,said", [
+    (["--profile", "elastic"], {}, "--profile must be [elasticsearch|"),
+    ([], {"GUARD_PROFILE": "opensarch"}, "GUARD_PROFILE must be [elasticsearch|"),
+    ([], {"GUARD_PLACE": "podmn"}, "GUARD_PLACE must be ["),
+    (["--mode", "wran"], {}, "--mode must be [enforce|warn]"),
+])
+def test_a_misspelled_word_gets_the_nearest_one_suggested(args, env, said):
+    done = run_guard("check", *args, env=env)
+    assert done.returncode == 2 and said in text(done)
+    near = {"elastic": "elasticsearch", "opensarch": "opensearch", "podmn": "podman", "wran": "warn"}
+    given = (args[1:] or list(env.values()))[0]
+    assert text(done).endswith(f"; did you mean {near[given]}?\n"), text(done)
+
+
+def test_a_word_like_none_of_the_choices_gets_no_suggestion():
+    done = run_guard("check", "--profile", "postgres")
+    assert done.returncode == 2 and "did you mean" not in text(done)
+
+
+def test_a_requirement_typed_unquoted_in_a_shell_is_explained(tmp_path, host_at):
+    # The shell takes >=262144 for a redirection: guard gets [vm.max_map_count] and its stdout
+    # goes to a file named =262144.
+    done = subprocess.run(["sh", "-c", f"{support.guard_executable()} check --require vm.max_map_count>=262144"],
+                          cwd=tmp_path, capture_output=True, env={**os.environ, **host_at}, timeout=30)
+    assert done.returncode == 2
+    assert (tmp_path / "=262144").exists()  # the shell made it, before guard ran
+    assert text(done).endswith("quote the requirement: --require 'vm.max_map_count>=VALUE'\n"), text(done)
+    assert "a shell took an unquoted > for a redirection" in text(done)
+    quoted = run_guard("check", "--require", "vm.max_map_count>=262144", env=host_at)
+    assert quoted.returncode == 78 and "redirection" not in text(quoted)
+
+
+def write_mo(path, catalogue):
+    """A GNU gettext catalogue (.mo) holding catalogue's translations, as msgfmt writes one."""
+    import struct
+
+    keys = sorted(catalogue)
+    ids, strs = b"".join(k.encode() + b"\0" for k in keys), b"".join(catalogue[k].encode() + b"\0" for k in keys)
+    start = 7 * 4 + 16 * len(keys)
+    offsets, at = [], 0
+    for k in keys:
+        offsets.append((len(k.encode()), start + at))
+        at += len(k.encode()) + 1
+    targets, at = [], 0
+    for k in keys:
+        targets.append((len(catalogue[k].encode()), start + len(ids) + at))
+        at += len(catalogue[k].encode()) + 1
+    header = struct.pack("Iiiiiii", 0x950412DE, 0, len(keys), 7 * 4, 7 * 4 + 8 * len(keys), 0, 0)
+    table = b"".join(struct.pack("ii", *o) for o in offsets) + b"".join(struct.pack("ii", *t) for t in targets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + table + ids + strs)
+
+
+def test_argparses_words_are_not_translated_from_catalogues_guard_never_reads(tmp_path):
+    # In the bundle, gettext would open the image's catalogues (Debian's Python also looks in
+    # /usr/share/locale-langpack); guard speaks English throughout and opens none.
+    write_mo(tmp_path / "fr" / "LC_MESSAGES" / "messages.mo", {"unrecognized arguments: %s": "TRADUIT: %s"})
+    code = ("import gettext, sys; gettext.bindtextdomain('messages', sys.argv[1]); "
+            "from guard.cli import main; sys.exit(main(sys.argv[2:]))")
+    env = {**os.environ, "LANGUAGE": "fr", "LANG": "fr_FR.UTF-8"}
+    control = subprocess.run([sys.executable, "-c", "import argparse, gettext, sys; "
+                              "gettext.bindtextdomain('messages', sys.argv[1]); argparse.ArgumentParser().parse_args(['-x'])",
+                              str(tmp_path)], capture_output=True, text=True, env=env)
+    assert "TRADUIT: -x" in control.stderr  # the catalogue is one gettext takes
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), "check", "--bogus"], capture_output=True,
+                          text=True, env=env, cwd="/")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --bogus" in done.stderr and "TRADUIT" not in done.stderr

@@ -84,7 +84,8 @@ def run_launching(argv, env, timeout=20):
 CONTENT = "discovery.type: single-node\nmaxclients 77\nlog.dirs=/nowhere\n"
 
 
-@pytest.mark.parametrize("program", ["elasticsearch", "redis-server", "kafka-server-start.sh"])
+@pytest.mark.parametrize("program", ["elasticsearch", "redis-server", "kafka-server-start.sh", "valkey-server",
+                                     "keydb-server"])
 def test_a_fifo_config_is_neither_waited_on_nor_consumed(tmp_path, program):
     """A FIFO with no writer (ES_PATH_CONF, a Redis config, server.properties) hung guard for
     good. Now guard passes it by with a note, and the program gets everything the writer sends."""
@@ -195,7 +196,10 @@ def test_placeholders_that_expand_a_small_file_into_gigabytes_stop_early(tmp_pat
     (["redis-server", "/nonexistent/redis.conf"],
      "config file: cannot read /nonexistent/redis.conf: No such file or directory; judged without its settings"),
     (["kafka-server-start.sh", "/"], "server.properties: / is a directory, not a regular file: not read"),
-], ids=["dev-zero", "max-conns", "missing-config", "directory-config"])
+    (["dragonfly", "--flagfile=/dev/zero"],
+     "--flagfile: /dev/zero is a character device, not a regular file: not read"),
+    (["scylla", "--options-file", "/"], "scylla.yaml: / is a directory, not a regular file: not read"),
+], ids=["dev-zero", "max-conns", "missing-config", "directory-config", "dragonfly-flagfile", "scylla-yaml"])
 def test_odd_program_inputs_end_in_a_note_and_a_clean_verdict(argv, note):
     for output in ("text", "json"):
         done = run_guard("check", "--format", output, "--", *argv, timeout=20)

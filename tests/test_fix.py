@@ -165,6 +165,17 @@ def test_not_equal_on_a_sysctl_names_no_value_and_is_left_to_its_fix(node):
     assert value(node, "vm.overcommit_memory") == "2"
 
 
+def test_kernel_release_and_a_programs_setting_are_never_written(node):
+    done = run_guard("fix", "--require", "kernel.osrelease>=99.1", "--profile", "dragonfly",
+                     env={**node, "DFLY_maxmemory": "1M"})
+    assert done.returncode == 78
+    assert ("cannot set kernel.osrelease [6.1.0-test] -> [99.1]: the kernel's release is the one the machine "
+            "booted") in text(done)
+    assert "cannot set dragonfly --maxmemory [1048576] -> [" in text(done)
+    assert ": a setting of the program, not of the host" in text(done)
+    assert value(node, "kernel.osrelease") == "6.1.0-test"
+
+
 # --- what guard never writes to --------------------------------------------------------------
 
 
@@ -533,8 +544,10 @@ def test_every_raises_again_what_is_lowered_reports_only_changes_and_ends_0_on_s
     assert guard.stderr.read() == (
         "guard: set vm.max_map_count [65530] -> [262144]\n"
         "guard: pass  max-map-count  max virtual memory areas vm.max_map_count [262144] >= [262144]\n"
+        "guard: all [1] checks passed\n"
         "guard: set vm.max_map_count [1000] -> [262144]\n"
-        "guard: pass  max-map-count  max virtual memory areas vm.max_map_count [262144] >= [262144]\n")
+        "guard: pass  max-map-count  max virtual memory areas vm.max_map_count [262144] >= [262144]\n"
+        "guard: all [1] checks passed\n")
 
 
 def test_every_reports_a_failure_once_not_every_pass(node):

@@ -425,6 +425,22 @@ def test_where_it_can_be_raised_allow_mmap_is_not_offered(where):
     assert "allow_mmap" not in fix(MAPS, at(where), "elasticsearch")
 
 
+@pytest.mark.parametrize("where,machine", [(HOST, "this host"), (CONTAINER, "the Docker host"),
+                                           (KUBERNETES, "the Kubernetes node")])
+def test_kernel_release_fix_says_which_kernel_to_boot_where(where, machine):
+    text = fix(parse_spec("kernel.osrelease>=5.10")._replace(hint="Dragonfly runs on epoll meanwhile."), where)
+    assert text == (f"The Linux kernel is the one {machine} booted: no setting changes its release.\n"
+                    f"To fix this, boot a Linux kernel 5.10 or later on {machine}.\n"
+                    "Dragonfly runs on epoll meanwhile.")
+    assert "sysctl" not in text
+    assert "6.18 or older" in fix(parse_spec("kernel.osrelease<=6.18"), where)
+
+
+def test_a_program_setting_is_fixed_as_its_profile_says():
+    req = Requirement("dragonfly --maxmemory", ">=", 1 << 30, observed=1, hint="To fix this, give it --maxmemory=1G.")
+    assert fix(req, CONTAINER) == "To fix this, give it --maxmemory=1G."
+
+
 def indented_block(text, after):
     """The lines indented under the line that ends with `after`, dedented: a snippet to paste."""
     lines = text.splitlines()

@@ -14,6 +14,7 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from guard.profiles import PROFILES as ALL_PROFILES
 from support import guard_executable
 from test_config import blocked_writer, drain, still_waiting
 
@@ -25,14 +26,23 @@ PROFILES = {
     "kafka": (["kafka-server-start.sh", "{file}"], lambda d: ({}, os.path.join(d, "server.properties"))),
     "sonarqube": (["sonar.sh", "console"],
                   lambda d: ({"SONARQUBE_HOME": d}, os.path.join(d, "conf", "sonar.properties"))),
+    "valkey": (["valkey-server", "{file}"], lambda d: ({}, os.path.join(d, "valkey.conf"))),
+    "keydb": (["keydb-server", "{file}"], lambda d: ({}, os.path.join(d, "keydb.conf"))),
+    "scylladb": (["scylla"], lambda d: ({"SCYLLA_CONF": d}, os.path.join(d, "scylla.yaml"))),
+    "solr": (["solr", "start", "-f"], lambda d: ({"SOLR_INCLUDE": os.path.join(d, "solr.in.sh")},
+                                                 os.path.join(d, "solr.in.sh"))),
+    "dragonfly": (["dragonfly", "--flagfile={file}"], lambda d: ({}, os.path.join(d, "dragonfly.conf"))),
 }
 
 KEYS = ["discovery.type", "network.host", "transport.host", "network.publish_host", "bootstrap.memory_lock",
         "node.store.allow_mmap", "discovery", "network", "maxclients", "tcp-backlog", "include", "log.dirs",
-        "sonar.jdbc.url", "sonar.es.bootstrap.checks.disable", "disable-thp", "a"]
+        "sonar.jdbc.url", "sonar.es.bootstrap.checks.disable", "disable-thp", "a", "storage-provider",
+        "developer_mode", "SOLR_ULIMIT_CHECKS", "SOLR_RECOMMENDED_OPEN_FILES", "--maxmemory", "--proactor_threads",
+        "ignore-warnings"]
 VALUES = ["single-node", "0.0.0.0", "127.0.0.1", "_local_", "_lo_", "_site_", "_eth0_", "[::1]", "true", "yes",
           "", "~", "${HOME}", "${NOPE}", "${X:127.0.0.1}", "10000", "-1", "1e9", "'q'", '"a b"', "{type: x}",
-          "[a, b]", "|", "&a x", "*a", "/tmp/*.conf", "\\x41", "'", '"', "#", ":", "- x", "\t", "\u00b2"]
+          "[a, b]", "|", "&a x", "*a", "/tmp/*.conf", "\\x41", "'", '"', "#", ":", "- x", "\t", "\u00b2", "flash /x",
+          "1G", "0", "false", "ARM64-COW-BUG"]
 line = st.builds(lambda k, sep, v: f"{k}{sep}{v}", st.sampled_from(KEYS),
                  st.sampled_from([": ", " ", "=", ":\n  ", ":\n  - ", " \"", ""]), st.sampled_from(VALUES))
 text_config = st.lists(st.one_of(line, st.text(max_size=30)), max_size=12).map("\n".join).map(str.encode)
@@ -133,18 +143,20 @@ def test_the_program_guard_starts_reads_every_byte(profile, kind, data):
                 writer.wait()
 
 
-HOST_FILES = ["sys/vm/max_map_count", "sys/vm/overcommit_memory", "sys/net/core/somaxconn", "sys/fs/file-max",
-              "1/cgroup", "sys/kernel/osrelease"]
+HOST_FILES = ["proc/sys/vm/max_map_count", "proc/sys/vm/overcommit_memory", "proc/sys/net/core/somaxconn",
+              "proc/sys/fs/file-max", "proc/1/cgroup", "proc/sys/kernel/osrelease", "proc/sys/kernel/version",
+              "proc/sys/fs/aio-nr", "proc/sys/kernel/io_uring_disabled", "proc/meminfo", "proc/self/cgroup",
+              "proc/version_signature", "sys/fs/cgroup/cpu.max", "sys/fs/cgroup/memory.max"]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(KINDS), st.binary(max_size=40)), min_size=len(HOST_FILES),
-                max_size=len(HOST_FILES)), st.sampled_from(KINDS), st.sampled_from(sorted(PROFILES)))
+                max_size=len(HOST_FILES)), st.sampled_from(KINDS), st.sampled_from(sorted(ALL_PROFILES)))
 def test_any_crafted_host_tree_ends_cleanly_and_opens_no_fifo(files, thp_kind, profile):
     """GUARD_PROCFS and GUARD_SYSFS trees whose files are FIFOs, devices, loops or junk."""
     with tempfile.TemporaryDirectory() as folder:
         proc, sys_root = os.path.join(folder, "proc"), os.path.join(folder, "sys")
-        made = [(os.path.join(proc, name), kind, data) for name, (kind, data) in zip(HOST_FILES, files)]
+        made = [(os.path.join(folder, name), kind, data) for name, (kind, data) in zip(HOST_FILES, files)]
         made.append((os.path.join(sys_root, "kernel", "mm", "transparent_hugepage", "enabled"), thp_kind,
                      b"always [madvise] never\n"))
         for path, kind, data in made:

@@ -335,7 +335,8 @@ def test_audit_writes_its_file_into_the_textfile_directory_within_its_cpu_reques
     assert pod_spec["hostPID"] is True
     [guard] = pod_spec["containers"]
     args = guard["args"]
-    assert args[:3] == ["maps", "--format", "prometheus"] and float(option_value(args, "--every")) > 0
+    assert args[0] == "maps" and option_value(args, "--format") == "prometheus"
+    assert float(option_value(args, "--every")) > 0
     [mount] = guard["volumeMounts"]
     assert os.path.dirname(option_value(args, "--output")) == mount["mountPath"]
     assert option_value(args, "--output").endswith(".prom")  # node_exporter reads *.prom only
@@ -343,6 +344,23 @@ def test_audit_writes_its_file_into_the_textfile_directory_within_its_cpu_reques
     assert volume["hostPath"]["type"] == "DirectoryOrCreate"
     # --watch-cpu is a percentage of one core; the request reserves at least that much.
     assert millicores(guard["resources"]["requests"]["cpu"]) >= float(option_value(args, "--watch-cpu")) * 10
+
+
+AUDIT_USER = "43210:43210"
+
+
+def test_audit_counts_as_a_user_of_its_own_with_ptrace_alone_and_writes_as_its_group():
+    # guard starts as root only to become the user (--user), keeping CAP_SYS_PTRACE; the init
+    # container gives the collector's folder to that user's group, with CHOWN alone.
+    pod_spec = workload(render("audit"))["spec"]["template"]["spec"]
+    [guard] = pod_spec["containers"]
+    assert option_value(guard["args"], "--user") == AUDIT_USER
+    assert guard["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE", "SETUID", "SETGID"]}
+    assert guard["securityContext"]["allowPrivilegeEscalation"] is False
+    [folder] = pod_spec["initContainers"]
+    assert folder["command"] == ["sh", "-c", f"chgrp {AUDIT_USER.split(':')[1]} /textfile && chmod g+w /textfile"]
+    assert folder["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert folder["volumeMounts"] == guard["volumeMounts"]
 
 
 # -- the READMEs' copy-paste blocks -----------------------------------------------------------
@@ -396,3 +414,43 @@ def test_readme_points_node_exporter_at_the_directory_the_audit_writes():
     with open(READMES[0]) as f:
         text = f.read()
     assert f"--collector.textfile.directory={volume['hostPath']['path']}" in text
+
+
+def images_of(objects):
+    return sorted({c["image"] for obj in objects if obj["kind"] in ("StatefulSet", "DaemonSet")
+                   for key in ("initContainers", "containers") for c in obj["spec"]["template"]["spec"].get(key, [])})
+
+
+def render_outside(tmp_path, kustomization, **files):
+    """An overlay of a user's own in tmp_path/mine (kustomization.yaml and files), beside a clone
+    of the repository (guard/), rendered: the objects."""
+    (tmp_path / "guard").symlink_to(REPO)
+    (tmp_path / "mine").mkdir()
+    for name, text in {"kustomization.yaml": kustomization, **files}.items():
+        (tmp_path / "mine" / name).write_text(text)
+    done = subprocess.run([kubectl(), "kustomize", str(tmp_path / "mine")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [obj for obj in yaml.safe_load_all(done.stdout) if obj]
+
+
+def test_readme_overlay_pins_every_image_by_digest(tmp_path):
+    with open(READMES[0]) as f:
+        [overlay] = re.findall(r"^```yaml\n(# kustomization.yaml: an overlay of your own.*?)^```", f.read(),
+                               re.MULTILINE | re.DOTALL)
+    pinned = images_of(render_outside(tmp_path, overlay))
+    assert len(pinned) == len(images_of(render("audit"))) and all(
+        image.startswith("registry.example.com/") and re.search(r"@sha256:[0-9a-f]{64}$", image)
+        for image in pinned), pinned
+
+
+def test_guard_init_goes_before_an_init_container_the_statefulset_has(tmp_path):
+    # What deploy/kubernetes/README.md warns of: a `sysctl -w` init container of the user's
+    # comes after guard's check, which then refuses a node it would have raised.
+    statefulset = workload(render("base/elasticsearch"))
+    statefulset["spec"]["template"]["spec"]["initContainers"] = [
+        {"name": "sysctl", "image": "busybox", "command": ["sysctl", "-w", "vm.max_map_count=262144"],
+         "securityContext": {"privileged": True}}]
+    rendered = render_outside(tmp_path, "resources:\n- statefulset.yaml\ncomponents:\n"
+                                        "- ../guard/deploy/kubernetes/components/guard-init\n",
+                              **{"statefulset.yaml": yaml.safe_dump(statefulset)})
+    assert [c["name"] for c in workload(rendered)["spec"]["template"]["spec"]["initContainers"]] == ["guard", "sysctl"]

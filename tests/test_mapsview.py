@@ -2,8 +2,11 @@
 
 import json
 import os
+import pathlib
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -259,3 +262,62 @@ def test_every_stays_under_its_cpu_share_by_spacing_the_scans_out(tmp_path):
     assert code == 0
     assert len(capped) == 1, len(capped)
     assert len(uncapped) >= 10, len(uncapped)
+
+
+# --user: the audit DaemonSet's identity (guard/privileges.py)
+
+AUDIT_USER = 43210  # deploy/kubernetes/audit's, a user no other process runs as
+
+
+def status_fields(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return {name: value.strip() for name, value in (line.split(":", 1) for line in f)}
+
+
+def test_user_becomes_that_user_with_no_group_keeping_sys_ptrace_alone():
+    # Started as root, as the DaemonSet's container: every id becomes the user's, every
+    # capability but CAP_SYS_PTRACE is gone, and the maps of root's processes are still counted.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, as the DaemonSet starts guard")
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="guard-maps-user-"))  # one the user can reach
+    os.chmod(folder, 0o755)
+    os.chown(folder, AUDIT_USER, AUDIT_USER)
+    path = folder / "maps.prom"
+    command, env = maps_command("--format", "prometheus", "--output", str(path), "--every", "0.05",
+                                "--user", f"{AUDIT_USER}:{AUDIT_USER}")
+    guard = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists() and guard.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        status = status_fields(guard.pid) if guard.poll() is None else {}
+        text = path.read_text() if path.exists() else ""
+    finally:
+        guard.send_signal(signal.SIGTERM)
+        code, err = guard.wait(timeout=10), guard.stderr.read()
+        shutil.rmtree(folder)
+    assert (code, err) == (0, "") and text, err
+    assert status["Uid"].split() == status["Gid"].split() == [str(AUDIT_USER)] * 4
+    assert status["Groups"] == ""
+    assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 1 << 19  # CAP_SYS_PTRACE
+    assert int(status["CapInh"], 16) == int(status["CapAmb"], 16) == 0
+    assert f'guard_process_map_count{{pid="{os.getpid()}",' in text  # root's: read with CAP_SYS_PTRACE
+
+
+@pytest.mark.parametrize("value", ["0", "root", "1000:", ":1000", "1000:0", "1000:1000:1", "-5", "4294967295", ""])
+def test_user_must_be_numbers_other_than_root(value):
+    command, env = maps_command("--user", value, "1")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr, done.stdout) == (
+        2, f"guard: --user must be UID or UID:GID, numbers other than 0, but was [{value}]\n", "")
+
+
+def test_user_that_cannot_be_become_is_said_and_nothing_is_read():
+    # A user without CAP_SETUID (here nobody) cannot become another: a usage error before any
+    # count, rather than a count made as the wrong user.
+    command, env = maps_command("--user", str(AUDIT_USER), "1")
+    done = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", *command], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"guard: --user [{AUDIT_USER}]: setting the user and groups: Operation not permitted: "
+                           "start guard maps as root with CAP_SETUID and CAP_SETGID to become another user\n")

@@ -205,7 +205,7 @@ def test_a_fifo_for_lib_is_never_opened(tmp_path):
 # --- the two checks together, as the user sees them ---
 
 REPORT_BELOW_BOTH = """\
-guard: elasticsearch: production mode (bound beyond loopback, as the official image is): checks are enforced
+guard: elasticsearch: production mode (no network.host or transport setting given, and no elasticsearch.yml to read here: taken as the official image's network.host [0.0.0.0], beyond loopback): checks are enforced
 guard: elasticsearch: version [8.17.0] ({home}/lib/elasticsearch-8.17.0.jar)
 guard: FAIL  max-map-count              max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard: warn  max-map-count-recommended  max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [1048576]

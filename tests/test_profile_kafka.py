@@ -64,3 +64,13 @@ def test_a_refusal_prints_the_headroom_value_as_its_fix_and_no_other(tmp_path):
     need = kafka.kafka_maps_needed(300)
     assert set(re.findall(r"vm\.max_map_count=([0-9]+)", out)) == {str(need)}
     assert f"This sets [{need}], which max-map-count-headroom asks for: one change meets both." in out
+
+
+def test_log_dirs_that_cannot_be_counted_say_so_in_plain_words(tmp_path):
+    env = {**ONLY_MAPS, "GUARD_PROCFS": crafted_proc(tmp_path / "proc", {"vm.max_map_count": 65530})}
+    missing = tmp_path / "not-there"
+    done = run_guard("check", "--", "kafka-server-start.sh", "--override", f"log.dirs={missing}", env=env)
+    assert done.returncode == 0, text(done)
+    assert (f"guard: kafka: cannot count the segments in log.dirs [{missing}] (not there, or not readable here): "
+            f"how many maps the broker will need is unknown, so below [{kafka.KAFKA_DEFAULT_MAP_COUNT}] guard "
+            "only warns\n") in text(done)

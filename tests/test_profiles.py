@@ -4,13 +4,14 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from guard import profiles
 from guard.host import UNLIMITED
 from guard.profiles import Invocation, kafka
-from support import crafted_proc, guard_executable
+from support import crafted_proc, guard_executable, in_own_namespaces
 
 
 def plan(name, argv=(), env=None):
@@ -43,6 +44,30 @@ def names(p):
     (["numactl", "--interleave", "all", "mongod"], "mongodb"),
     (["numactl", "--interleave=all", "mongod"], "mongodb"),
     (["/__cacert_entrypoint.sh", "/etc/kafka/docker/run"], "kafka"),  # the apache/kafka image's
+    # The images of the servers the profiles know, as their ENTRYPOINT and CMD start them.
+    (["/usr/local/bin/docker-entrypoint.sh", "valkey-server"], "valkey"),
+    (["setpriv", "--reuid=valkey", "--regid=valkey", "--clear-groups", "--", "/usr/local/bin/docker-entrypoint.sh",
+      "valkey-server"], "valkey"),  # valkey-container's entrypoint, after it re-execs itself
+    (["docker-entrypoint.sh", "keydb-server", "/etc/keydb/keydb.conf"], "keydb"),
+    (["gosu", "keydb", "keydb-server"], "keydb"),
+    (["/usr/bin/tini", "--", "entrypoint.sh", "dragonfly", "--logtostderr"], "dragonfly"),
+    (["setpriv", "--reuid=dfly", "--regid=dfly", "--clear-groups", "--", "dragonfly"], "dragonfly"),
+    (["/entrypoint.sh", "clickhouse", "su", "101:101", "/usr/bin/clickhouse-server", "--config-file=/c.xml"],
+     "clickhouse"),
+    (["clickhouse", "server", "--config-file=/c.xml"], "clickhouse"),
+    (["clickhouse", "client"], None),
+    (["clickhouse", "su", "101:101", "clickhouse-client"], None),
+    (["/docker-entrypoint.py", "--smp", "2"], "scylladb"),
+    (["/usr/bin/scylla", "--developer-mode=1"], "scylladb"),
+    (["docker-entrypoint.sh", "solr-foreground"], "solr"),
+    (["tini", "--", "solr", "start", "-f"], "solr"),
+    (["runuser", "-u", "solr", "--", "solr", "start", "-f"], "solr"),
+    (["tini", "-g", "--", "/startup/docker-entrypoint.sh", "neo4j"], "neo4j"),
+    (["tini", "--", "/entrypoint.sh", "graylog-datanode"], "graylog-datanode"),
+    (["/usr/share/wazuh-indexer/bin/opensearch"], "wazuh-indexer"),
+    (["/bin/weaviate", "--host", "0.0.0.0", "--port", "8080", "--scheme", "http"], "weaviate"),
+    (["chroot", "--userspec=1000:1000", "/", "/qdrant/qdrant"], "qdrant"),
+    (["runuser", "solr", "-c", "solr start"], None),  # a shell: guard does not follow it
     (["/usr/local/bin/run"], None),  # only the image's run script is Kafka's
     (["gosu", "kafka", "/bin/sh", "-c", "x"], None),
     (["chroot", "/opt/cassandra", "/bin/true"], None),
@@ -53,6 +78,34 @@ def names(p):
 def test_profile_is_detected_from_the_command_past_launchers(argv, expected):
     found = profiles.detect(argv)
     assert (found.name if found else None) == expected
+
+
+def test_an_entrypoint_that_starts_its_image_program_itself_is_known_by_the_image(tmp_path, monkeypatch):
+    # The ClickHouse image has no CMD: its /entrypoint.sh alone starts clickhouse-server.
+    marker = tmp_path / "clickhouse-server"
+    monkeypatch.setattr(profiles, "IMAGE_ENTRYPOINTS", {"/entrypoint.sh": (str(marker), "clickhouse")})
+    assert profiles.locate(["/entrypoint.sh"]) == (None, 1)  # another image's /entrypoint.sh
+    marker.touch()
+    assert profiles.locate(["/entrypoint.sh"])[0].name == "clickhouse"
+    assert profiles.locate(["tini", "--", "/entrypoint.sh", "--config-file=/c.xml"]) == (
+        profiles.PROFILES["clickhouse"], 2)
+    assert profiles.detect(["/entrypoint.sh", "graylog-datanode"]).name == "graylog-datanode"
+
+
+def test_a_program_named_as_another_is_known_by_its_images_layout(tmp_path, monkeypatch):
+    # The Wazuh indexer's CMD is plain opensearch, in /usr/share/wazuh-indexer.
+    home = tmp_path / "wazuh-indexer"
+    monkeypatch.setattr(profiles, "IMAGE_PROGRAMS", {"opensearch": (str(home), "wazuh-indexer")})
+    assert profiles.detect(["/entrypoint.sh", "opensearch"]).name == "opensearch"
+    home.mkdir()
+    assert profiles.detect(["/entrypoint.sh", "opensearch"]).name == "wazuh-indexer"
+
+
+def test_a_relative_command_is_matched_against_an_images_fixed_path(monkeypatch):
+    # Qdrant's CMD is ./entrypoint.sh in WORKDIR /qdrant.
+    monkeypatch.chdir("/")
+    assert profiles.detect(["qdrant/entrypoint.sh"]).name == "qdrant"
+    assert profiles.detect(["./entrypoint.sh"]) is None
 
 
 @pytest.mark.parametrize("launchers", [[], ["docker-entrypoint.sh"], ["tini", "--", "gosu", "redis"],
@@ -289,6 +342,50 @@ def test_a_host_name_with_no_thread_left_to_resolve_it_is_taken_as_beyond_loopba
     assert {c["name"]: c["status"] for c in report["checks"]}["max-threads"] == "fail"
 
 
+SILENT_RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n"  # 10 s a name, unbounded
+
+
+def check_in_own_namespaces(tmp_path, es_args, binds):
+    """(seconds, guard check's JSON) for elasticsearch ES_ARGS, with a name server that never answers."""
+    (tmp_path / "elasticsearch.yml").write_text("cluster.name: lookups\n")
+    argv = in_own_namespaces([guard_executable(), "check", "--format", "json", "--", "elasticsearch", *es_args],
+                             binds=binds, silent_name_server=True)
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, timeout=60, env={**os.environ, "ES_PATH_CONF": str(tmp_path)})
+    took = time.monotonic() - started
+    assert done.returncode == 78, done.stderr
+    return took, json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("es_args,note", [
+    (["-Enetwork.host=es-node.example"], "resolving [es-node.example] took more than [2] seconds"),
+    (["-Enetwork.bind_host=es-a.example", "-Enetwork.publish_host=es-b.example"],
+     "resolving [es-a.example] took more than [2] seconds"),
+    (["-Enetwork.bind_host=es-a.example,es-b.example,es-c.example"],
+     "resolving [es-a.example] took more than [2] seconds"),
+], ids=["one-name-bind-and-publish", "two-names", "three-names"])
+def test_host_names_no_name_server_answers_hold_guard_two_seconds_in_all(tmp_path, es_args, note):
+    # The README's bound: 2 seconds for every name of a run together. network.host is both the
+    # bind and the publish host, and was looked up twice (4.07 s); each name more added 2 s.
+    (tmp_path / "resolv.conf").write_text(SILENT_RESOLV_CONF)
+    took, report = check_in_own_namespaces(tmp_path, es_args, [(tmp_path / "resolv.conf", "/etc/resolv.conf")])
+    assert report["notes"][0] == f"production mode ({note}: taken as beyond loopback): checks are enforced"
+    assert 2 <= took < 3.5, f"guard waited {took:.2f} s for the names"
+
+
+def test_a_name_is_not_looked_up_when_a_resolver_file_is_a_fifo(tmp_path):
+    # getaddrinfo opens /etc/hosts: a FIFO there would hold the lookup (and take what a writer
+    # meant for the program). guard says so at once instead.
+    os.mkfifo(tmp_path / "hosts")
+    took, report = check_in_own_namespaces(tmp_path, ["-Enetwork.host=es-node.example"],
+                                           [(tmp_path / "hosts", "/etc/hosts")])
+    assert report["notes"][0] == (
+        "production mode ([es-node.example] was not looked up: /etc/hosts is a FIFO or pipe, not a regular file: "
+        "not read (reading it would wait for a writer or take what the program is to read): taken as beyond "
+        "loopback): checks are enforced")
+    assert took < 2, f"guard waited {took:.2f} s"
+
+
 # --- Kafka ---
 
 def make_segments(log_dir, partitions, segments_each):
@@ -336,7 +433,7 @@ def test_kafka_log_dir_that_cannot_be_listed_is_not_zero_segments(tmp_path):
     finally:
         os.chmod(logs, 0o755)
     assert out.stdout.startswith(f"False {kafka.KAFKA_DEFAULT_MAP_COUNT}"), out
-    assert "cannot be listed" in out.stdout
+    assert "cannot count the segments in log.dirs" in out.stdout and "not readable here" in out.stdout
 
 
 def test_kafka_environment_sets_log_dirs(tmp_path):
@@ -359,7 +456,8 @@ def kafka_image(tmp_path, monkeypatch):
 def image_log_dirs(args, env):
     found = profiles.invocation(profiles.PROFILES["kafka"], ["/__cacert_entrypoint.sh", "/etc/kafka/docker/run", *args],
                                 env)
-    return profiles.PROFILES["kafka"].plan(found).notes[0].split("]")[0][len("log.dirs ["):]
+    note = profiles.PROFILES["kafka"].plan(found).notes[0]
+    return note[note.index("log.dirs [") + len("log.dirs ["):].split("]")[0]
 
 
 @pytest.mark.parametrize("args, env, log_dirs", [

@@ -66,7 +66,7 @@ def test_overcommit_off_warns_as_redis_does_and_starts_it(tmp_path):
             stop(proc)
         err = proc.stderr.read().decode()
     assert READY.search(log), log
-    assert "(warning) memory overcommit vm.overcommit_memory is [0] but must be [1]" in err
+    assert "(warning) memory overcommit vm.overcommit_memory is [0] but should be [1]" in err
     assert "sysctl -w vm.overcommit_memory=1" in err
     assert b"WARNING Memory overcommit must be enabled" in log  # Redis's own word, the same verdict
 

@@ -1,4 +1,5 @@
 import json
+import os
 import resource
 
 from support import crafted_proc, crafted_sys, run_guard, text
@@ -9,7 +10,7 @@ LIMITS = {"nofile": (1024, 1024), "nproc": (8192, 8192), "as": (INF, INF), "fsiz
 # The whole report, pinned once: every line a user of the elasticsearch profile sees in a
 # container on a host at the kernel's default map count and Docker's old default of 1024 files.
 ELASTICSEARCH_IN_A_CONTAINER = """\
-guard: elasticsearch: production mode (bound beyond loopback, as the official image is): checks are enforced
+guard: elasticsearch: production mode (no network.host or transport setting given, and no elasticsearch.yml to read here: taken as the official image's network.host [0.0.0.0], beyond loopback): checks are enforced
 guard: FAIL  max-map-count            max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard: FAIL  file-descriptors         max file descriptors nofile.hard [1024] is too low, increase to at least [65535]
 guard: pass  max-threads              max number of threads nproc [8192] >= [4096]
@@ -115,3 +116,9 @@ def test_require_only_report_names_the_require_checks_not_a_profile(tmp_path):
     assert done.returncode == 78
     assert "guard: [1] of [1] checks failed for the --require checks\n" in text(done)
     assert "for none" not in text(done)
+
+
+def test_the_readmes_first_example_is_this_report():
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    assert ("$ docker run --rm --ulimit nofile=1024:1024 guard check --profile elasticsearch\n"
+            + ELASTICSEARCH_IN_A_CONTAINER + "```\n") in readme

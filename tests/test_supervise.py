@@ -3,7 +3,6 @@
 import contextlib
 import os
 import resource
-import shutil
 import signal
 import stat
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 import vmaholder
 from guard import mapsview, place, supervise
 from hostsettings import host_settings_unchanged
-from support import guard_executable
+from support import guard_executable, in_own_namespaces
 
 # The installed console script, as users run it (python -m guard from the checkout's root would
 # import the source tree, which has no compiled scanner).
@@ -223,30 +222,18 @@ def test_a_signal_guard_may_not_forward_is_said_and_supervision_goes_on(tmp_path
         proc.stderr.close()
 
 
-# In a network and mount namespace of its own: a name server on the loopback that never answers
-# (a socket nobody reads, bound before guard starts), named in a resolv.conf bind-mounted over
-# /etc/resolv.conf. Then guard.
-SILENT_NAME_SERVER = (
-    "ip link set lo up && mount --bind \"$1\" /etc/resolv.conf && shift && "
-    "python3 -c 'import os, socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-    "s.bind((\"127.0.0.1\", 53)); os.fork() and os._exit(0); time.sleep(15)' </dev/null >/dev/null 2>&1 && "
-    "exec \"$@\"")
-
-
 def test_sigterm_while_a_name_lookup_is_still_running_reaches_the_child(tmp_path):
     # Elasticsearch's network.host names a host: guard waits 2 s for the lookup and goes on, the
     # lookup's thread lives on for the resolver's 5 s. A thread with SIGTERM unblocked would take
     # docker stop's SIGTERM, whose default action ends guard and orphans the child.
-    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
-        pytest.skip("needs root, unshare(1) and ip(8) for namespaces of its own")
     (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
     (tmp_path / "elasticsearch.yml").write_text("network.host: es-node.example\n")
     log = str(tmp_path / "signals")
-    proc = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-c", SILENT_NAME_SERVER, "sh",
-                             str(tmp_path / "resolv.conf"), *GUARD, "--interval", "0.001", "--watch-cpu", "100",
-                             "--mode", "warn", "--profile", "elasticsearch",
-                             "--", PYTHON, "-c", RECORD_SIGNALS, log, "SIGUSR1", "SIGTERM"],
-                            env={**os.environ, "ES_PATH_CONF": str(tmp_path)}, stderr=subprocess.PIPE)
+    argv = in_own_namespaces([*GUARD, "--interval", "0.001", "--watch-cpu", "100", "--mode", "warn",
+                              "--profile", "elasticsearch", "--", PYTHON, "-c", RECORD_SIGNALS, log, "SIGUSR1",
+                              "SIGTERM"], binds=[(tmp_path / "resolv.conf", "/etc/resolv.conf")],
+                             silent_name_server=True)
+    proc = subprocess.Popen(argv, env={**os.environ, "ES_PATH_CONF": str(tmp_path)}, stderr=subprocess.PIPE)
     children = []
     try:
         poll(lambda: os.path.exists(log + ".ready"), what="the child to install its handlers")

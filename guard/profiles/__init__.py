@@ -10,12 +10,22 @@ program itself refuses or is certain to fail; soft (a warning) when the program 
 import os
 
 from guard.profiles.cassandra import cassandra_plan
-from guard.profiles.elasticsearch import ELASTICSEARCH, OPENSEARCH, search_plan
+from guard.profiles.clickhouse import CLICKHOUSE_SERVER, clickhouse_plan
+from guard.profiles.dragonfly import dragonfly_plan
+from guard.profiles.elasticsearch import ELASTICSEARCH, OPENSEARCH, WAZUH_INDEXER, search_plan
+from guard.profiles.graylog import datanode_plan
 from guard.profiles.kafka import KAFKA_IMAGE_RUN, kafka_plan
+from guard.profiles.keydb import keydb_plan
 from guard.profiles.mongodb import mongodb_plan
+from guard.profiles.neo4j import neo4j_plan
 from guard.profiles.plan import Invocation, Plan, Profile
+from guard.profiles.qdrant import QDRANT_IMAGE_ENTRYPOINT, qdrant_plan
 from guard.profiles.redis import redis_plan
+from guard.profiles.scylladb import SCYLLA_IMAGE_ENTRYPOINT, scylladb_plan
+from guard.profiles.solr import solr_plan
 from guard.profiles.sonarqube import sonarqube_plan
+from guard.profiles.valkey import valkey_plan
+from guard.profiles.weaviate import weaviate_plan
 
 __all__ = ["Invocation", "Plan", "Profile", "PROFILES", "detect", "invocation", "locate", "program_argv"]
 
@@ -33,11 +43,29 @@ PROFILES = {
         Profile("opensearch", "OpenSearch bootstrap checks (Elasticsearch's, forked)",
                 ("opensearch", "opensearch-docker-entrypoint.sh"),
                 lambda inv: search_plan(OPENSEARCH, inv)),
+        Profile("wazuh-indexer", "Wazuh indexer: OpenSearch's bootstrap checks, in its image's layout",
+                (os.path.join(WAZUH_INDEXER.home_dir, "bin", "opensearch"),),
+                lambda inv: search_plan(WAZUH_INDEXER, inv)),
+        Profile("graylog-datanode", "Graylog Data Node's preflight check before it starts OpenSearch",
+                ("graylog-datanode",), datanode_plan),
         Profile("kafka", "Kafka broker: file descriptors and maps per log segment",
                 ("kafka-server-start.sh", "kafka-server-start", "kafka", KAFKA_IMAGE_RUN), kafka_plan),
-        Profile("redis", "Redis server's own start-up checks", ("redis-server", "valkey-server"), redis_plan),
-        Profile("mongodb", "MongoDB mongod start-up warnings and ulimit advice", ("mongod",), mongodb_plan),
+        Profile("redis", "Redis server's own start-up checks", ("redis-server",), redis_plan),
+        Profile("valkey", "Valkey server's own start-up checks (Redis's, forked)", ("valkey-server",), valkey_plan),
+        Profile("keydb", "KeyDB server's start-up checks (Redis 6's, forked)", ("keydb-server",), keydb_plan),
+        Profile("dragonfly", "Dragonfly: memory per thread, and what makes it leave io_uring for epoll",
+                ("dragonfly",), dragonfly_plan),
+        Profile("mongodb", "MongoDB mongod start-up warnings, ulimit advice and 8.0's kernel refusal", ("mongod",),
+                mongodb_plan),
         Profile("cassandra", "Cassandra start-up checks and recommended limits", ("cassandra",), cassandra_plan),
+        Profile("scylladb", "ScyllaDB and Seastar start-up checks: AIO control blocks per shard, open files",
+                ("scylla", SCYLLA_IMAGE_ENTRYPOINT), scylladb_plan),
+        Profile("clickhouse", "ClickHouse server's start-up sanity warnings", ("clickhouse-server",), clickhouse_plan),
+        Profile("solr", "Solr's bin/solr ulimit warnings", ("solr", "solr-foreground", "solr-fg"), solr_plan),
+        Profile("neo4j", "Neo4j's open files warning", ("neo4j",), neo4j_plan),
+        Profile("weaviate", "Weaviate: memory maps it leaves itself when loading shards", ("weaviate",),
+                weaviate_plan),
+        Profile("qdrant", "Qdrant: open files its docs advise", ("qdrant", QDRANT_IMAGE_ENTRYPOINT), qdrant_plan),
         Profile("sonarqube", "SonarQube host requirements and its embedded Elasticsearch",
                 ("sonar.sh", "sonarqube"), sonarqube_plan),
         Profile("none", "no profile: only --require", (), _none_plan),
@@ -49,7 +77,11 @@ PROFILES = {
 LAUNCHERS = {
     "docker-entrypoint.sh": (0, ()),
     "__cacert_entrypoint.sh": (0, ()),  # eclipse-temurin and apache/kafka: imports CA certificates, execs "$@"
-    "tini": (0, ("-e", "-p")),
+    # The entrypoint of the Dragonfly, Graylog Data Node, Wazuh indexer, ClickHouse and Qdrant images:
+    # each ends in exec "$@" (Qdrant's runs ./qdrant "$@"; ClickHouse's, given no command, starts
+    # clickhouse-server: IMAGE_ENTRYPOINTS below).
+    "entrypoint.sh": (0, ()),
+    "tini": (0, ("-e", "-p")),  # -g (Neo4j's image: signals to the process group) takes no value
     "dumb-init": (0, ("-r", "--rewrite")),
     "env": (0, ("-u", "--unset", "-C", "--chdir", "-S", "--split-string")),
     "nice": (0, ("-n", "--adjustment")),
@@ -62,6 +94,26 @@ LAUNCHERS = {
     "su-exec": (1, ()),
     "chroot": (1, ("--userspec", "--groups")),
 }
+
+# Programs that launch another only when their first argument says so, and what they are then: a
+# launcher, with the words and the options that take a value LAUNCHERS gives (the word after is
+# counted: clickhouse su USER:GROUP COMMAND, as the ClickHouse image starts its server; util-linux
+# runuser -u USER [--] COMMAND, where runuser USER -c '...' would run a shell, which guard does not
+# follow), or a profile's program (clickhouse server, the multi-call binary).
+RUNUSER_OPTIONS = ("-u", "--user", "-g", "--group", "-G", "--supp-group", "-w", "--whitelist-environment")
+SUBCOMMANDS = {
+    ("clickhouse", "su"): ("launcher", (1, ())),
+    ("runuser", "-u"): ("launcher", (0, RUNUSER_OPTIONS)),
+    ("runuser", "--user"): ("launcher", (0, RUNUSER_OPTIONS)),
+    ("clickhouse", "server"): ("profile", "clickhouse"),
+}
+
+# Images whose command does not name the program. An entrypoint that starts it itself when given
+# no command, with the file that tells its image apart (the ClickHouse image has no CMD; its
+# /entrypoint.sh starts clickhouse-server); and a program's name that is another's in one image's
+# layout (the Wazuh indexer's CMD is opensearch, run from /usr/share/wazuh-indexer).
+IMAGE_ENTRYPOINTS = {"/entrypoint.sh": (CLICKHOUSE_SERVER, "clickhouse")}
+IMAGE_PROGRAMS = {"opensearch": (WAZUH_INDEXER.home_dir, "wazuh-indexer")}
 
 
 def _env_option(arg, following):
@@ -77,11 +129,37 @@ def _env_option(arg, following):
     return []
 
 
+def _fixed_path(arg):
+    """arg as an absolute path when it names one (./entrypoint.sh in the image's WORKDIR), for
+    the fixed paths of the images guard knows; arg itself when it is a bare name."""
+    if "/" not in arg or os.path.isabs(arg):
+        return arg
+    try:
+        return os.path.normpath(os.path.join(os.getcwd(), arg))
+    except OSError:  # the working folder is gone: no image path to match
+        return arg
+
+
+def _program(arg):
+    """The profile whose program arg names, or None: an image's fixed path first, then a name; a
+    name that is another program's in the image's layout gives that one (IMAGE_PROGRAMS)."""
+    base, path = os.path.basename(arg), _fixed_path(arg)
+    for profile in PROFILES.values():
+        if "/" in arg and path in profile.commands:
+            return profile
+    for profile in PROFILES.values():
+        if base in profile.commands:
+            marker, other = IMAGE_PROGRAMS.get(base, (None, None))
+            return PROFILES[other] if "/" not in arg and marker and os.path.isdir(marker) else profile
+    return None
+
+
 def _walk(argv):
     """(profile, index of the program's word in argv, what env(1) launchers before it do to the
     environment), looking past launchers; (None, index of the first word that is neither a
     launcher nor one of its arguments, ...) when no profile knows it."""
     words, takes_value, launcher, i, changes = 0, (), None, 0, []
+    entrypoint = None  # (index, fixed path) of the last launcher: an image's may start the program itself
     while i < len(argv):
         arg = argv[i]
         following = argv[i + 1] if i + 1 < len(argv) else None
@@ -101,14 +179,22 @@ def _walk(argv):
             i += 1
             continue
         base = os.path.basename(arg)
-        for profile in PROFILES.values():
-            if base in profile.commands or arg in profile.commands:  # a name, or an image's fixed path
-                return profile, i, changes
-        if base not in LAUNCHERS:
+        kind, what = SUBCOMMANDS.get((base, following), (None, None))
+        if kind == "profile":
+            return PROFILES[what], i, changes
+        program = None if kind else _program(arg)
+        if program:
+            return program, i, changes
+        if kind is None and base not in LAUNCHERS:
             return None, i, changes
-        launcher = base
-        words, takes_value = LAUNCHERS[base]
+        launcher, entrypoint = base, (i, _fixed_path(arg))
+        words, takes_value = what if kind else LAUNCHERS[base]
+        words += 1 if kind and not following.startswith("-") else 0  # the subcommand, when not an option
         i += 1
+    if entrypoint and entrypoint[1] in IMAGE_ENTRYPOINTS:
+        marker, name = IMAGE_ENTRYPOINTS[entrypoint[1]]
+        if os.path.exists(marker):
+            return PROFILES[name], entrypoint[0], changes
     return None, len(argv), changes
 
 

@@ -68,6 +68,12 @@ ELASTICSEARCH = SearchFlavour("elasticsearch", "ES_PATH_CONF", "/usr/share/elast
 OPENSEARCH = SearchFlavour("opensearch", "OPENSEARCH_PATH_CONF", "/usr/share/opensearch/config",
                            "opensearch.yml", "OPENSEARCH_JAVA_OPTS", "opensearch.enforce.bootstrap.checks", "",
                            "OPENSEARCH_HOME", "/usr/share/opensearch", None, None, "opensearch-docker-entrypoint.sh")
+# The Wazuh indexer is OpenSearch with its own layout (wazuh/wazuh-docker
+# build-docker-images/wazuh-indexer: INSTALL_DIR /usr/share/wazuh-indexer, whose config/ the
+# entrypoint names OPENSEARCH_PATH_CONF). That entrypoint, not the program, turns the image's
+# dotted variables into -E arguments, as OpenSearch's does, and its CMD is plain opensearch.
+WAZUH_INDEXER = OPENSEARCH._replace(conf_dir="/usr/share/wazuh-indexer/config", home_dir="/usr/share/wazuh-indexer",
+                                    env_launcher=None)
 
 # Elasticsearch takes settings from variables only in its Docker distribution: the docker
 # branch of bin/elasticsearch-env before 8.3, EnvironmentAwareCommand.putDockerEnvSettings for
@@ -235,10 +241,15 @@ SPECIAL_HOSTS = {  # NetworkService.resolveInternal, NetworkUtils.get*Addresses
 
 class HostResolver:
     """Elasticsearch host specifications to addresses, as NetworkService.resolveInternal does,
-    with this machine's interfaces (guard runs where the program will) read once."""
+    with this machine's interfaces (guard runs where the program will) read once, and each host
+    name looked up once, all of them within host.RESOLVE_TIMEOUT: network.host alone is both the
+    bind and the publish host, and a name server that never answers held guard for twice the
+    wait."""
 
     def __init__(self):
         self._interfaces = None
+        self._names = {}  # name: its addresses, or the Unreadable it gave
+        self._deadline = None
 
     def interfaces(self):
         if self._interfaces is None:
@@ -284,7 +295,25 @@ class HostResolver:
             return [ipaddress.ip_address(spec.strip("[]").split("%")[0])]
         except ValueError:
             pass
-        return host.resolve_name(spec)
+        return self._lookup(spec)
+
+    def _lookup(self, name):
+        import time
+
+        if name not in self._names:
+            now = time.monotonic()
+            if self._deadline is None:
+                self._deadline = now + host.RESOLVE_TIMEOUT
+            try:
+                if now >= self._deadline:
+                    raise host.Unreadable(f"[{name}] was not looked up: the names before it took the "
+                                          f"[{host.RESOLVE_TIMEOUT:g}] seconds guard waits for host names")
+                self._names[name] = host.resolve_name(name, self._deadline - now)
+            except host.Unreadable as e:
+                self._names[name] = e
+        if isinstance(self._names[name], host.Unreadable):
+            raise self._names[name]
+        return self._names[name]
 
 
 def _describe(key, spec, addresses):
@@ -303,7 +332,9 @@ def transport_mode(settings, file_read, resolver):
         # Elasticsearch alone binds _local_, but its official image sets network.host 0.0.0.0 in
         # the elasticsearch.yml guard could not read here (a preflight container has none): the
         # image's side is the stricter one.
-        return True, "production mode (bound beyond loopback, as the official image is): checks are enforced"
+        return True, ("production mode (no network.host or transport setting given, and no elasticsearch.yml "
+                      "to read here: taken as the official image's network.host [0.0.0.0], beyond loopback): "
+                      "checks are enforced")
     candidates, unresolved = [], []
     for key, specs, publishing in ((bind_key, bind or [DEFAULT_HOST], False),
                                    (publish_key, publish or [DEFAULT_HOST], True)):

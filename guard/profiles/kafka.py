@@ -150,7 +150,9 @@ def kafka_plan(invocation):
     if found is None:
         maps = [Requirement("vm.max_map_count", ">=", KAFKA_DEFAULT_MAP_COUNT, False,
                             source="guard default when log.dirs cannot be read (2 maps per segment, ops.html)")]
-        notes.insert(0, f"log.dirs [{dirs_text}] cannot be listed here: map requirement is the default, a warning")
+        notes.insert(0, f"cannot count the segments in log.dirs [{dirs_text}] (not there, or not readable here): "
+                        f"how many maps the broker will need is unknown, so below [{KAFKA_DEFAULT_MAP_COUNT}] "
+                        "guard only warns")
     else:
         maps = [
             Requirement("vm.max_map_count", ">=", kafka_maps_on_disk(found.count), True,

@@ -1,9 +1,11 @@
-"""MongoDB mongod: the start-up warnings it logs and the ulimit settings its docs advise."""
+"""MongoDB mongod: the start-up warnings it logs, the ulimit settings its docs advise, and the
+kernels 8.0 and later refuse."""
 
+import os
 import re
 
 from guard import host
-from guard.checks import INT_MAX, Requirement
+from guard.checks import INT_MAX, KERNEL_RELEASE, THP_KEY, Requirement, kernel_version
 from guard.host import UNLIMITED
 from guard.profiles.plan import Plan
 
@@ -12,6 +14,29 @@ MONGODB_FILES = 64000  # soft rlimit warning threshold (log id 22184) and the do
 MONGODB_PROCESSES = 64000  # docs: -u 64000
 MONGODB_MAPS_PER_CONNECTION = 2  # vm.max_map_count warning: at least 2 x maxConns (log id 5123300)
 MONGODB_CONNECTIONS_SHARE_OF_FILES = 0.8  # mongod caps maxConns at 80 % of its descriptor limit
+MONGODB_LOCKED_PAGES = 16  # warning 22188: the SecureAllocator locks 16 pages
+MONGODB_SWAPPINESS = 1  # warning 8386700: "We suggest setting swappiness to 0 or 1"
+
+# From 8.0 mongod is built with tcmalloc-google on x86_64 and arm64 Linux, the legacy gperftools
+# tcmalloc elsewhere and before (docs, "TCMalloc Performance Optimization"), and the THP advice
+# follows the allocator: tcmalloc-google wants enabled always (warning 9068900, desiredValue
+# always), gperftools wants it not always (22178).
+TCMALLOC_GOOGLE_SINCE = (8, 0)
+TCMALLOC_GOOGLE_MACHINES = ("x86_64", "aarch64", "arm64")
+
+# src/mongo/db/startup_check_rseq.cpp validateRseqKernelCompat: while tcmalloc's per-CPU caches
+# are on, mongod stops ("MongoDB cannot start: Linux kernel versions 6.19 and newer has a known
+# incompatibility with this version of MongoDB. See https://jira.mongodb.org/browse/SERVER-121912
+# for more information.", id 12257600, exit 1). Later releases stop on 6.19.0 through 7.0.13 only
+# ("... 6.19.0 through 7.0.13 have a known incompatibility ..."), the kernels the release notes
+# name; releases before the check crash on them instead (google/tcmalloc#292). For a 7.0 Ubuntu
+# kernel mongod reads the upstream version from /proc/version_signature ("Ubuntu 7.0.0-28.28-generic
+# 7.0.12"), as guard does. The caches are on only when glibc leaves rseq to tcmalloc:
+# GLIBC_TUNABLES=glibc.pthread.rseq=0, which the official images (docker-library/mongo) and the
+# packages' mongod.service set (and whose absence mongod warns about, 8718500); with
+# glibc.pthread.rseq=1 they are off, at some cost in allocation speed, and the check passes.
+RSEQ_FIRST_KERNEL, RSEQ_FIXED_KERNEL = (6, 19), "7.0.14"
+RSEQ_TUNABLE = "glibc.pthread.rseq=0"
 
 
 def _mongod_max_conns(argv, soft_files, notes):
@@ -45,6 +70,99 @@ def _mongod_max_conns(argv, soft_files, notes):
     return default
 
 
+def mongod_version(invocation):
+    """(major, minor) of the mongod to start, or None: MONGO_VERSION or MONGO_MAJOR of the official
+    images (docker-library/mongo), else the folder of a release archive it runs from
+    (mongodb-linux-x86_64-ubuntu2404-8.0.4/bin/mongod)."""
+    env, command = invocation.environ, invocation.argv[0] if invocation.argv else ""
+    for text in (env.get("MONGO_VERSION", ""), env.get("MONGO_MAJOR", "")):
+        match = re.match(r"([0-9]+)\.([0-9]+)", text)
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    match = re.search(r"mongodb-linux-[^/]*-([0-9]+)\.([0-9]+)\.[0-9]+[^/]*/bin/mongod$", command)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def per_cpu_caches(environ):
+    """Whether tcmalloc's per-CPU caches will be on: GLIBC_TUNABLES (name=value items joined by
+    colons) leaves rseq to tcmalloc."""
+    return RSEQ_TUNABLE in environ.get("GLIBC_TUNABLES", "").split(":")
+
+
+def judged_kernel(notes):
+    """The kernel version mongod judges, when it is not the release itself (an Ubuntu 7.0 kernel's
+    upstream version), else None; an Unreadable when the release cannot be read."""
+    try:
+        release = host.read_sysctl(KERNEL_RELEASE)
+    except host.Unreadable as e:
+        return e
+    try:
+        if not release.startswith("7.0") or "Ubuntu" not in host.read_sysctl("kernel.version"):
+            return None
+        signature = host.read_text(os.path.join(host.proc_root(), "version_signature")).split()
+    except host.Unreadable:
+        return None
+    if len(signature) == 3 and signature[0] == "Ubuntu" and kernel_version(signature[2]):
+        notes.append(f"kernel [{release}] is upstream [{signature[2]}] (/proc/version_signature), as mongod reads it")
+        return signature[2]
+    return None
+
+
+def rseq_kernel(invocation, version, notes):
+    """The kernel check of 8.0 and later, when tcmalloc's per-CPU caches will be on."""
+    if (version is not None and version < TCMALLOC_GOOGLE_SINCE) or os.uname().machine not in TCMALLOC_GOOGLE_MACHINES:
+        return []
+    if not per_cpu_caches(invocation.environ):
+        notes.append(f"GLIBC_TUNABLES has no {RSEQ_TUNABLE}: glibc keeps rseq and tcmalloc's per-CPU caches stay off "
+                     "(mongod warns, 8718500), so 8.0's kernel refusal (SERVER-121912) does not apply")
+        return []
+    observed = judged_kernel(notes)
+    try:
+        have = kernel_version(observed if isinstance(observed, str) else host.read_sysctl(KERNEL_RELEASE))
+    except host.Unreadable:
+        have = None
+    if version is None:
+        notes.append(f"mongod version unknown (no MONGO_VERSION): judged as 8.0 or later, which {RSEQ_TUNABLE} is set "
+                     "for; 7.0 and older do not refuse these kernels (--skip kernel-rseq)")
+    if have is not None and have >= (7, 0, 14):
+        notes.append(f"kernel [{'.'.join(map(str, have))}] is past 7.0.13, which ends the incompatibility; a mongod "
+                     "whose check still reads \"6.19 and newer\" refuses it anyway (8.0.29's does): then run a later "
+                     "release, or GLIBC_TUNABLES=glibc.pthread.rseq=1")
+    older = have is not None and have[:2] < RSEQ_FIRST_KERNEL
+    return [Requirement(KERNEL_RELEASE, "<=" if older else ">=", "6.18" if older else RSEQ_FIXED_KERNEL, True,
+                        name="kernel-rseq", observed=observed,
+                        source="mongod startup_check_rseq.cpp validateRseqKernelCompat: 6.19.0 through 7.0.13 "
+                               "(SERVER-121912)",
+                        hint="mongod stops: \"MongoDB cannot start: Linux kernel versions 6.19 and newer has a known "
+                             "incompatibility with this version of MongoDB.\"\nOr turn tcmalloc's per-CPU caches off "
+                             "for mongod, at some cost in allocation speed: GLIBC_TUNABLES=glibc.pthread.rseq=1 "
+                             "(docker run -e GLIBC_TUNABLES=glibc.pthread.rseq=1, or compose environment:).")]
+
+
+def thp_advice(version, notes):
+    """THP as the allocator of this build wants it, when the version is known."""
+    if version is None:
+        notes.append("mongod version unknown: the THP advice depends on its allocator (8.0 wants always, 7.0 and "
+                     "older never): not checked")
+        return []
+    if version >= TCMALLOC_GOOGLE_SINCE and os.uname().machine in TCMALLOC_GOOGLE_MACHINES:
+        notes.append("tcmalloc-google also wants THP defrag defer+madvise and khugepaged/max_ptes_none 0: not checked")
+        return [Requirement(THP_KEY, "=", "always", False, name="transparent-hugepage",
+                            source="mongod startup warning 9068900 (tcmalloc-google, 8.0 and later): always")]
+    return [Requirement(THP_KEY, "!=", "always", False, name="transparent-hugepage",
+                        source="mongod startup warning 22178 (tcmalloc-gperftools): not always")]
+
+
+def swap_on():
+    """Whether swap is on (SwapTotal of /proc/meminfo), None when unknown."""
+    try:
+        match = re.search(r"^SwapTotal:\s+([0-9]+)", host.read_text(os.path.join(host.proc_root(), "meminfo")),
+                          re.MULTILINE)
+    except host.Unreadable:
+        return None
+    return int(match.group(1)) > 0 if match else None
+
+
 def mongodb_plan(invocation):
     try:
         soft_files = host.read_rlimit("nofile")[0]
@@ -52,7 +170,14 @@ def mongodb_plan(invocation):
         soft_files = MONGODB_FILES
     notes = []
     conns = _mongod_max_conns(list(invocation.argv), soft_files, notes)
-    return Plan([
+    version = mongod_version(invocation)
+    reqs = rseq_kernel(invocation, version, notes) + thp_advice(version, notes)
+    if swap_on() is False:
+        notes.append("no swap: mongod does not judge swappiness then (8.0's check of SwapTotal)")
+    else:
+        reqs.append(Requirement("vm.swappiness", "<=", MONGODB_SWAPPINESS, False,
+                                source="mongod startup warning 8386700: swappiness 0 or 1"))
+    return Plan(reqs + [
         Requirement("nofile", ">=", MONGODB_FILES, False, name="open-files",
                     source="mongod startup warning 22184; docs ulimit -n 64000"),
         Requirement("nproc", ">=", MONGODB_PROCESSES, False, name="processes",
@@ -61,4 +186,8 @@ def mongodb_plan(invocation):
                     source=f"mongod startup warning 5123300: 2 x maxConns [{conns}]"),
         Requirement("vm.overcommit_memory", "!=", 2, False, name="overcommit",
                     source="mongod startup warning 22171 (overcommit_memory 2)"),
-    ], notes + ["THP advice depends on the mongod build (8.0 wants always, 7.0 and older never): not checked"])
+        Requirement("vm.zone_reclaim_mode", "=", 0, False,
+                    source="mongod startup warning 22174: \"We suggest setting zone_reclaim_mode to 0\""),
+        Requirement("memlock", ">=", MONGODB_LOCKED_PAGES * os.sysconf("SC_PAGE_SIZE"), False, name="memory-lock",
+                    source="mongod startup warning 22188: 16 pages for the SecureAllocator"),
+    ], notes)

@@ -70,3 +70,15 @@ class Profile(collections.namedtuple("Profile", "name summary commands build")):
         built = self.build(invocation)
         requirements, notes = within_the_kernel(built.requirements)
         return Plan(covering_fixes(requirements), list(built.notes) + notes)
+
+
+def last_option(args, name):
+    """The value of the last ``--name VALUE`` or ``--name=VALUE`` in args, or None: a repeated
+    option's last value wins (boost::program_options, absl flags and argparse alike)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg.startswith(name + "="):
+            value = arg[len(name) + 1:]
+        elif arg == name and i + 1 < len(args):
+            value = args[i + 1]
+    return value

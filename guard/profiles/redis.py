@@ -1,4 +1,4 @@
-"""Redis (and Valkey): the checks redis-server makes at start."""
+"""Redis: the checks redis-server makes at start."""
 
 import re
 
@@ -39,14 +39,14 @@ def redis_command_line(args):
     return config_file, from_stdin, directives
 
 
-def redis_settings(invocation):
+def redis_settings(invocation, program="redis-server"):
     """(settings, notes): the config file with its includes, then the command line, the last
-    value of each directive winning, as Redis applies them."""
+    value of each directive winning, as Redis (and its forks, by their program's name) applies them."""
     notes = []
     config_file, from_stdin, options = redis_command_line(list(invocation.argv[1:]))
     directives = config.redis_directives(config_file, options, notes)
     if from_stdin:
-        notes.append("redis-server reads more settings from its standard input ('-'): guard leaves "
+        notes.append(f"{program} reads more settings from its standard input ('-'): guard leaves "
                      "them to it (reading would take them away); judged without them")
     settings = dict(REDIS_DEFAULTS)
     for name, values in directives:
@@ -55,20 +55,21 @@ def redis_settings(invocation):
     return settings, notes
 
 
-def _redis_int(settings, name, notes):
+def redis_int(settings, name, notes, program="redis-server"):
+    """A number setting as config.c reads it; a value the program refuses is a note, and the default."""
     text = settings[name]
     low, high = REDIS_RANGES[name]
     # util.c string2ll, which config.c parses numbers with: no sign but '-', no leading zero
     if re.fullmatch(r"0|-?[1-9][0-9]*", text) and low <= int(text) <= high:
         return int(text)
-    notes.append(f"{name} [{text}] must be a whole number from [{low}] to [{high}]: redis-server "
+    notes.append(f"{name} [{text}] must be a whole number from [{low}] to [{high}]: {program} "
                  f"refuses it; judged on the default [{REDIS_DEFAULTS[name]}]")
     return int(REDIS_DEFAULTS[name])
 
 
 def redis_plan(invocation):
     settings, notes = redis_settings(invocation)
-    maxclients, backlog = _redis_int(settings, "maxclients", notes), _redis_int(settings, "tcp-backlog", notes)
+    maxclients, backlog = redis_int(settings, "maxclients", notes), redis_int(settings, "tcp-backlog", notes)
     reqs = [
         # Redis only warns (syscheck.c checkOvercommit): without overcommit a BGSAVE or replica
         # sync fork *may* fail under low memory, and with stop-writes-on-bgsave-error (on by
@@ -86,10 +87,15 @@ def redis_plan(invocation):
         Requirement("nofile.hard", ">=", maxclients + REDIS_RESERVED_FDS, False, name="open-files",
                     source=f"Redis server.c adjustOpenFilesLimit: maxclients [{maxclients}] + 32"),
     ]
-    if settings.get("disable-thp", "yes").lower() == "no":
-        reqs.append(Requirement(THP_KEY, "!=", "always", False, name="transparent-hugepage",
-                                source="Redis syscheck.c checkTHPEnabled (disable-thp no)",
-                                hint="Or let Redis turn THP off for itself: disable-thp yes (the default)."))
-    else:
-        notes.append("disable-thp yes: Redis turns THP off for itself, the THP check is dropped")
-    return Plan(reqs, notes)
+    return Plan(reqs + thp_unless_disabled(settings, "Redis", "syscheck.c checkTHPEnabled", notes), notes)
+
+
+def thp_unless_disabled(settings, program, check, notes):
+    """THP set to always is warned about only when the server cannot turn it off for itself,
+    which it does with disable-thp yes (prctl PR_SET_THP_DISABLE, Linux 3.5): Redis and its forks."""
+    if settings.get("disable-thp", "yes").lower() != "no":
+        notes.append(f"disable-thp yes: {program} turns THP off for itself, the THP check is dropped")
+        return []
+    return [Requirement(THP_KEY, "!=", "always", False, name="transparent-hugepage",
+                        source=f"{program} {check} (disable-thp no)",
+                        hint=f"Or let {program} turn THP off for itself: disable-thp yes (the default).")]

@@ -11,7 +11,8 @@ import pytest
 
 docker = pytest.importorskip("docker")
 
-from containers import BASE_IMAGE, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, REPO, Made, unavailable  # noqa: E402,I001
+from containers import (BASE_IMAGE, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, REPO,  # noqa: E402,I001
+                        VALKEY_IMAGE, Made, unavailable)
 
 
 def pytest_collection_modifyitems(items):
@@ -28,7 +29,7 @@ def client():
         c.ping()
     except Exception as e:  # the SDK raises several types for "no engine"; all mean the same here
         unavailable(f"no Docker engine answers: {e}")
-    for image in (BASE_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, NO_LIBC_IMAGE):
+    for image in (BASE_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, NO_LIBC_IMAGE, VALKEY_IMAGE):
         try:
             c.images.get(image)
         except docker.errors.ImageNotFound:

@@ -16,6 +16,7 @@ BASE_IMAGE = os.environ.get("TEST_BASE_IMAGE", "guard-base:bookworm")
 NO_PYTHON_IMAGE = "guard-target:bookworm-nopython"  # Redis and tini, no Python
 OLD_GLIBC_IMAGE = "guard-target:bullseye"  # glibc 2.31, Redis 6.0
 NO_LIBC_IMAGE = "guard-target:busybox"  # a static busybox and nothing else
+VALKEY_IMAGE = "guard-target:trixie-valkey"  # Debian 13's valkey-server 8.1, no Python
 RUN_ID = uuid.uuid4().hex[:8]
 EXIT_REFUSED = 78
 

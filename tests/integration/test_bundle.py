@@ -255,3 +255,50 @@ def test_a_variable_naming_a_descriptor_is_the_users_own_when_no_memfd_can_be_ma
     received = log.split()
     assert "GUARD_BUNDLE_ENVIRON_FD=3" in received and "LD_BIND_NOW=1" in received, log
     assert "FORGED=1" not in received, log
+
+
+@pytest.fixture(scope="session")
+def foreign_nss_image(made, bundle_image, tmp_path_factory):
+    """An image whose nsswitch.conf puts a module of its own first for host names."""
+    source = os.path.join(IMAGES, "nss")
+    context = tmp_path_factory.mktemp("nss")
+    shutil.copy(os.path.join(source, "Dockerfile"), context)
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", context / "libnss_foreign.so.2",
+                    os.path.join(source, "foreign.c")], check=True)
+    return made.build("foreign-nss", str(context), BUNDLE_IMAGE=bundle_image, TARGET_IMAGE=NO_PYTHON_IMAGE)
+
+
+def test_a_host_name_is_looked_up_without_the_images_name_service_modules(made, foreign_nss_image, tmp_path):
+    # Elasticsearch's network.host names a host of /etc/hosts. glibc would load the image's
+    # libnss_foreign.so.2, built for the image's libc, into the bundle's and ask it first; it
+    # aborts. guard resolves the name with the bundle's own files and dns sources alone.
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n127.0.0.2 es-node\n")
+    (tmp_path / "elasticsearch.yml").write_text("network.host: es-node\n")
+    options = {"tmpfs": {"/tmp": ""}, "environment": {"ES_PATH_CONF": "/conf"},
+               "volumes": {str(tmp_path / "hosts"): {"bind": "/etc/hosts", "mode": "ro"},
+                           str(tmp_path): {"bind": "/conf", "mode": "ro"}}}
+    mark = "ls /tmp/nss-foreign-loaded 2>/dev/null"
+    # The control: the image's own programs do load the module, and die of it.
+    status, log = finish(made.container(foreign_nss_image, ["sh", "-c", f"getent hosts es-node; {mark}"], **options))
+    assert "/tmp/nss-foreign-loaded" in log, log
+    status, log = finish(made.container(foreign_nss_image, ["sh", "-c", f"{GUARD} check --profile elasticsearch; "
+                                                            f"echo exit $?; {mark}"], **options))
+    assert "bound and published on loopback only (network.host [es-node] = 127.0.0.2)" in log, log
+    assert "exit 0" in log and "/tmp/nss-foreign-loaded" not in log, log
+
+
+def test_a_fifo_for_nsswitch_conf_holds_neither_the_start_nor_a_lookup(made, foreign_nss_image, tmp_path):
+    # glibc opens /etc/nsswitch.conf before the bundle's own sources replace its lines: a FIFO
+    # there would hold guard before its first line. The launcher leaves it alone, and guard then
+    # looks up no name (a lookup would open it, and load the image's modules).
+    (tmp_path / "elasticsearch.yml").write_text("network.host: es-node\n")
+    script = (f"rm /etc/nsswitch.conf && mkfifo /etc/nsswitch.conf && {GUARD} check --profile elasticsearch; "
+              "echo exit $?; ls /tmp/nss-foreign-loaded 2>/dev/null")
+    container = made.container(foreign_nss_image, ["sh", "-c", script], tmpfs={"/tmp": ""},
+                               environment={"ES_PATH_CONF": "/conf"}, ulimits=[docker.types.Ulimit(
+                                   name="nofile", soft=1024, hard=1024)],
+                               volumes={str(tmp_path): {"bind": "/conf", "mode": "ro"}})
+    status, log = finish(container, timeout=30)
+    assert ("production mode ([es-node] was not looked up: /etc/nsswitch.conf is a FIFO or pipe, not a regular "
+            "file: not read") in log, log
+    assert "exit 78" in log and "/tmp/nss-foreign-loaded" not in log, log

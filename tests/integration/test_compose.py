@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import pytest
+import yaml
 from containers import BASE_IMAGE, EXIT_REFUSED, REPO, RUN_ID, exec_output, finish, wait_for_log
 from hostsettings import sysctl
 from pytest_docker.plugin import DockerComposeExecutor
@@ -27,6 +28,25 @@ def test_stack_file_is_valid_compose(client, path):
     result = subprocess.run(["docker-compose", "-f", path, "config", "-q"],
                             capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
+
+
+GUARD_VARIABLES = {"GUARD_REQUIRE": "vm.max_map_count>=1", "GUARD_MODE": "warn"}
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: os.path.relpath(p, REPO))
+def test_every_stack_hands_guard_the_variables_of_the_shell(client, path):
+    # GUARD_REQUIRE and GUARD_MODE reach the container guard runs in (the preflight, or the
+    # service with the prefix) when set where compose runs, and are empty (unset, to guard)
+    # otherwise.
+    for given in (GUARD_VARIABLES, {}):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
+        env.update(given, OPENSEARCH_INITIAL_ADMIN_PASSWORD="not-a-real-password")
+        result = subprocess.run(["docker-compose", "-f", path, "config"], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        services = yaml.safe_load(result.stdout)["services"]
+        [guarded] = [services["preflight"]] if "preflight" in services else services.values()
+        environment = guarded["environment"]
+        assert {k: environment.get(k) for k in GUARD_VARIABLES} == {k: given.get(k, "") for k in GUARD_VARIABLES}
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import time
 
 import pytest
 import vmaholder
-from containers import EXIT_REFUSED, IMAGES, NO_PYTHON_IMAGE, finish, wait_for_log
+from containers import EXIT_REFUSED, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, finish, wait_for_log, wait_for_process
 from hostsettings import current_value, sysctl, sysctl_path
 from test_kubernetes_manifests import GUARD_IMAGE, SYSTEMS, containers, millicores, option_value, render, workload
 
@@ -285,8 +285,9 @@ SHELL_IMAGE = "shell"
 
 @pytest.fixture(scope="session")
 def images(made, bundle_image):
-    """The image each manifest names, as built here: the bundle, and the vendors' stand-ins."""
-    found = {GUARD_IMAGE: bundle_image, SHELL_IMAGE: NO_PYTHON_IMAGE}
+    """The image each manifest names, as built here: the bundle, the vendors' stand-ins, and a
+    static busybox for busybox."""
+    found = {GUARD_IMAGE: bundle_image, SHELL_IMAGE: NO_PYTHON_IMAGE, "busybox": NO_LIBC_IMAGE}
     for system in SYSTEMS:
         [program] = workload(render(f"base/{system}"))["spec"]["template"]["spec"]["containers"]
         found[program["image"]] = made.build(f"vendor-{system}", os.path.join(IMAGES, "vendors", system),
@@ -473,6 +474,9 @@ def holder(made, holder_program):
     yield container.attrs["State"]["Pid"]
 
 
+AUDIT_IDS = (43210, 43210)  # the audit's --user
+
+
 def host_map_count(pid):
     """The kernel's count of pid's mappings, read on the host ([vsyscall] is not one)."""
     with open(f"/proc/{pid}/maps") as f:
@@ -482,7 +486,8 @@ def host_map_count(pid):
 def test_audit_counts_another_users_process_only_with_sys_ptrace(pod_of, tmp_path, holder):
     pod = pod_of("audit", {TEXTFILE_DIRECTORY: str(tmp_path)})
     guard = pod.container("guard")
-    guard["args"] = ["maps", str(holder), "--format", "json"]  # one count, with the DaemonSet's settings
+    # one count, with the DaemonSet's settings and user
+    guard["args"] = ["maps", "--user", option_value(guard["args"], "--user"), str(holder), "--format", "json"]
     counted = pod.run_container(guard)
     assert counted.status == 0, counted.log
     [row] = json.loads(counted.stdout)["processes"]
@@ -513,7 +518,11 @@ def test_audit_keeps_the_nodes_textfile_current_within_its_cpu_budget(pod_of, tm
             gauges = samples(f.read())
         assert gauges["guard_vm_max_map_count"] == int(current_value(MAX_MAP_COUNT))
         assert gauges[f'guard_process_map_count{{pid="{holder}",comm="vma_holder"}}'] == host_map_count(holder)
-        assert first.st_mode & 0o777 == 0o644 and first.st_uid == 0  # node_exporter (uid 65534) reads it
+        # guard's, and node_exporter (uid 65534) reads it; the folder's owner and mode stay but
+        # for guard's group and its write
+        assert first.st_mode & 0o777 == 0o644 and (first.st_uid, first.st_gid) == AUDIT_IDS
+        folder = os.stat(tmp_path)
+        assert (folder.st_uid, folder.st_gid, folder.st_mode & 0o7777) == (0, AUDIT_IDS[1], 0o775)
         poll(lambda: os.stat(written).st_ino != first.st_ino, "the file replaced", guard, timeout=every + 30)
         assert os.listdir(tmp_path) == [os.path.basename(written)]  # no temporary file left behind
         used = guard.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
@@ -521,10 +530,77 @@ def test_audit_keeps_the_nodes_textfile_current_within_its_cpu_budget(pod_of, tm
         assert used <= budget * elapsed, f"{used:.3f} s of CPU in {elapsed:.1f} s, over {budget:.1%} of a core"
         guard.reload()
         status = status_of(guard.attrs["State"]["Pid"])
-        assert status["Uid"].split()[0] == "0"
-        assert capability_names(int(status["CapEff"], 16)) == ["SYS_PTRACE"]
+        assert status["Uid"].split() == [str(AUDIT_IDS[0])] * 4 and status["Gid"].split() == [str(AUDIT_IDS[1])] * 4
+        assert status["Groups"] == ""
+        assert capability_names(int(status["CapEff"], 16)) == capability_names(int(status["CapPrm"], 16)) == \
+            ["SYS_PTRACE"]
         assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
     finally:
         status = pod.stop(guard)
     guard.reload()
     assert status == 0 and not guard.attrs["State"]["OOMKilled"], guard.logs().decode(errors="replace")
+
+
+# What a process with the audit's identity reads of the node's other processes, beside their
+# maps: per target pid, each read as "name yes|no". mem is read at the first mapping's address.
+READS = r"""
+for pid in "$@"; do
+  try() { if sh -c "$2" >/dev/null 2>&1; then echo "$pid $1 yes"; else echo "$pid $1 no"; fi; }
+  try maps "head -c1 /proc/$pid/maps | grep -q ."
+  try environ "head -c1 /proc/$pid/environ | grep -q ."
+  start=$(head -1 /proc/$pid/maps 2>/dev/null | cut -d- -f1)
+  try mem "dd if=/proc/$pid/mem iflag=skip_bytes skip=$((0x${start:-0})) bs=1 count=1 status=none | grep -qc ''"
+  try owner-only-file "head -c1 /proc/$pid/root/owner-only | grep -q ."
+  try etc-shadow "head -c1 /proc/$pid/root/etc/shadow | grep -q ."
+  try world-readable-file "head -c1 /proc/$pid/root/etc/os-release | grep -q ."
+done
+grep -E '^(Uid|CapEff):' /proc/self/status
+"""
+# A process of the given user in a container of its own, with a file only that user may read
+# and a secret in its environment.
+TARGET = ("echo secret > /owner-only && chmod 600 /owner-only && chown $0 /owner-only && "
+          "exec setpriv --reuid $0 --regid $0 --clear-groups env TOKEN=secret sleep 1000")
+
+
+def reads_with(pod, identity, targets):
+    """{(target, read): "yes"|"no"} for a shell run with the audit container's settings, as root
+    with them (identity None) or having become the audit's user with CAP_SYS_PTRACE alone, as
+    guard maps --user does (setpriv keeps the capability across exec as an ambient one)."""
+    probe = pod.container("guard")
+    probe["image"] = SHELL_IMAGE
+    become = [] if identity is None else [
+        "setpriv", "--reuid", str(identity[0]), "--regid", str(identity[1]), "--clear-groups",
+        "--inh-caps", "-all,+sys_ptrace", "--ambient-caps", "+sys_ptrace"]
+    probe["command"] = [*become, "sh", "-c", READS, "sh", *(str(pid) for pid in targets.values())]
+    del probe["args"]
+    ran = pod.run_container(probe)
+    names = {str(pid): name for name, pid in targets.items()}
+    found = {(names[pid], read): answer for pid, read, answer in
+             (line.split() for line in ran.stdout.splitlines() if line.split()[0] in names)}
+    status = process_status("\n".join(line for line in ran.stdout.splitlines() if ":" in line))
+    return found, status["Uid"].split()[0], capability_names(int(status["CapEff"], 16))
+
+
+def test_audit_reads_other_processes_maps_and_only_what_file_modes_give_any_user(made, pod_of, tmp_path):
+    # guard becomes the audit's user with CAP_SYS_PTRACE alone (the test above checks its
+    # process): maps of every process, and of their files only what any user may read.
+    # Root with CAP_SYS_PTRACE, as the DaemonSet ran before, also read root's environments,
+    # memory and files. deploy/kubernetes/README.md has this table.
+    targets = {}
+    for user in ("0", "1000"):
+        target = made.container(NO_PYTHON_IMAGE, ["sh", "-c", TARGET, user])
+        wait_for_process(target, "sleep")
+        target.reload()
+        targets["root" if user == "0" else f"uid-{user}"] = target.attrs["State"]["Pid"]
+    pod = pod_of("audit", {TEXTFILE_DIRECTORY: str(tmp_path)})
+    reads = ("maps", "environ", "mem", "owner-only-file", "etc-shadow", "world-readable-file")
+
+    def table(*rows):
+        return {(target, read): answer for target, answers in rows for read, answer in zip(reads, answers.split())}
+
+    found, uid, capabilities = reads_with(pod, AUDIT_IDS, targets)
+    assert (uid, capabilities) == (str(AUDIT_IDS[0]), ["SYS_PTRACE"])
+    assert found == table(("root", "yes no no no no yes"), ("uid-1000", "yes no no no no yes"))
+    found, uid, capabilities = reads_with(pod, None, targets)
+    assert (uid, capabilities) == ("0", ["SETGID", "SETUID", "SYS_PTRACE"])
+    assert found == table(("root", "yes yes yes yes yes yes"), ("uid-1000", "yes no no no yes yes"))

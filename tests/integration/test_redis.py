@@ -41,7 +41,7 @@ def test_overcommit_off_starts_redis_with_guards_warning_and_redis_own(made, gua
         container = made.container(guarded_redis_image)
         log = wait_for_log(container, READY)
         assert exec_output(container, "redis-cli", "ping") == (0, "PONG")
-    assert "(warning) memory overcommit vm.overcommit_memory is [0] but must be [1]" in log
+    assert "(warning) memory overcommit vm.overcommit_memory is [0] but should be [1]" in log
     assert OVERCOMMIT_FIX in log
     # Redis's own start-up check agrees with guard's verdict: a warning, and it runs.
     assert "WARNING Memory overcommit must be enabled" in log

@@ -1,0 +1,187 @@
+"""Dragonfly: the memory it needs per thread, and what makes it leave io_uring for epoll.
+
+Dragonfly exits when its memory limit is less than 256 MiB per thread; everything else it
+checks at start only makes it warn, or run on epoll instead of io_uring (src/server/dfly_main.cc).
+"""
+
+import math
+import os
+import re
+
+from guard import host
+from guard.checks import KERNEL_RELEASE, Requirement, kernel_version
+from guard.host import UNLIMITED, Unreadable
+from guard.profiles.plan import Plan, last_option
+
+# dfly_main.cc RunEngine: "There are %d threads, so %s are required. Exiting..." when maxmemory is
+# less than this per thread of its pool.
+DFLY_BYTES_PER_THREAD = 256 << 20
+# main(): without --maxmemory, 80 % of the memory it finds available (MemAvailable, capped by
+# the cgroup's memory.max and memory.high: UpdateResourceLimitsIfInsideContainer).
+DFLY_SHARE_OF_AVAILABLE = 0.8
+# ShouldUseEpollAPI: "Kernel is older than 5.10, switching to epoll engine."
+DFLY_URING_KERNEL = "5.10"
+# Before Linux 5.12 io_uring charged its rings to RLIMIT_MEMLOCK, and Dragonfly says "io_uring does
+# not have enough memory. That can happen when your max locked memory is too limited. If you run
+# via docker, try adding '--ulimit memlock=-1'" and runs on epoll; from 5.12 the memory cgroup
+# pays instead (the image's entrypoint.sh raises memlock "when running on kernels < 5.12").
+DFLY_MEMLOCK_KERNEL = (5, 12)
+# kernel.io_uring_disabled (Linux 6.6): "Check if io_uring is disabled via
+# /proc/sys/kernel/io_uring_disabled. Switching to epoll."
+URING_DISABLED_KERNEL = (6, 6)
+# ParseHumanReadableBytes: a number, then K, M, G, T, P or E (any case) with what follows ignored.
+HUMAN_BYTES = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:([kmgtpe])[a-z]*|b[a-z]*)?", re.IGNORECASE)
+UNITS = "kmgtpe"
+
+
+def parse_bytes(text):
+    """Bytes from Dragonfly's human-readable sizes (1G, 512mb, 1.5GiB, 1073741824), or None."""
+    match = HUMAN_BYTES.fullmatch(text.strip())
+    if not match:
+        return None
+    scale = 1 << (10 * (UNITS.index(match.group(2).lower()) + 1)) if match.group(2) else 1
+    return int(float(match.group(1)) * scale)
+
+
+def flags(invocation):
+    """Dragonfly's flags as absl reads them: --name=value, --name value (and -name), the lines of
+    a --flagfile, then DFLY_name variables for the flags the command line did not set
+    (ParseFlagsFromEnv). Returns (get(name) -> value or None, notes)."""
+    args, notes = [], []
+    for arg in invocation.argv[1:]:
+        arg = "-" + arg if arg.startswith("-") and not arg.startswith("--") else arg
+        flagfile = arg[len("--flagfile="):] if arg.startswith("--flagfile=") else None
+        if flagfile:
+            try:
+                args += host.read_text(flagfile).splitlines()
+            except Unreadable as e:
+                notes.append(f"--flagfile: {e}; judged without its flags")
+        args.append(arg)
+
+    def get(name):
+        value = last_option([a.strip() for a in args], "--" + name)
+        return value if value is not None else invocation.environ.get("DFLY_" + name)
+    return get, notes
+
+
+def cgroup_files(name):
+    """The paths Dragonfly reads a cgroup file at (GetCGroupPath, UpdateResourceLimitsIfInsideContainer):
+    under the process's own cgroup, from /proc/self/cgroup (v2, or v1's memory and cpu,cpuacct
+    hierarchies), and at the hierarchy's root, which is the container's own with a cgroup namespace."""
+    try:
+        lines = host.read_text(os.path.join(host.proc_root(), "self", "cgroup")).splitlines()
+    except Unreadable:
+        return []
+    root, paths = os.path.join(host.sys_root(), "fs", "cgroup"), []
+    v1 = "memory" if name.startswith("memory.") else "cpu,cpuacct"
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3 or parts[1] not in ("", v1):
+            continue
+        base = root if parts[1] == "" else os.path.join(root, v1)
+        paths += [os.path.join(base, parts[2].strip("/"), name), os.path.join(base, name)]
+    return list(dict.fromkeys(paths))
+
+
+def _cgroup_numbers(name):
+    values = []
+    for path in cgroup_files(name):
+        try:
+            text = host.read_text(path).split()[0]
+        except (Unreadable, IndexError):
+            continue
+        values.append(None if text == "max" else int(text) if text.lstrip("-").isdigit() else None)
+    return [v for v in values if v is not None]
+
+
+def cpu_quota_threads():
+    """ceil(quota / period) of the cgroup's CPU limit (cpu.max, or v1's cfs files), or None."""
+    for path in cgroup_files("cpu.max"):
+        try:
+            quota, period = host.read_text(path).split()[:2]
+        except (Unreadable, ValueError):
+            continue
+        if quota != "max" and quota.isdigit() and period.isdigit() and int(period):
+            return math.ceil(int(quota) / int(period))
+    quota, period = _cgroup_numbers("cpu.cfs_quota_us"), _cgroup_numbers("cpu.cfs_period_us")
+    if quota and period and quota[0] > 0 and period[0] > 0:
+        return max(1, quota[0] // period[0])
+    return None
+
+
+def threads(get, notes):
+    """(threads, why): --proactor_threads, else the cgroup's CPU limit, else the CPUs this process
+    may run on (helio ProactorPool: sched_getaffinity), which guard, exec'ing the program, shares."""
+    given = get("proactor_threads")
+    if given is not None and re.fullmatch(r"[0-9]+", given.strip()) and int(given) > 0:
+        return int(given), f"--proactor_threads [{given}]"
+    if given is not None and given.strip() != "0":
+        notes.append(f"--proactor_threads [{given}] is not a whole number: Dragonfly refuses it")
+    quota = cpu_quota_threads()
+    if quota:
+        return quota, f"the cgroup's CPU limit of [{quota}]"
+    cpus = len(os.sched_getaffinity(0))
+    return cpus, f"the [{cpus}] CPUs it may run on"
+
+
+def available_memory():
+    """MemAvailable, capped by the cgroup's memory.max and memory.high (v1: limit_in_bytes)."""
+    meminfo = host.read_text(os.path.join(host.proc_root(), "meminfo"))
+    match = re.search(r"^MemAvailable:\s+([0-9]+) kB", meminfo, re.MULTILINE)
+    if not match:
+        raise Unreadable("no MemAvailable in /proc/meminfo")
+    limits = _cgroup_numbers("memory.max") + _cgroup_numbers("memory.high") + \
+        _cgroup_numbers("memory.limit_in_bytes")
+    return min([int(match.group(1)) * 1024] + limits)
+
+
+def memory_per_thread(get, notes):
+    """Dragonfly's maxmemory against 256 MiB per thread of its pool: a requirement judged on the
+    value worked out here (the key is Dragonfly's flag, not a host knob)."""
+    count, why = threads(get, notes)
+    needed = count * DFLY_BYTES_PER_THREAD
+    given = get("maxmemory")
+    observed, source = None, f"Dragonfly dfly_main.cc RunEngine: 256 MiB x [{count}] threads ({why})"
+    if given is not None and parse_bytes(given) is None:
+        observed = Unreadable(f"--maxmemory [{given}] is not a size Dragonfly reads: it refuses it")
+    elif given is not None and parse_bytes(given) > 0:
+        observed = parse_bytes(given)
+    else:
+        try:
+            observed = int(DFLY_SHARE_OF_AVAILABLE * available_memory())
+        except (Unreadable, ValueError) as e:
+            observed = Unreadable(f"no --maxmemory, and the memory Dragonfly would take 80 % of is unknown: {e}")
+        else:
+            notes.append(f"no --maxmemory: Dragonfly takes 80 % of the memory available, [{observed}] bytes")
+    fits = (observed if isinstance(observed, int) else needed) // DFLY_BYTES_PER_THREAD
+    fewer = f" or fewer threads (--proactor_threads={fits} fits this much)" if 0 < fits < count else ""
+    return Requirement("dragonfly --maxmemory", ">=", needed, True, name="memory-per-thread", source=source,
+                       observed=observed,
+                       hint=f"Dragonfly exits: \"There are {count} threads, so ... are required. Exiting...\"\n"
+                            f"To fix this, give it more memory (--maxmemory={needed} or more, or a larger memory "
+                            f"limit){fewer}.")
+
+
+def dragonfly_plan(invocation):
+    get, notes = flags(invocation)
+    reqs = [memory_per_thread(get, notes)]
+    try:
+        kernel = kernel_version(host.read_sysctl(KERNEL_RELEASE))
+    except Unreadable:
+        kernel = None
+    if (get("force_epoll") or "").lower() in ("", "false", "0", "no"):
+        reqs.append(Requirement(KERNEL_RELEASE, ">=", DFLY_URING_KERNEL, False, name="io-uring-kernel",
+                                source="Dragonfly dfly_main.cc ShouldUseEpollAPI: \"Kernel is older than 5.10, "
+                                       "switching to epoll engine.\""))
+        if kernel is None or kernel < DFLY_MEMLOCK_KERNEL:
+            reqs.append(Requirement("memlock", ">=", UNLIMITED, False, name="memory-lock",
+                                    source="Dragonfly dfly_main.cc ShouldUseEpollAPI: io_uring short of locked "
+                                           "memory (kernels before 5.12)",
+                                    hint="Dragonfly does not stop: it runs on epoll instead of io_uring."))
+        if kernel is None or kernel >= URING_DISABLED_KERNEL:
+            reqs.append(Requirement("kernel.io_uring_disabled", "=", 0, False,
+                                    source="Dragonfly dfly_main.cc ShouldUseEpollAPI: \"Check if io_uring is "
+                                           "disabled via /proc/sys/kernel/io_uring_disabled\""))
+    else:
+        notes.append("--force_epoll: Dragonfly runs on epoll, the io_uring checks are dropped")
+    return Plan(reqs, notes)

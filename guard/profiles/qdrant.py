@@ -1,0 +1,20 @@
+"""Qdrant: the open files its docs advise. It checks no host limit at start."""
+
+from guard.checks import Requirement
+from guard.profiles.plan import Plan
+
+# The official image's CMD, in its WORKDIR /qdrant (qdrant/qdrant Dockerfile): a script that runs
+# ./qdrant "$@" in the background and waits for it (tools/entrypoint.sh), so the server is not
+# at the end of an exec chain.
+QDRANT_IMAGE_ENTRYPOINT = "/qdrant/entrypoint.sh"
+# Qdrant docs, Common errors, "Too many files open (OS error 24)": docker run --ulimit
+# nofile=10000:10000. Qdrant does not raise its soft limit itself; short of it, segments fail to
+# open under load.
+QDRANT_FILES = 10000
+
+
+def qdrant_plan(invocation):
+    return Plan([
+        Requirement("nofile", ">=", QDRANT_FILES, False, name="open-files",
+                    source="Qdrant docs, Common errors: Too many files open (OS error 24), nofile 10000"),
+    ], [])

@@ -1,0 +1,110 @@
+"""ScyllaDB: fs.aio-max-nr as Seastar counts it per shard (fatal in developer mode too), and the
+open files minimum that only production mode refuses."""
+
+import json
+import os
+
+import pytest
+
+from guard import profiles
+from guard.profiles import Invocation, scylladb
+from support import crafted_proc, run_guard
+
+ENTRYPOINT = scylladb.SCYLLA_IMAGE_ENTRYPOINT
+
+
+def plan(argv, env=None):
+    return profiles.PROFILES["scylladb"].plan(Invocation(tuple(argv), env or {}))
+
+
+def aio(p):
+    return [r for r in p.requirements if r.key == "fs.aio-max-nr"]
+
+
+@pytest.fixture
+def in_use(tmp_path, monkeypatch):
+    """A host with 5000 AIO control blocks in use by others."""
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {"fs.aio-nr": 5000, "fs.aio-max-nr": 65536}))
+
+
+@pytest.mark.parametrize("argv,shards", [
+    (["scylla", "--smp", "4"], 4),
+    (["scylla", "--smp=3", "--smp", "2"], 2),  # the last one given
+    (["scylla", "--cpuset", "0-3,8,10-11"], 7),
+    (["scylla", "--smp", "2", "--cpuset", "0-7"], 2),
+    ([ENTRYPOINT, "--smp", "1"], 1),
+])
+def test_aio_minimum_is_seastars_per_shard_count_from_what_is_in_use(in_use, argv, shards):
+    least, advised = aio(plan(argv))
+    assert least.value == 5000 + 10 + (1024 + 2 + 1) * shards  # aio-nr + reserve + 1027 per shard
+    assert advised.value == 5000 + 10 + (1024 + 2 + 50000) * shards
+    assert least.hard and not advised.hard
+    assert least.source.endswith(f"1027 x [{shards}] shards")
+    assert (f"Set /proc/sys/fs/aio-max-nr to at least {least.value} (minimum) or {advised.value} (recommended for "
+            "networking performance).") in least.hint
+
+
+def test_without_smp_or_cpuset_a_shard_runs_on_each_cpu_this_process_may_use(in_use):
+    cpus = len(os.sched_getaffinity(0))
+    assert aio(plan(["scylla"]))[0].value == 5010 + 1027 * cpus
+    assert f"[{cpus}] shards (the [{cpus}] CPUs this process may run on)" in plan(["scylla"]).notes[-1]
+
+
+def test_reserve_and_networking_blocks_follow_their_options(in_use):
+    least, advised = aio(plan(["scylla", "--smp", "2", "--reserve-io-control-blocks", "100",
+                               "--max-networking-io-control-blocks", "1000"]))
+    assert (least.value, advised.value) == (5000 + 100 + 1027 * 2, 5000 + 100 + 2026 * 2)
+
+
+def test_with_io_uring_disabled_scylla_keeps_1024_in_reserve(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {"fs.aio-nr": 0, "kernel.io_uring_disabled": 2}))
+    assert aio(plan(["scylla", "--smp", "1"]))[0].value == 1024 + 1027
+
+
+def test_another_reactor_backend_reserves_no_aio(in_use):
+    p = plan(["scylla", "--reactor-backend", "epoll"])
+    assert not aio(p) and "--reactor-backend [epoll]" in p.notes[1]
+
+
+def test_unreadable_aio_nr_counts_from_0_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARD_PROCFS", crafted_proc(tmp_path, {"fs.aio-max-nr": 65536}))
+    p = plan(["scylla", "--smp", "1"])
+    assert aio(p)[0].value == 10 + 1027
+    assert any(note.startswith("fs.aio-nr unreadable") for note in p.notes)
+
+
+@pytest.mark.parametrize("argv,env,yaml,hard", [
+    ([ENTRYPOINT], {}, None, False),  # the image's entrypoint: --developer-mode 1 by default
+    ([ENTRYPOINT, "--developer-mode", "0"], {}, None, True),
+    ([ENTRYPOINT, "--developer-mode", "0"], {}, "developer_mode: true\n", False),
+    (["scylla"], {}, None, True),  # release builds: developer_mode false
+    (["scylla", "--developer-mode=1"], {}, None, False),
+    (["scylla", "--developer-mode", "false"], {}, "developer_mode: true\n", True),
+    (["scylla"], {}, "developer_mode: true\n", False),
+])
+def test_open_files_minimum_refuses_only_outside_developer_mode(tmp_path, argv, env, yaml, hard):
+    if yaml is not None:
+        (tmp_path / "scylla.yaml").write_text(yaml)
+    p = plan(argv, {"SCYLLA_CONF": str(tmp_path), **env})
+    files = {r.name: r for r in p.requirements}
+    assert files["open-files"].value == 10000 and files["open-files"].hard == hard, p.notes
+    assert files["open-files-recommended"].value == 200000 and not files["open-files-recommended"].hard
+    assert "refusing to start." in files["open-files"].hint
+
+
+@pytest.mark.parametrize("host_value,status", [(7000, "fail"), (7064, "pass")])
+def test_the_aio_minimum_refuses_below_and_passes_at_it(tmp_path, host_value, status):
+    # 2 shards, 5000 in use: 5000 + 10 + 2054 = 7064
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"fs.aio-nr": 5000, "fs.aio-max-nr": host_value}),
+           "GUARD_FORMAT": "json"}
+    done = run_guard("check", "--skip", "open-files", "--skip", "open-files-recommended", "--",
+                     ENTRYPOINT, "--smp", "2", env=env)
+    report = json.loads(done.stdout)
+    assert {c["name"]: c["status"] for c in report["checks"]}["aio-max-nr"] == status
+    assert done.returncode == (78 if status == "fail" else 0)
+
+
+@pytest.mark.parametrize("text,size", [("0-3", 4), ("1,3,5", 3), ("0-1,1-2", 3), ("3-1", None), ("a", None),
+                                       ("", None)])
+def test_cpuset_lists_are_counted_as_cpuset_7_writes_them(text, size):
+    assert scylladb.cpuset_size(text) == size
