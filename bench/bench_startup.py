@@ -7,7 +7,8 @@ Times, interleaved in random order (each command once per round), from exec to e
 - the floor: `true` alone, and behind tini and dumb-init (the inits users already put in front);
 - the bare interpreter: `python -I -S -c pass`, the interpreter .venv's guard runs on;
 - the pip-installed guard (.venv/bin/guard): `guard check --profile elasticsearch` (the check) and
-  `guard --mode warn --profile redis -- true` (the prefix, up to and through the exec);
+  `guard --mode warn --profile redis -- true` (the prefix, up to and through the exec), and the
+  check again with an elasticsearch.yml to read, as in Elasticsearch's image (PyYAML's import);
 - with --bundle (as root: builds it with `docker build --target bundle` from the local base, as
   bench/bench_bundle.py does) or --bundle-dir (a copied /opt/guard): the same two commands from the
   bundle, mounted at /opt/guard in a private mount namespace so nothing on the host changes, and
@@ -55,7 +56,7 @@ print(json.dumps(times))
 """
 
 
-def variants(bundle):
+def variants(bundle, conf):
     runs = {"true alone": ["true"]}
     for init, argv in (("tini", ["tini", "--", "true"]), ("dumb-init", ["dumb-init", "true"])):
         if shutil.which(init):
@@ -64,6 +65,8 @@ def variants(bundle):
     runs["pip: bare interpreter"] = [python, "-I", "-S", "-c", "pass"]
     runs["pip: guard check"] = [GUARD, *CHECK]
     runs["pip: guard -- true"] = [GUARD, *PREFIX]
+    # As in Elasticsearch's image, with an elasticsearch.yml to read (PyYAML) naming network.host.
+    runs["pip: guard check, yml"] = ["env", f"ES_PATH_CONF={conf}", GUARD, *CHECK]
     if bundle:
         runs["bundle: bare interpreter"] = ["/usr/bin/python3", "-I", "-S", "-c", "pass"]
         runs["bundle: guard check"] = ["/opt/guard/bin/guard", *CHECK]
@@ -94,7 +97,11 @@ def main():
     work = tempfile.mkdtemp(prefix="guard-bench-")
     try:
         bundle = options.bundle_dir or (built_bundle(work) if options.bundle else "")
-        runs = variants(bundle)
+        conf = os.path.join(work, "config")
+        os.mkdir(conf)
+        with open(os.path.join(conf, "elasticsearch.yml"), "w") as f:
+            f.write("cluster.name: bench\nnetwork.host: 0.0.0.0\n")
+        runs = variants(bundle, conf)
         timer = [sys.executable, "-c", TIMER, bundle, json.dumps(runs), str(options.rounds)]
         if bundle:
             timer = ["unshare", "-m", "--propagation", "private", *timer]
@@ -109,7 +116,7 @@ def main():
         kind = name.split(":")[0]
         ratio = ""
         if ": guard" in name:
-            bare = times[f"{kind}: bare interpreter"]
+            bare = times[f"{kind}: bare interpreter"]  # (env adds its own exec to the yml run)
             ratio = f"{statistics.median(g / b for g, b in zip(samples, bare)):.2f}x"
         print(f"{name:<28} {median * 1000:>10.2f} {(median - floor) * 1000:>9.2f} {ratio:>7}")
     print(f"\ntarget: each guard command at most {TARGET:g}x its bare interpreter")

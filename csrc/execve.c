@@ -133,12 +133,14 @@ static int restore_tunables(char *block, size_t len, const char *start)
         if (strncmp(block + at, TUNABLES, sizeof(TUNABLES) - 1) != 0 || in_environ(start + at))
             continue;
         const char *copy = copies ? next_copy(&copies, start, start + len) : NULL;
-        if (!copy || leaves_out(copy, block + at))
-            continue;  /* as it came: nothing was cut, or nothing is known of it */
+        if (!copy)
+            continue;  /* nothing is known of it */
+        /* The cut form first: cut after a tunable followed by nothing but ':' ("a=2:"), the entry
+         * still holds every tunable of its copy, and would pass for one the loader left whole. */
         if (was(block + at, len - at, copy))
             memcpy(block + at, copy, strlen(copy));
-        else
-            cut++;
+        else if (!leaves_out(copy, block + at))
+            cut++;  /* else as it came: nothing was cut, the copy only leaves some out */
     }
     return cut;
 }

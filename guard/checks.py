@@ -6,12 +6,13 @@ judging is a pure function of the requirement and the observed value, so tests f
 without touching the host.
 """
 
-import collections
-import operator
+import _operator as operator  # the C module: the Python wrapper is more to import before every start
 import os
+import stat
 
 from guard import host
 from guard.host import UNLIMITED, Unreadable
+from guard.records import record
 
 OPERATORS = {">=": operator.ge, "<=": operator.le, "=": operator.eq, "!=": operator.ne}
 ORDERING = (">=", "<=")
@@ -47,22 +48,43 @@ LABELS = {
 }
 
 
-def _patterns():
-    """SPEC, KEY, CLIMBS, WORD: the grammar of a SPEC, compiled when one is first read. Only a run
-    given --require reads one, and importing re (and enum with it) is a fifth of guard's start."""
-    global _compiled
-    if _compiled is None:
-        import re
-
-        _compiled = (re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$"),
-                     re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$"),  # "/": a dot within a component
-                     # A component of only slashes in the dotted form is "." or ".." (or "...") in the path.
-                     re.compile(r"(^|\.)/+(\.|$)"),
-                     re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$"))
-    return _compiled
+# The grammar of a SPEC, read with str methods: a SPEC comes with most runs (GUARD_REQUIRE in the
+# compose stacks), and importing re (and enum with it) would be a fifth of guard's start.
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_NAME_CHARACTERS = _ASCII_LETTERS | frozenset("0123456789_-")
+_KEY_CHARACTERS = _NAME_CHARACTERS | frozenset("./")
+_OPERATOR_STARTS = "<>!="
 
 
-_compiled = None
+def _split_spec(text):
+    """(key, op, value) of ``KEY OP VALUE`` (spaces allowed around each), or None: KEY of letters,
+    digits, _ - . /; OP the first of >= <= != = in the text; VALUE one word."""
+    start = next((i for i, c in enumerate(text) if c in _OPERATOR_STARTS), None)
+    if start is None:
+        return None
+    op = text[start:start + 2] if text[start:start + 2] in (">=", "<=", "!=") else text[start]
+    key, value = text[:start].strip(), text[start + len(op):].strip()
+    if op not in OPERATORS or not key or not _KEY_CHARACTERS.issuperset(key) or not value:
+        return None
+    if any(c.isspace() for c in value):
+        return None  # two words
+    return key, op, value
+
+
+def _is_key(key):
+    """A sysctl in its dotted form: components of letters, digits, _ and -, the first without /."""
+    first, *rest = key.split(".")
+    return bool(first) and _NAME_CHARACTERS.issuperset(first) and all(
+        part and (_NAME_CHARACTERS | {"/"}).issuperset(part) for part in rest)
+
+
+def _climbs(key):
+    """Whether a component of the dotted form is only slashes: "." or ".." (or "...") in the path."""
+    return any(part and set(part) == {"/"} for part in key.split("."))
+
+
+def _is_word(text):
+    return bool(text) and text[0] in _ASCII_LETTERS and _NAME_CHARACTERS.issuperset(text)
 
 
 def is_decimal(text):
@@ -76,9 +98,9 @@ class SpecError(ValueError):
     """A requirement that cannot be understood; the message names the bad value."""
 
 
-# Records are named tuples, not dataclasses: guard runs before every start of the program, and
-# importing dataclasses (inspect, ast) cost a quarter of guard's start-up.
-class Requirement(collections.namedtuple("Requirement", "key op value hard name source hint fix_value observed")):
+# Records are named tuples (guard.records), not dataclasses: guard runs before every start of the
+# program, and importing dataclasses (inspect, ast) cost a quarter of guard's start-up.
+class Requirement(record("Requirement", "key op value hard name source hint fix_value observed soft_hint")):
     """key: the knob (a dotted sysctl, an rlimit such as nofile or nofile.hard, transparent_hugepage,
     or a program's own setting: "dragonfly --maxmemory", with a space no sysctl has);
     value: int, UNLIMITED or a word; hard: refuse to start when not met (soft ones warn); name:
@@ -87,16 +109,18 @@ class Requirement(collections.namedtuple("Requirement", "key op value hard name 
     is not the value itself (a stricter check of the same knob), None otherwise; observed: the
     value judged when the profile worked it out itself (a program's setting against the host's
     CPUs, the upstream version an Ubuntu kernel names), an Unreadable saying why it could not, or
-    None: the key is read from the host when checked."""
+    None: the key is read from the host when checked; soft_hint: advice shown only while the check
+    is soft (how to make it refuse), moot once it is hard."""
 
     __slots__ = ()
 
-    def __new__(cls, key, op, value, hard=True, name="", source="", hint="", fix_value=None, observed=None):
+    def __new__(cls, key, op, value, hard=True, name="", source="", hint="", fix_value=None, observed=None,
+                soft_hint=""):
         return super().__new__(cls, key, op, value, hard, name or default_name(key), source, hint, fix_value,
-                               observed)
+                               observed, soft_hint)
 
 
-class Result(collections.namedtuple("Result", "requirement status actual message", defaults=(None, ""))):
+class Result(record("Result", "requirement status actual message", defaults=(None, ""))):
     """status: pass | warn | fail | skip; actual: the value read (None when skipped)."""
 
     __slots__ = ()
@@ -185,7 +209,7 @@ def parse_value(text, key):
         return lowered
     if kind == "rlimit":
         raise SpecError(f"[{key}] takes a number or [unlimited] but was given [{text}]")
-    if not _patterns()[3].match(text):
+    if not _is_word(text):
         raise SpecError(f"value must be a number, [unlimited] or a word but was [{text}]")
     return text
 
@@ -205,18 +229,17 @@ def _number(text, key):
 
 def parse_spec(text, hard=True):
     """``KEY OP VALUE`` -> Requirement, or SpecError naming what is wrong."""
-    spec, key_pattern, climbs, word = _patterns()
-    match = spec.match(text)
-    if not match:
+    parts = _split_spec(text)
+    if parts is None:
         raise SpecError(
             f"requirement must look like KEY>=VALUE, KEY<=VALUE, KEY=VALUE or KEY!=VALUE "
             f"(e.g. vm.max_map_count>=262144) but was [{text}]"
         )
-    given, op, raw = match.groups()
+    given, op, raw = parts
     key = host.sysctl_name(given)  # sysctl(8) accepts vm/max_map_count too
-    if not key_pattern.match(key):
+    if not _is_key(key):
         raise SpecError(f"[{given}] is not a sysctl name, a resource limit or {THP_KEY}")
-    if climbs.search(key):
+    if _climbs(key):
         # sysctl(8) writes nothing outside /proc/sys (procps is_proc_path), and neither does guard fix.
         raise SpecError(f"[{given}] is not a sysctl name: a '.' or '..' component leaves /proc/sys")
     base, _, suffix = key.partition(".")
@@ -229,6 +252,22 @@ def parse_spec(text, hard=True):
     if op in ORDERING and isinstance(value, str) and kind_of(key) != "kernel":
         raise SpecError(f"[{op}] needs a number but [{key}] was given the word [{value}]")
     return Requirement(key=key, op=op, value=value, hard=hard, source="--require")
+
+
+def with_required(requirements, required):
+    """A profile's requirements with the --require SPECs: a SPEC that names a knob, operator and
+    value a check of the profile names already makes that check hard (one row per setting, under
+    the profile's name and source; a hard one is left as it is), any other is a check of its own.
+    A SPEC is always hard, and it is how a profile's warning is made a refusal (Redis's
+    overcommit): the warning and the refusal of one setting are not two rows."""
+    merged = list(requirements)
+    for spec in required:
+        same = next((i for i, r in enumerate(merged) if (r.key, r.op, r.value) == (spec.key, spec.op, spec.value)), None)
+        if same is None:
+            merged.append(spec)
+        elif not merged[same].hard:
+            merged[same] = merged[same]._replace(hard=True, source=f"{merged[same].source}; made hard by --require")
+    return merged
 
 
 # The most the kernel takes for the knobs whose requirements a program's own configuration sets
@@ -322,6 +361,13 @@ def _nearest(components, entries, rest):
     return host.sysctl_name("/".join(found))
 
 
+# A sysctl the kernel lists in the host's own network namespace alone (net/core/sysctl_net_core.c
+# registers net_core_table for init_net only; ipv4_table's tcp_mem likewise): where it is seen, every
+# net.* key of the loaded modules is; where it is not (a container's own namespace), a net.* key
+# missing may be the host's, however close it is to one of the namespace's (tcp_mem, tcp_wmem).
+HOST_NETWORK_NAMESPACE_KEY = "net.core.netdev_max_backlog"
+
+
 def unknown_sysctl(key):
     """SpecError when key names no sysctl on this kernel: /proc/sys has the folder it would be in,
     but not it (vm.maxmapcount), or has a name close to a folder it names (vmm.max_map_count).
@@ -330,10 +376,19 @@ def unknown_sysctl(key):
     container's lacks the host's own, and its interfaces differ) and on modules loaded later
     (nf_conntrack), and a folder of its own may be a module's (fs.nfs, sunrpc); a key that
     exists but cannot be read is skipped when checked, with the reason."""
-    if os.path.lexists(host.sysctl_path(key)):  # the common case, in one lstat
+    path = host.sysctl_path(key)
+    try:
+        found = os.lstat(path)  # the common case, in one lstat
+    except (OSError, ValueError):
+        pass
+    else:
+        if stat.S_ISDIR(found.st_mode):
+            raise SpecError(f"[{key}] names no sysctl: {path} is a folder of them, not a sysctl")
         return None
     components = host.sysctl_components(key)
     namespaced = components[0] == "net"
+    if namespaced and not os.path.lexists(host.sysctl_path(HOST_NETWORK_NAMESPACE_KEY)):
+        return None
     try:
         entries = host.sysctl_folder([])
     except Unreadable:

@@ -1,10 +1,10 @@
 """Command line: parse flags and GUARD_* variables, then wire the pieces. No logic of its own."""
 
-import collections
 import os
 import sys
 
-from guard import __version__, checks, fixes, host, launch, place, profiles, report
+from guard import __version__, checks, host, place, profiles, report
+from guard.records import record
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -19,7 +19,7 @@ class UsageError(Exception):
     pass
 
 
-class Option(collections.namedtuple("Option", "flag env help metavar choices repeatable switch default only",
+class Option(record("Option", "flag env help metavar choices repeatable switch default only",
                                     defaults=(None, None, False, False, None, None))):
     """repeatable: the variable takes a comma-separated list; switch: takes no value, the variable
     takes 1/0, true/false, yes/no; only: the one command that takes it ("guard", whose supervise
@@ -319,7 +319,7 @@ def choose_profile(settings, command):
     return profiles.detect(command) if command else None
 
 
-Planned = collections.namedtuple("Planned", "profile own notes requirements")
+Planned = record("Planned", "profile own notes requirements")
 
 
 def plan_checks(settings, command, environ, who):
@@ -338,7 +338,7 @@ def plan_checks(settings, command, environ, who):
     profile = profile or profiles.PROFILES["none"]
     own = profiles.invocation(profile, command, environ)  # its words and environment, past launchers
     plan = profile.plan(own)
-    requirements = plan.requirements + settings["require"]
+    requirements = checks.with_required(plan.requirements, settings["require"])
     unmatched = checks.unmatched_skips(settings["skip"], requirements)
     if unmatched:
         existing = ", ".join(f"{r.name} ({r.key})" for r in requirements)
@@ -479,6 +479,8 @@ def cmd_fix(args, environ):
             raise UsageError(f"{settings['given_by']['persist']}: in a container /etc/sysctl.d is the container's "
                              "own, which the node never reads: mount the node's and name it with GUARD_SYSCTL_D "
                              "(or the node's root, with GUARD_SYSCTL_ROOT)")
+        from guard import fixes
+
         persist_to = os.path.join(host.sysctl_d_root(), fixes.sysctl_d_file(planned.profile.name))
         replaceable(persist_to, f"{settings['given_by']['persist']} writes {persist_to}, which")
     from guard import fix
@@ -556,6 +558,8 @@ def _main(args, environ):
     if settings["watch"]:
         return supervise.run(command, settings["interval"], settings["metrics_file"], where,
                              cpu_share=settings["watch_cpu"] / 100)
+    from guard import launch  # here: guard check never execs, and the C core it loads is a tenth of its start
+
     code, message = launch.exec_program(command)
     report.write(message + "\n")
     return code

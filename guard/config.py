@@ -8,9 +8,7 @@ would refuse, gives a note saying which file and why, and its settings are left 
 program's own defaults are judged instead.
 """
 
-import glob
 import os
-import re
 
 from guard import host
 
@@ -123,10 +121,12 @@ def read_yaml_settings(path, what, named=False):
 
 # java.util.Properties.load: the whitespace it skips before a line, around a key and its
 # separator; the escapes it reads in keys and values (loadConvert).
+# The patterns are compiled where they are used (re keeps what it compiled): re is imported only
+# by the profiles that read such files, not before every program's start.
 _PROPERTIES_SPACE = " \t\f"
-_PROPERTIES_KEY = re.compile(r"(?:[^\\=: \t\f]|\\.)*", re.DOTALL)  # up to an unescaped = : or space
-_PROPERTIES_SEPARATOR = re.compile(r"[ \t\f]*[=:]?[ \t\f]*")
-_PROPERTIES_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_PROPERTIES_KEY = r"(?:[^\\=: \t\f]|\\.)*"  # up to an unescaped = : or space (DOTALL)
+_PROPERTIES_SEPARATOR = r"[ \t\f]*[=:]?[ \t\f]*"
+_PROPERTIES_ESCAPE = r"\\(u[0-9a-fA-F]{4}|.)"  # (DOTALL)
 _PROPERTIES_ESCAPES = {"t": "\t", "r": "\r", "n": "\n", "f": "\f"}
 
 
@@ -135,6 +135,8 @@ def _properties_lines(text):
     CR, LF and CRLF end a line; leading whitespace is skipped on every line; blank lines, and #
     or ! comments where a logical line starts, are dropped; a line ending in an odd number of
     backslashes goes on at the next (that backslash dropped), up to a blank line or the end."""
+    import re
+
     pieces, length = [], 0  # joined once the logical line ends: in linear time
     for natural in re.split(r"\r\n|\r|\n", text):
         piece = natural.lstrip(_PROPERTIES_SPACE)
@@ -162,16 +164,23 @@ def _properties_text(escaped):
             raise Unparsable("malformed \\uxxxx encoding")
         return chr(int(code[1:], 16)) if len(code) == 5 else _PROPERTIES_ESCAPES.get(code, code)
 
-    return _PROPERTIES_ESCAPE.sub(one, escaped) if "\\" in escaped else escaped
+    if "\\" not in escaped:
+        return escaped
+    import re
+
+    return re.sub(_PROPERTIES_ESCAPE, one, escaped, flags=re.DOTALL)
 
 
 def parse_properties(text):
     """Java .properties as java.util.Properties.load reads them: ``key=value``, ``key: value`` or
     ``key value``, a later key winning; Unparsable when load would throw."""
+    import re
+
+    key, separator = re.compile(_PROPERTIES_KEY, re.DOTALL), re.compile(_PROPERTIES_SEPARATOR)
     settings = {}
     for line in _properties_lines(text):
-        key_end = _PROPERTIES_KEY.match(line).end()
-        value_start = _PROPERTIES_SEPARATOR.match(line, key_end).end()
+        key_end = key.match(line).end()
+        value_start = separator.match(line, key_end).end()
         settings[_properties_text(line[:key_end])] = _properties_text(line[value_start:])
     return settings
 
@@ -223,6 +232,8 @@ def split_redis_args(line):
     "double quotes" take \\n, \\xHH and friends, 'single quotes' only \\', a token ends at a
     space, tab, CR or LF)."""
     if '"' not in line and "'" not in line:
+        import re
+
         return re.findall(r"[^ \t\n\v\f\r][^ \t\r\n]*", line)
     words, i, n = [], 0, len(line)
     while True:
@@ -264,6 +275,8 @@ def _include_targets(pattern):
     them; none matching is no error), and opens any other name as it is."""
     if not any(c in pattern for c in "*?["):
         return [pattern]
+    import glob
+
     try:
         return sorted(glob.glob(pattern))
     except ValueError:  # a NUL byte (a "\x00" escape) in the pattern: nothing matches

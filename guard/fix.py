@@ -25,7 +25,6 @@ is overwritten by the lower one. When that other writer is guard fix, its read-b
 lower value and raises it again; a writer that does not read back (a plain `sysctl -w`) is lowered.
 """
 
-import collections
 import contextlib
 import json
 import os
@@ -34,6 +33,7 @@ from guard import checks, fixes, host, report, sysctld, turns
 from guard.checks import THP_KEY, format_value, kind_of
 from guard.host import UNLIMITED
 from guard.profiles.plan import STRICTER
+from guard.records import record
 from guard.report import PREFIX
 
 # --persist could not keep the values (a missing or read-only folder, a full disk): EX_IOERR
@@ -55,7 +55,7 @@ LOCK_PATH = "/run/lock/guard-fix.lock"
 LOCK_PATIENCE = 10.0  # seconds; a pass takes milliseconds, so a holder this long is stuck
 
 
-class Change(collections.namedtuple("Change", "requirement action before after written error")):
+class Change(record("Change", "requirement action before after written error")):
     """What guard fix did about one requirement. action: set | would set | leave | cannot set;
     before: the value read before writing; after: the value read back (for a dry run, the one that
     would be written); written: guard wrote it; error: why it is not fixed, None when it is."""
@@ -63,7 +63,7 @@ class Change(collections.namedtuple("Change", "requirement action before after w
     __slots__ = ()
 
 
-class Outcome(collections.namedtuple("Outcome", "changes results persisted notes wrote trouble overridden")):
+class Outcome(record("Outcome", "changes results persisted notes wrote trouble overridden")):
     """One pass: the changes; the checks read afterwards (the verification); the sysctl.d file
     that keeps the values (None when not asked or not kept); lines to say after the changes;
     whether anything was written; what went wrong besides the checks (a file not persisted); the
@@ -220,7 +220,7 @@ def persistable(results, where):
             and unsettable(r.requirement, where) is None]
 
 
-class Kept(collections.namedtuple("Kept", "path wrote lines trouble overridden", defaults=((),))):
+class Kept(record("Kept", "path wrote lines trouble overridden", defaults=((),))):
     """What --persist did: path when the file holds the values (else None), whether it was
     written now, lines to say, the one of them that says it failed (else None), and the lines
     applied after the file at boot that set a value less strict than it keeps (Overridden)."""
@@ -229,7 +229,7 @@ class Kept(collections.namedtuple("Kept", "path wrote lines trouble overridden",
 
 
 # A line applied after guard's file that sets a key less strictly than guard's file keeps it.
-Overridden = collections.namedtuple("Overridden", "path key value kept")
+Overridden = record("Overridden", "path key value kept")
 
 
 def persist(results, where, path, dry_run=False, earlier=None):

@@ -75,7 +75,7 @@ def fix(req, place, program="guard"):
         text = _namespaced_fix(req.key, target(req), place, program)
     else:
         text = _node_fix(req, place, program, _sysctl_commands)
-    return text + (f"\n{req.hint}" if req.hint else "")
+    return text + "".join(f"\n{hint}" for hint in (req.hint, "" if req.hard else req.soft_hint) if hint)
 
 
 def sysctl_d_file(program):
@@ -95,8 +95,10 @@ def earlier_sysctl_d_file(program):
 
 
 def _sysctl_commands(key, value, program):
+    # ">>": a program short of two sysctls gets a line for each, into one file; pasted one after
+    # the other, ">" would keep only the last. A key appended twice is harmless: the last line wins.
     return (f"sysctl -w {key}={value}",
-            f"echo '{key}={value}' > /etc/sysctl.d/{sysctl_d_file(program)}")
+            f"echo '{key}={value}' >> /etc/sysctl.d/{sysctl_d_file(program)}")
 
 
 def thp_commands(key, value, program=None):

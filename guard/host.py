@@ -10,11 +10,12 @@ boot's other sysctl files are read under) and GUARD_ROOTFS so tests can feed
 crafted trees.
 """
 
-import collections
 import errno
 import os
 import resource
 import stat
+
+from guard.records import record
 
 UNLIMITED = float("inf")
 
@@ -357,7 +358,7 @@ def read_rlimit(name):
 # Network interfaces as the JVM's NetworkInterface sees them for Elasticsearch, asked of the
 # kernel over rtnetlink(7) (as getifaddrs(3) does): no file is read, and a reply that does not
 # come within the timeout is an error, not a wait.
-Interface = collections.namedtuple("Interface", "name up addresses")
+Interface = record("Interface", "name up addresses")
 NETLINK_TIMEOUT = 2.0
 _RTM_GETLINK, _RTM_GETADDR = 18, 22
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3

@@ -88,17 +88,21 @@ def _kind(entry):
     return "f" if entry.is_file(follow_symlinks=False) else "?"  # a FIFO, socket or device
 
 
+def _listing(root, folder):
+    with os.scandir(os.path.join(root, folder)) as listing:
+        return sorted((os.path.join(folder, entry.name), _kind(entry)) for entry in listing)
+
+
 def tree(root, relative):
     """[(path, kind)] of everything under root/relative, each folder before what it holds,
-    symlinks not followed. Raises OSError."""
-    found = []
-    with os.scandir(os.path.join(root, relative)) as listing:
-        entries = sorted(listing, key=lambda entry: entry.name)
-    for entry in entries:
-        path, kind = os.path.join(relative, entry.name), _kind(entry)
+    symlinks not followed. Raises OSError. A walk, not a recursion: a folder nested deeper than
+    Python recurses is listed too (and refused by name when it is not guard's)."""
+    found, pending = [], _listing(root, relative)[::-1]
+    while pending:
+        path, kind = pending.pop()
         found.append((path, kind))
         if kind == "d":
-            found += tree(root, path)
+            pending += _listing(root, path)[::-1]
     return found
 
 

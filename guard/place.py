@@ -16,13 +16,13 @@ behind Docker; kind, k3d, minikube behind Kubernetes), the place is the generic 
 lists them.
 """
 
-import collections
 import os
 
 from guard import host
+from guard.records import record
 
 
-class Kind(collections.namedtuple("Kind", "name kernel engine in_container")):
+class Kind(record("Kind", "name kernel engine in_container")):
     """A place guard knows. kernel: where its node-level settings are changed, for messages;
     engine: who gives its containers their limits and namespaced sysctls (host, docker, podman,
     kubernetes); in_container: whether guard runs in a container there."""
@@ -30,7 +30,7 @@ class Kind(collections.namedtuple("Kind", "name kernel engine in_container")):
     __slots__ = ()
 
 
-KINDS = collections.OrderedDict((kind.name, kind) for kind in (
+KINDS = dict((kind.name, kind) for kind in (
     Kind("host", "this host", "host", False),
     Kind("wsl2-distro", "the WSL2 VM", "host", False),
     Kind("container", "the Docker host", "docker", True),
@@ -49,7 +49,7 @@ KINDS = collections.OrderedDict((kind.name, kind) for kind in (
 PLACES = tuple(KINDS)
 
 
-class Place(collections.namedtuple("Place", "name in_container proc_sys_writable")):
+class Place(record("Place", "name in_container proc_sys_writable")):
     """name: one of PLACES."""
 
     __slots__ = ()
@@ -66,13 +66,13 @@ class Place(collections.namedtuple("Place", "name in_container proc_sys_writable
 # What a process can see of where it runs, each with a plain host's value as its default. A
 # file's fact is its text (True for one that only has to exist), False when there is no such file,
 # None when it could not be read (unknown); a variable's is its value, None when unset.
-FACTS = collections.OrderedDict([
+FACTS = dict([
     ("osrelease", None), ("container_variable", None), ("systemd_container", False), ("containerenv", False),
     ("dockerenv", False), ("proc_sys_read_only", False), ("init_cgroup", False), ("uid_map", False),
     ("kubernetes_service_host", None), ("service_account", False), ("service_ca", False), ("sys_vendor", False),
     ("product_name", False), ("product_version", False), ("bios_vendor", False),
 ])
-Observed = collections.namedtuple("Observed", FACTS, defaults=tuple(FACTS.values()))
+Observed = record("Observed", FACTS, defaults=tuple(FACTS.values()))
 
 # Files guard reads to tell places apart, under host.root_fs() (GUARD_ROOTFS).
 CONTAINERENV = ("run", ".containerenv")

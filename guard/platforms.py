@@ -7,8 +7,6 @@ or THP's `echo MODE > /sys/...`); `persist` the line that keeps it across reboot
 says a way to keep a setting is unconfirmed, the printed fix says to run it again instead.
 """
 
-import json
-
 from guard.checks import THP_KEY
 
 
@@ -244,6 +242,8 @@ def eks(key, value, now, persist):
     bottlerocket-core-kit apiclient README), or a shell script part in an AL2023 launch
     template's user data, beside its NodeConfig (amazon-eks-ami nodeadm docs); a new launch
     template version replaces the nodes (EKS docs, launch templates)."""
+    import json  # here: only these fixes need it, and guard's start pays for what it imports
+
     if key == THP_KEY:
         return []
     setting = json.dumps({"kernel": {"sysctl": {key: str(value)}}})
@@ -271,6 +271,8 @@ def _camel(key):
 def aks(key, value):
     """AKS: a linuxosconfig.json given when a node pool is added (AKS docs, "Customize the node
     configuration for AKS node pools"); the docs show no way to change an existing pool's."""
+    import json  # here: only these fixes need it, and guard's start pays for what it imports
+
     if key == THP_KEY:
         setting = {"transparentHugePageEnabled": value}
     elif key in AKS_SYSCTLS:
@@ -294,6 +296,8 @@ def openshift(key, value, program):
     """OpenShift: a Tuned profile for the Node Tuning Operator, in its namespace, that includes
     OpenShift's own so as to keep it (cluster-node-tuning-operator README, "Custom tuning
     specification"); the operator applies it and rolls it back when the profile changes."""
+    import json  # here: only these fixes need it, and guard's start pays for what it imports
+
     if key == THP_KEY:
         return []
     name = f"guard-{program if program not in (None, 'none') else 'node'}"

@@ -8,7 +8,6 @@ import sys
 import time
 
 from guard.checks import format_value
-from guard.fixes import fix, target
 from guard.host import UNLIMITED
 
 PREFIX = "guard: "
@@ -21,6 +20,18 @@ EXIT_OUTPUT = 74
 # How long guard's text may wait for room in a stderr nobody reads (a full pipe) before it is
 # dropped: the program guard starts, and the signals guard forwards, wait for no reader.
 STDERR_PATIENCE = 1.0
+
+
+def _fix(req, place, profile):
+    from guard import fixes  # here: a report with nothing to fix never loads the fixes' texts
+
+    return fixes.fix(req, place, profile)
+
+
+def _target(req):
+    from guard import fixes
+
+    return fixes.target(req)
 
 
 def verdict(results, enforce):
@@ -55,7 +66,7 @@ def to_json(profile, mode, place, notes, results):
             "op": req.op,
             "hard": req.hard,
             "message": r.message,
-            "fix": fix(req, place, profile) if r.status in ("fail", "warn") else None,
+            "fix": _fix(req, place, profile) if r.status in ("fail", "warn") else None,
             "source": req.source,
         })
     return json.dumps({
@@ -81,12 +92,12 @@ def to_text(profile, place, notes, results, quiet=False):
         for number, r in enumerate(bad, 1):
             kind = "" if r.status == "fail" else " (warning)"
             lines.append(f"[{number}]{kind} {r.message}")
-            change = (r.requirement.key, format_value(target(r.requirement)))
+            change = (r.requirement.key, format_value(_target(r.requirement)))
             if change in fixed_by:
                 lines.append(f"    The fix in [{fixed_by[change]}] covers this too: it sets [{change[1]}].")
                 continue
             fixed_by[change] = number
-            lines += ["    " + line for line in fix(r.requirement, place, profile).splitlines()]
+            lines += ["    " + line for line in _fix(r.requirement, place, profile).splitlines()]
     return "".join(PREFIX + line + "\n" for line in lines)
 
 

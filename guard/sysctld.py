@@ -13,12 +13,12 @@ never lower than any line the boot applies for the same key, and says which line
 its file would set a lower value.
 """
 
-import collections
 import contextlib
 import os
 import re
 
 from guard import host
+from guard.records import record
 
 # Where the boot reads sysctl.d files, under the root (procps sysctl.c PreloadSystem; systemd's
 # CONF_PATHS("sysctl.d"), /lib/sysctl.d on split-/usr systems), and the file procps applies last.
@@ -50,7 +50,7 @@ def kernel_number(value):
     return _number(_KERNEL_NUMBER.match(value))
 
 
-class Setting(collections.namedtuple("Setting", "key value number start end")):
+class Setting(record("Setting", "key value number start end")):
     """One assignment: key (dotted), value (the text written to the kernel), number (what the
     kernel sets from it, None when nothing), start and end: where the number is in the line (the
     whole value when there is none), to replace it alone and keep a comment after it."""
@@ -95,7 +95,7 @@ def newline_of(text):
     return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
 
 
-Source = collections.namedtuple("Source", "path settings trouble")
+Source = record("Source", "path settings trouble")
 
 
 def _read(path, root):

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -13,9 +14,11 @@ from support import crafted_proc, run_guard, text
 
 @pytest.fixture
 def host_at(tmp_path):
-    """A crafted proc root: the map count at 65530, overcommit off, somaxconn 4096."""
+    """A crafted proc root: the map count at 65530, overcommit off, somaxconn 4096; the host's own
+    network namespace (netdev_max_backlog: the kernel lists it there alone)."""
     return {"GUARD_PROCFS": crafted_proc(tmp_path, {"vm.max_map_count": 65530, "vm.overcommit_memory": 0,
-                                                    "net.core.somaxconn": 4096})}
+                                                    "net.core.somaxconn": 4096,
+                                                    "net.core.netdev_max_backlog": 1000})}
 
 
 @pytest.mark.parametrize("args,env,message", [
@@ -144,6 +147,25 @@ def test_profiles_lists_thresholds_hardness_and_sources():
 def test_module_entry_point_is_the_same_program():
     done = subprocess.run([sys.executable, "-m", "guard", "--version"], capture_output=True, cwd="/")
     assert done.returncode == 0 and done.stdout.startswith(b"guard ")
+
+
+def test_scripts_install_from_a_clone_whose_path_has_a_space_gives_a_guard_that_starts(tmp_path):
+    # pip writes the interpreter's path into bin/guard's #! line, and the kernel ends it at a space.
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    clone = tmp_path / "my projects" / "guard"
+    clone.mkdir(parents=True)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=repository, capture_output=True, check=True).stdout
+    for relative in filter(None, tracked.decode().split("\0")):
+        if os.path.isfile(os.path.join(repository, relative)):
+            (clone / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.join(repository, relative), clone / relative)
+    installed = subprocess.run([str(clone / "scripts" / "install")], capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr
+    envp = ["GLIBC_TUNABLES=glibc.malloc.arena_max=2", "A=1"]  # and nothing else: no PWD from a shell
+    done = subprocess.run([str(clone / ".venv" / "bin" / "guard"), "--profile", "none", "--", "/usr/bin/env"],
+                          env=dict(entry.split("=", 1) for entry in envp), capture_output=True, cwd="/", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == envp
 
 
 def test_unknown_program_starts_unchecked_with_a_note():
@@ -366,6 +388,7 @@ def test_an_unknown_flag_points_at_help(args, prog):
                                 "you mean net.core.somaxconn?"),
     ("vm.max_map_count.x>=1", "[vm.max_map_count.x] names no sysctl: {proc}/sys/vm/max_map_count is a sysctl, "
                               "not a folder of them"),
+    ("net.core>=1", "[net.core] names no sysctl: {proc}/sys/net/core is a folder of them, not a sysctl"),
 ])
 def test_a_key_that_names_no_sysctl_is_a_usage_error_with_the_nearest_real_one(host_at, command, spec, message):
     done = run_guard(command, "--require", spec, env=host_at)
@@ -391,6 +414,31 @@ def test_a_key_that_may_be_absent_only_from_this_view_is_skipped_with_the_reason
     assert done.returncode == 0, text(done)
     path = os.path.join(host_at["GUARD_PROCFS"], "sys", *key.split("."))
     assert f"skipped: cannot read {path}: No such file or directory" in text(done)
+
+
+@pytest.mark.parametrize("key", [
+    "net.ipv4.tcp_mem",  # the host's alone, and close to tcp_rmem and tcp_wmem, which every namespace has
+    "net.core.somaxcon",  # from here a misspelling cannot be told from a key of the host's
+])
+def test_a_net_key_missing_from_a_containers_own_network_namespace_is_skipped(tmp_path, key):
+    # A container's network namespace lists only the per-namespace net.* sysctls: the kernel
+    # registers the rest (net/core/sysctl_net_core.c net_core_table, net/ipv4 ipv4_table) for the
+    # host's namespace alone.
+    proc = crafted_proc(tmp_path, {"net.core.somaxconn": 4096, "net.ipv4.tcp_rmem": "4096 131072 6291456",
+                                   "net.ipv4.tcp_wmem": "4096 16384 4194304"})
+    done = run_guard("check", "--require", f"{key}>=1", env={"GUARD_PROCFS": proc})
+    assert done.returncode == 0, text(done)
+    path = os.path.join(proc, "sys", *key.split("."))
+    assert f"skipped: cannot read {path}: No such file or directory" in text(done)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of the test's own takes root")
+def test_a_host_net_key_is_no_usage_error_in_a_network_namespace_of_its_own():
+    assert os.path.exists("/proc/sys/net/ipv4/tcp_mem")  # the host's namespace has it
+    done = subprocess.run(["unshare", "--net", support.guard_executable(), "check", "--require",
+                           "net.ipv4.tcp_mem>=1"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "net.ipv4.tcp_mem skipped" in done.stderr
 
 
 def test_a_key_that_exists_but_cannot_be_read_is_skipped_with_the_reason(host_at):

@@ -163,6 +163,9 @@ TUNABLES_CASES = {
     "no-value": ["GLIBC_TUNABLES=glibc.malloc.arena_max:glibc.malloc.mmap_max=5"],
     "empty": ["GLIBC_TUNABLES="],
     "last": ["A=1", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_max=5"],
+    # one tunable the loader takes, then only separators: its cut form holds every item of its copy
+    "trailing-colon": ["GLIBC_TUNABLES=glibc.malloc.arena_max=2:", "B=1"],
+    "trailing-colons": ["GLIBC_TUNABLES=glibc.malloc.arena_max=2::"],
     "loader-variables": LOADER_ENVIRONMENT,
 }
 

@@ -33,7 +33,7 @@ DESKTOP = at("docker-desktop")
 def test_host_fix_is_sysctl_now_and_a_persistent_line():
     text = fix(MAPS, HOST, "elasticsearch")
     assert text.startswith("To fix this, run as root: sysctl -w vm.max_map_count=262144")
-    assert "echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf" in text
+    assert "echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-elasticsearch.conf" in text
     assert "container" not in text
 
 
@@ -62,7 +62,7 @@ def test_kubernetes_fix_is_the_raise_only_daemonset_of_deploy_kubernetes_fix_or_
         "To fix this, raise it on every node with guard fix's DaemonSet, which never lowers a value set higher: "
         "in a clone of guard's repository, with --require vm.max_map_count>=262144 in the args of "
         "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",
-        "or set it in the node image: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-kafka.conf",
+        "or set it in the node image: echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-kafka.conf",
         "On GKE Autopilot, which admits no privileged pod: Google's allow-listed DaemonSet sets vm.max_map_count "
         "to [262144]; from GKE 1.32.1-gke.1729000 a custom ComputeClass's spec.priorityDefaults sets it instead.",
         "On EKS Fargate it cannot be raised: Fargate runs no privileged pod and no DaemonSet.",
@@ -84,12 +84,12 @@ def test_kubernetes_fix_of_a_check_another_covers_names_the_stricter_value_in_th
     # which sets 1048576; a DaemonSet given 262144 would leave the second check failing.
     text = fix(MAPS._replace(fix_value=1048576), KUBERNETES, "elasticsearch")
     assert "--require vm.max_map_count>=1048576 in the args" in text
-    assert "echo 'vm.max_map_count=1048576' > /etc/sysctl.d/zz-guard-elasticsearch.conf" in text
+    assert "echo 'vm.max_map_count=1048576' >> /etc/sysctl.d/zz-guard-elasticsearch.conf" in text
 
 
 @pytest.mark.parametrize("spec, does, image", [
     ("vm.overcommit_memory=1", "set it to [1] on every node with guard fix's DaemonSet",
-     "echo 'vm.overcommit_memory=1' > /etc/sysctl.d/zz-guard-redis.conf"),
+     "echo 'vm.overcommit_memory=1' >> /etc/sysctl.d/zz-guard-redis.conf"),
     ("transparent_hugepage!=always", "set it to [madvise] on every node with guard fix's DaemonSet",
      "add transparent_hugepage=madvise to the kernel command line"),
 ])
@@ -147,8 +147,8 @@ def test_thp_fix_writes_madvise_and_carries_the_program_hint():
 
 
 def test_without_a_profile_the_sysctl_d_file_is_guards():
-    assert "> /etc/sysctl.d/zz-guard.conf" in fix(MAPS, HOST, "none")
-    assert fix(MAPS, HOST).endswith("> /etc/sysctl.d/zz-guard.conf")
+    assert ">> /etc/sysctl.d/zz-guard.conf" in fix(MAPS, HOST, "none")
+    assert fix(MAPS, HOST).endswith(">> /etc/sysctl.d/zz-guard.conf")
 
 
 def test_not_equal_on_a_sysctl_asks_for_another_value():
@@ -180,7 +180,7 @@ def test_generic_container_fix_lists_the_vms_docker_may_run_in_and_says_it_is_lo
         "vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a "
         "container, only on the Docker host.",
         "To fix this, on the Docker host run as root: sysctl -w vm.max_map_count=262144",
-        "and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf",
+        "and keep it across reboots: echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-elasticsearch.conf",
         "If your Docker host is a VM, set it in the VM instead; it is lost when the VM restarts:",
         "  Colima: colima ssh -- sudo sysctl -w vm.max_map_count=262144",
         "  Rancher Desktop: rdctl shell sudo sysctl -w vm.max_map_count=262144",
@@ -194,7 +194,7 @@ def test_podman_fixes_are_podmans_own_and_the_rootless_one_names_the_users_hard_
         "vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a "
         "container, only on the host that runs Podman.",
         "To fix this, on the host that runs Podman run as root: sysctl -w vm.max_map_count=262144",
-        "and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf",
+        "and keep it across reboots: echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-elasticsearch.conf",
         "On a Podman machine (macOS, Windows): podman machine ssh 'sudo sysctl -w vm.max_map_count=262144' "
         "(run it again after the machine restarts: keeping it there is not documented)",
     ]
@@ -275,7 +275,7 @@ def test_a_system_containers_fix_is_its_managers_own():
         "container, only on the host that runs the container.",
         "To fix this, on the host that runs the container (LXC, LXD, Incus, Proxmox VE, systemd-nspawn) run as root: "
         "sysctl -w vm.max_map_count=262144",
-        "and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf",
+        "and keep it across reboots: echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-elasticsearch.conf",
     ]
     assert fix(Requirement("memlock", ">=", UNLIMITED), at("system-container")).splitlines() == [
         "To fix this, raise it where the container is started:",
@@ -343,7 +343,7 @@ def test_eks_fix_says_its_images_ship_enough_and_names_bottlerocket_al2023_and_f
         "'{\"kernel\": {\"sysctl\": {\"vm.max_map_count\": \"262144\"}}}'",
     ]
     assert lines[6].startswith("on Amazon Linux 2023 nodes, in a shell script part (text/x-shellscript) beside the "
-                               "NodeConfig of the launch template's user data: echo 'vm.max_map_count=262144' > ")
+                               "NodeConfig of the launch template's user data: echo 'vm.max_map_count=262144' >> ")
     assert "On EKS Fargate it cannot be raised" in lines[-1]
     assert "allow_mmap" not in "\n".join(lines)  # Kafka has no such setting
     # no image ships 2000000: nothing to say of them

@@ -127,6 +127,24 @@ def test_a_folder_named_like_a_part_but_not_guards_is_left_alone(bundle, target,
     assert precious.read_text() == "not guard's\n" and sorted(os.listdir(target)) == [part]
 
 
+def test_a_folder_nested_deeper_than_python_recurses_is_refused_by_name(bundle, target, capfd):
+    (target / "lib").mkdir()
+    fd = os.open(target / "lib", os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1200):  # beyond Python's recursion limit (1000), within PATH_MAX
+        os.mkdir("a", dir_fd=fd)
+        fd, parent = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
+    listed = ["find", str(target), "-printf", "%y %P\\n"]  # os.walk and shutil.rmtree recurse too
+    before = subprocess.run(listed, capture_output=True, check=True).stdout
+    try:
+        assert install.install_from(bundle, str(target)) == 2
+        assert "holds [lib/a], which is no part of a copy of guard" in capfd.readouterr().err
+        assert subprocess.run(listed, capture_output=True, check=True).stdout == before
+    finally:
+        subprocess.run(["rm", "-r", str(target / "lib")], check=True)
+
+
 def test_a_symlink_named_like_a_part_is_left_alone(tmp_path, bundle, target, capfd):
     (tmp_path / "elsewhere").mkdir()
     (target / "lib").symlink_to(tmp_path / "elsewhere")

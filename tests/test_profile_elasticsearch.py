@@ -216,7 +216,7 @@ guard: pass  max-file-size              max file size fsize [unlimited] >= [unli
 guard: [1] of [6] checks failed for elasticsearch, and [1] gave a warning
 guard: [1] max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard:     To fix this, run as root: sysctl -w vm.max_map_count=1048576
-guard:     and keep it across reboots: echo 'vm.max_map_count=1048576' > /etc/sysctl.d/zz-guard-elasticsearch.conf
+guard:     and keep it across reboots: echo 'vm.max_map_count=1048576' >> /etc/sysctl.d/zz-guard-elasticsearch.conf
 guard:     This sets [1048576], which max-map-count-recommended asks for: one change meets both.
 guard: [2] (warning) max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [1048576]
 guard:     The fix in [1] covers this too: it sets [1048576].

@@ -1,6 +1,7 @@
 import json
 import os
 import resource
+import subprocess
 
 from support import crafted_proc, crafted_sys, run_guard, text
 
@@ -20,7 +21,7 @@ guard: [2] of [5] checks failed for elasticsearch
 guard: [1] max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]
 guard:     vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a container, only on the Docker host.
 guard:     To fix this, on the Docker host run as root: sysctl -w vm.max_map_count=262144
-guard:     and keep it across reboots: echo 'vm.max_map_count=262144' > /etc/sysctl.d/zz-guard-elasticsearch.conf
+guard:     and keep it across reboots: echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-elasticsearch.conf
 guard:     If your Docker host is a VM, set it in the VM instead; it is lost when the VM restarts:
 guard:       Colima: colima ssh -- sudo sysctl -w vm.max_map_count=262144
 guard:       Rancher Desktop: rdctl shell sudo sysctl -w vm.max_map_count=262144
@@ -107,7 +108,7 @@ def test_failures_and_warnings_are_counted_apart(tmp_path):
     done = run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory=1", env=env,
                      limits={"nofile": (1024, 1024)})
     assert done.returncode == 78
-    assert "guard: [1] of [4] checks failed for redis, and [3] gave a warning\n" in text(done)
+    assert "guard: [1] of [3] checks failed for redis, and [2] gave a warning\n" in text(done)
 
 
 def test_require_only_report_names_the_require_checks_not_a_profile(tmp_path):
@@ -122,3 +123,48 @@ def test_the_readmes_first_example_is_this_report():
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
     assert ("$ docker run --rm --ulimit nofile=1024:1024 guard check --profile elasticsearch\n"
             + ELASTICSEARCH_IN_A_CONTAINER + "```\n") in readme
+
+
+def test_every_line_the_fixes_keep_across_reboots_survives_the_others(tmp_path):
+    # Redis short of two sysctls: the report gives a command for each to keep it across reboots,
+    # into one file. Run one after the other, as a user pastes them, the file keeps both.
+    proc = crafted_proc(tmp_path / "proc", {"vm.overcommit_memory": 0, "net.core.somaxconn": 128})
+    done = run_guard("check", "--profile", "redis", "--place", "host", env={"GUARD_PROCFS": proc})
+    commands = [line.split("keep it across reboots: ", 1)[1] for line in text(done).splitlines()
+                if "keep it across reboots: " in line]
+    assert len(commands) == 2, text(done)
+    folder = tmp_path / "sysctl.d"
+    folder.mkdir()
+    for command in commands:
+        subprocess.run(["sh", "-c", command.replace("/etc/sysctl.d/", f"{folder}/")], check=True)
+    (kept,) = folder.iterdir()
+    assert kept.read_text().splitlines() == ["vm.overcommit_memory=1", "net.core.somaxconn=511"]
+
+
+def test_a_requirement_that_names_a_profiles_warning_makes_it_a_refusal_in_one_row(tmp_path):
+    env = redis_host(tmp_path, overcommit=0)
+    done = run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory=1", env=env,
+                     limits={"nofile": (1024, 1024)})
+    assert done.returncode == 78
+    rows = [line for line in text(done).splitlines() if "vm.overcommit_memory is [0]" in line]
+    assert rows == ["guard: FAIL  overcommit  memory overcommit vm.overcommit_memory is [0] but must be [1]",
+                    "guard: [1] memory overcommit vm.overcommit_memory is [0] but must be [1]"]
+    assert "add --require" not in text(done)  # the advice to make it refuse, given it already
+    warned = run_guard("check", "--profile", "redis", env=env, limits={"nofile": (1024, 1024)})
+    assert "Redis only warns; to refuse to start without it, add --require vm.overcommit_memory=1." in text(warned)
+    json_report = json.loads(run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory=1",
+                                       "--format", "json", env=env, limits={"nofile": (1024, 1024)}).stdout)
+    [row] = [c for c in json_report["checks"] if c["key"] == "vm.overcommit_memory"]
+    assert (row["name"], row["hard"], row["status"]) == ("overcommit", True, "fail")
+    assert row["source"].endswith("; made hard by --require")
+
+
+def test_a_requirement_with_another_value_is_a_check_of_its_own(tmp_path):
+    env = redis_host(tmp_path, overcommit=2)
+    done = run_guard("check", "--profile", "redis", "--require", "vm.overcommit_memory!=2", env=env,
+                     limits={"nofile": (1024, 1024)})
+    assert [c["key"] for c in json.loads(run_guard("check", "--profile", "redis", "--require",
+                                                   "vm.overcommit_memory!=2", "--format", "json", env=env,
+                                                   limits={"nofile": (1024, 1024)}).stdout)["checks"]
+            ].count("vm.overcommit_memory") == 2
+    assert done.returncode == 78

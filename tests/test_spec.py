@@ -1,4 +1,5 @@
 import contextlib
+import re
 import io
 import os
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guard import cli
+from guard import checks, cli
 from guard.checks import SpecError, parse_spec
 from guard.host import UNLIMITED
 
@@ -173,3 +174,24 @@ def test_options_read_without_argparse_are_read_as_argparse_reads_them(args, com
         assert ours == theirs
     else:
         assert not isinstance(ours, dict) and ours[0] == theirs[0]
+
+
+# The grammar as regular expressions, as guard read it before it read SPECs with str methods (to
+# keep re out of its start-up): the oracle the str reading must agree with.
+SPEC_RE = re.compile(r"^\s*([A-Za-z0-9_.\-/]+?)\s*(>=|<=|!=|=)\s*(\S+?)\s*$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-/]+)*$")
+CLIMBS_RE = re.compile(r"(^|\.)/+(\.|$)")
+WORD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+GRAMMAR_ALPHABET = "av._-/0 9<>=!\t\n\u00a0\u2028é"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(GRAMMAR_ALPHABET, max_size=14))
+def test_the_spec_grammar_read_with_str_methods_is_the_regular_expressions(text):
+    match = SPEC_RE.match(text)
+    assert checks._split_spec(text) == (match.groups() if match else None)
+    # KEY and WORD were matched against what SPEC had stripped: "$" before a last newline never came up
+    assert checks._is_key(text) == bool(KEY_RE.fullmatch(text))
+    if checks._is_key(text):  # as parse_spec asks it: of a key
+        assert checks._climbs(text) == bool(CLIMBS_RE.search(text))
+    assert checks._is_word(text) == bool(WORD_RE.fullmatch(text))

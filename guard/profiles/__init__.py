@@ -9,66 +9,72 @@ program itself refuses or is certain to fail; soft (a warning) when the program 
 
 import os
 
-from guard.profiles.cassandra import cassandra_plan
-from guard.profiles.clickhouse import CLICKHOUSE_SERVER, clickhouse_plan
-from guard.profiles.dragonfly import dragonfly_plan
-from guard.profiles.elasticsearch import ELASTICSEARCH, OPENSEARCH, WAZUH_INDEXER, search_plan
-from guard.profiles.graylog import datanode_plan
-from guard.profiles.kafka import KAFKA_IMAGE_RUN, kafka_plan
-from guard.profiles.keydb import keydb_plan
-from guard.profiles.mongodb import mongodb_plan
-from guard.profiles.neo4j import neo4j_plan
 from guard.profiles.plan import Invocation, Plan, Profile
-from guard.profiles.qdrant import QDRANT_IMAGE_ENTRYPOINT, qdrant_plan
-from guard.profiles.redis import redis_plan
-from guard.profiles.scylladb import SCYLLA_IMAGE_ENTRYPOINT, scylladb_plan
-from guard.profiles.solr import solr_plan
-from guard.profiles.sonarqube import sonarqube_plan
-from guard.profiles.valkey import valkey_plan
-from guard.profiles.weaviate import weaviate_plan
 
 __all__ = ["Invocation", "Plan", "Profile", "PROFILES", "detect", "invocation", "locate", "program_argv"]
 
+# Where the official images keep what starts each program: how guard knows it from the command.
+#
+# The apache/kafka image (3.7 and later) starts through this script (apache/kafka
+# docker/resources/common-scripts/run): it exports its NAME=value arguments, and configure runs
+# KafkaDockerWrapper setup, which writes server.properties as the mounted one
+# (/mnt/shared/config) with a line for each KAFKA_* variable appended; only when that is blank,
+# the image's default (Kafka's KRaft example, log.dirs=/tmp/kraft-combined-logs) is copied instead.
+KAFKA_IMAGE_RUN = "/etc/kafka/docker/run"
+# The ScyllaDB image's entrypoint (scylladb dist/docker): it takes --smp, --cpuset and
+# --developer-mode (default 1) itself, passes the arguments it does not know on to scylla, and
+# starts it through supervisord, not by exec.
+SCYLLA_IMAGE_ENTRYPOINT = "/docker-entrypoint.py"
+# The Qdrant image's CMD, in its WORKDIR /qdrant (qdrant/qdrant Dockerfile): a script that runs
+# ./qdrant "$@" in the background and waits for it (tools/entrypoint.sh), so the server is not
+# at the end of an exec chain.
+QDRANT_IMAGE_ENTRYPOINT = "/qdrant/entrypoint.sh"
+# The ClickHouse server binary (a link to the multi-call clickhouse, which also answers to
+# `clickhouse server`), and the file that tells the ClickHouse image apart: its /entrypoint.sh,
+# given no command, starts it (docker/server/entrypoint.sh).
+CLICKHOUSE_SERVER = "/usr/bin/clickhouse-server"
+# The Wazuh indexer image runs OpenSearch (its CMD is opensearch) from here.
+WAZUH_INDEXER_HOME = "/usr/share/wazuh-indexer"
 
-
-def _none_plan(invocation):
-    return Plan([], [])
-
-
+# Each profile's plan is named "module:function" in guard.profiles and imported when a run needs
+# it (Profile.plan): guard runs before every start of the program, and a run loads only its own
+# profile, not the seventeen others.
 PROFILES = {
     p.name: p
     for p in (
         Profile("elasticsearch", "Elasticsearch bootstrap checks", ("elasticsearch", "eswrapper"),
-                lambda inv: search_plan(ELASTICSEARCH, inv)),
+                "elasticsearch:elasticsearch_plan"),
         Profile("opensearch", "OpenSearch bootstrap checks (Elasticsearch's, forked)",
-                ("opensearch", "opensearch-docker-entrypoint.sh"),
-                lambda inv: search_plan(OPENSEARCH, inv)),
+                ("opensearch", "opensearch-docker-entrypoint.sh"), "elasticsearch:opensearch_plan"),
         Profile("wazuh-indexer", "Wazuh indexer: OpenSearch's bootstrap checks, in its image's layout",
-                (os.path.join(WAZUH_INDEXER.home_dir, "bin", "opensearch"),),
-                lambda inv: search_plan(WAZUH_INDEXER, inv)),
+                (os.path.join(WAZUH_INDEXER_HOME, "bin", "opensearch"),), "elasticsearch:wazuh_indexer_plan"),
         Profile("graylog-datanode", "Graylog Data Node's preflight check before it starts OpenSearch",
-                ("graylog-datanode",), datanode_plan),
+                ("graylog-datanode",), "graylog:datanode_plan"),
         Profile("kafka", "Kafka broker: file descriptors and maps per log segment",
-                ("kafka-server-start.sh", "kafka-server-start", "kafka", KAFKA_IMAGE_RUN), kafka_plan),
-        Profile("redis", "Redis server's own start-up checks", ("redis-server",), redis_plan),
-        Profile("valkey", "Valkey server's own start-up checks (Redis's, forked)", ("valkey-server",), valkey_plan),
-        Profile("keydb", "KeyDB server's start-up checks (Redis 6's, forked)", ("keydb-server",), keydb_plan),
+                ("kafka-server-start.sh", "kafka-server-start", "kafka", KAFKA_IMAGE_RUN), "kafka:kafka_plan"),
+        Profile("redis", "Redis server's own start-up checks", ("redis-server",), "redis:redis_plan"),
+        Profile("valkey", "Valkey server's own start-up checks (Redis's, forked)", ("valkey-server",),
+                "valkey:valkey_plan"),
+        Profile("keydb", "KeyDB server's start-up checks (Redis 6's, forked)", ("keydb-server",), "keydb:keydb_plan"),
         Profile("dragonfly", "Dragonfly: memory per thread, and what makes it leave io_uring for epoll",
-                ("dragonfly",), dragonfly_plan),
+                ("dragonfly",), "dragonfly:dragonfly_plan"),
         Profile("mongodb", "MongoDB mongod start-up warnings, ulimit advice and 8.0's kernel refusal", ("mongod",),
-                mongodb_plan),
-        Profile("cassandra", "Cassandra start-up checks and recommended limits", ("cassandra",), cassandra_plan),
+                "mongodb:mongodb_plan"),
+        Profile("cassandra", "Cassandra start-up checks and recommended limits", ("cassandra",),
+                "cassandra:cassandra_plan"),
         Profile("scylladb", "ScyllaDB and Seastar start-up checks: AIO control blocks per shard, open files",
-                ("scylla", SCYLLA_IMAGE_ENTRYPOINT), scylladb_plan),
-        Profile("clickhouse", "ClickHouse server's start-up sanity warnings", ("clickhouse-server",), clickhouse_plan),
-        Profile("solr", "Solr's bin/solr ulimit warnings", ("solr", "solr-foreground", "solr-fg"), solr_plan),
-        Profile("neo4j", "Neo4j's open files warning", ("neo4j",), neo4j_plan),
+                ("scylla", SCYLLA_IMAGE_ENTRYPOINT), "scylladb:scylladb_plan"),
+        Profile("clickhouse", "ClickHouse server's start-up sanity warnings", ("clickhouse-server",),
+                "clickhouse:clickhouse_plan"),
+        Profile("solr", "Solr's bin/solr ulimit warnings", ("solr", "solr-foreground", "solr-fg"), "solr:solr_plan"),
+        Profile("neo4j", "Neo4j's open files warning", ("neo4j",), "neo4j:neo4j_plan"),
         Profile("weaviate", "Weaviate: memory maps it leaves itself when loading shards", ("weaviate",),
-                weaviate_plan),
-        Profile("qdrant", "Qdrant: open files its docs advise", ("qdrant", QDRANT_IMAGE_ENTRYPOINT), qdrant_plan),
+                "weaviate:weaviate_plan"),
+        Profile("qdrant", "Qdrant: open files its docs advise", ("qdrant", QDRANT_IMAGE_ENTRYPOINT),
+                "qdrant:qdrant_plan"),
         Profile("sonarqube", "SonarQube host requirements and its embedded Elasticsearch",
-                ("sonar.sh", "sonarqube"), sonarqube_plan),
-        Profile("none", "no profile: only --require", (), _none_plan),
+                ("sonar.sh", "sonarqube"), "sonarqube:sonarqube_plan"),
+        Profile("none", "no profile: only --require", (), lambda invocation: Plan([], [])),
     )
 }
 
@@ -113,7 +119,7 @@ SUBCOMMANDS = {
 # /entrypoint.sh starts clickhouse-server); and a program's name that is another's in one image's
 # layout (the Wazuh indexer's CMD is opensearch, run from /usr/share/wazuh-indexer).
 IMAGE_ENTRYPOINTS = {"/entrypoint.sh": (CLICKHOUSE_SERVER, "clickhouse")}
-IMAGE_PROGRAMS = {"opensearch": (WAZUH_INDEXER.home_dir, "wazuh-indexer")}
+IMAGE_PROGRAMS = {"opensearch": (WAZUH_INDEXER_HOME, "wazuh-indexer")}
 
 
 def _env_option(arg, following):

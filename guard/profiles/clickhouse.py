@@ -5,12 +5,8 @@ client on connect ("Warnings: * Linux threads max count is too low. ..."), so th
 """
 
 from guard.checks import THP_KEY, Requirement
+from guard.profiles import CLICKHOUSE_SERVER
 from guard.profiles.plan import Plan
-
-# The server binary (a link to the multi-call clickhouse, which also answers to `clickhouse
-# server`), and the file that tells the ClickHouse image apart: its /entrypoint.sh, given no
-# command, starts it (docker/server/entrypoint.sh).
-CLICKHOUSE_SERVER = "/usr/bin/clickhouse-server"
 
 # ClickHouse programs/server/Server.cpp, sanityChecks() and the RLIMIT_NPROC block of main().
 CLICKHOUSE_PID_MAX = 30000  # "Linux max PID is too low. Check /proc/sys/kernel/pid_max"

@@ -1,14 +1,14 @@
 """Elasticsearch and OpenSearch: the bootstrap checks and the production mode that enforces them."""
 
-import collections
 import os
-import re
 import stat
 
 from guard import config, host
 from guard.checks import Requirement
 from guard.host import UNLIMITED
+from guard.profiles import WAZUH_INDEXER_HOME
 from guard.profiles.plan import Plan
+from guard.records import record
 
 # Elasticsearch server/src/main/java/org/elasticsearch/bootstrap/BootstrapChecks.java
 ES_MAX_MAP_COUNT = 1 << 18  # MaxMapCountCheck: 262144
@@ -30,7 +30,7 @@ JVM_SMALLEST_ADDRESS_SPACE = 1 << 29  # 512 MiB
 # 8.18 reference since elastic/elasticsearch#139968). The check still refuses only below 1 << 18,
 # so the advice is a warning. OpenSearch's docs (documentation-website, install-opensearch
 # "Important settings") and its MaxMapCountCheck both still say 262144: no advice beyond it.
-MapCountAdvice = collections.namedtuple("MapCountAdvice", "value since source")
+MapCountAdvice = record("MapCountAdvice", "value since source")
 ES_MAP_COUNT_ADVICE = MapCountAdvice(1 << 20, (8, 16),
                                      "Elasticsearch docs, Increase virtual memory: 1048576 from 8.16 on")
 
@@ -43,7 +43,7 @@ PUBLISH_SETTINGS = ("transport.publish_host", "transport.host", "network.publish
 DEFAULT_HOST = "_local_"
 # ES Settings.Builder.replacePropertyPlaceholders: ${NAME} or ${NAME:default}, from the
 # environment, else from another setting. Values rarely nest; past this many, guard stops.
-PLACEHOLDER = re.compile(r"\$\{([^${}]*)\}")
+PLACEHOLDER = r"\$\{([^${}]*)\}"  # compiled where used: re is imported only when a value holds "${"
 PLACEHOLDER_ROUNDS = 32
 # What the values may come to, all together, once resolved: settings read within host.FILE_LIMIT
 # grow past this only when values name big values over and over (a placeholder bomb), which would
@@ -56,7 +56,7 @@ PLACEHOLDER_BUDGET = 8 * host.FILE_LIMIT
 # docs' vm.max_map_count beyond the bootstrap check, or None; env_script: the installation's
 # script that names its distribution type (below), or None; env_launcher: the image's script
 # that turns variables into settings, when the program itself does not (below), or None.
-SearchFlavour = collections.namedtuple(
+SearchFlavour = record(
     "SearchFlavour", "name conf_env conf_dir config_file java_opts_env enforce_property setting_env_prefix "
                      "home_env home_dir map_count_advice env_script env_launcher")
 
@@ -72,7 +72,7 @@ OPENSEARCH = SearchFlavour("opensearch", "OPENSEARCH_PATH_CONF", "/usr/share/ope
 # build-docker-images/wazuh-indexer: INSTALL_DIR /usr/share/wazuh-indexer, whose config/ the
 # entrypoint names OPENSEARCH_PATH_CONF). That entrypoint, not the program, turns the image's
 # dotted variables into -E arguments, as OpenSearch's does, and its CMD is plain opensearch.
-WAZUH_INDEXER = OPENSEARCH._replace(conf_dir="/usr/share/wazuh-indexer/config", home_dir="/usr/share/wazuh-indexer",
+WAZUH_INDEXER = OPENSEARCH._replace(conf_dir=os.path.join(WAZUH_INDEXER_HOME, "config"), home_dir=WAZUH_INDEXER_HOME,
                                     env_launcher=None)
 
 # Elasticsearch takes settings from variables only in its Docker distribution: the docker
@@ -80,8 +80,7 @@ WAZUH_INDEXER = OPENSEARCH._replace(conf_dir="/usr/share/wazuh-indexer/config", 
 # the Docker build type after. The image's Dockerfile (distribution/docker/src/docker/Dockerfile)
 # marks it by rewriting ES_DISTRIBUTION_TYPE=tar to docker in bin/elasticsearch-env; the tar,
 # deb and rpm distributions keep theirs, and ignore such variables.
-DISTRIBUTION_TYPE = re.compile(rb"^[ \t]*(?:readonly[ \t]+)?ES_DISTRIBUTION_TYPE=[\"']?([A-Za-z0-9_.-]+)[\"']?[ \t]*$",
-                               re.MULTILINE)
+DISTRIBUTION_TYPE = rb"^[ \t]*(?:readonly[ \t]+)?ES_DISTRIBUTION_TYPE=[\"']?([A-Za-z0-9_.-]+)[\"']?[ \t]*$"  # MULTILINE
 DOCKER_DISTRIBUTION = "docker"
 # OpenSearch itself reads no settings from variables: its image's entrypoint
 # (opensearch-build docker/release/config/opensearch/opensearch-docker-entrypoint.sh) turns
@@ -94,6 +93,25 @@ def _setting_from_env_name(name, prefix):
     return body.replace("__", "\0").replace("_", ".").replace("\0", "_")
 
 
+# What a variable's name is made of when the official images take it for a setting (lowercase
+# words joined with dots: discovery.type); str methods, as every variable is tested at each start.
+_SETTING_CHARACTERS = frozenset("-abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _named_like_a_setting(name):
+    words = name.split(".")
+    return len(words) > 1 and all(word and _SETTING_CHARACTERS.issuperset(word) for word in words)
+
+
+def _enforcing(flavour, java_opts):
+    """Whether the JVM options set the property that enforces the checks (-D...=true)."""
+    if flavour.enforce_property not in java_opts:
+        return False
+    import re
+
+    return re.search(rf"-D{re.escape(flavour.enforce_property)}=true\b", java_opts) is not None
+
+
 class _PastBudget(Exception):
     """Resolving a value would take the values past PLACEHOLDER_BUDGET."""
 
@@ -101,8 +119,12 @@ class _PastBudget(Exception):
 def _replace_placeholders(value, settings, environ, room):
     """value with ${NAME} and ${NAME:default} replaced; KeyError naming one that is unset,
     _PastBudget when it would grow past room characters."""
+    if "${" not in value:
+        return value
+    import re
+
     for _ in range(PLACEHOLDER_ROUNDS):
-        match = PLACEHOLDER.search(value)
+        match = re.search(PLACEHOLDER, value)
         if match is None:
             break
         name, sep, default = match.group(1).partition(":")
@@ -161,7 +183,7 @@ def search_settings(flavour, invocation, home):
     from_env = {}
     for name, value in env.items():
         # The official images take variables named like settings (lowercase, with a dot).
-        if re.fullmatch(r"[-a-z0-9_]+(\.[-a-z0-9_]+)+", name):
+        if _named_like_a_setting(name):
             from_env[name] = value
         elif flavour.setting_env_prefix and name.startswith(flavour.setting_env_prefix):
             from_env[_setting_from_env_name(name, flavour.setting_env_prefix)] = value
@@ -192,9 +214,12 @@ def distribution_type(flavour, home):
     if flavour.env_script is None or home is None:
         return None
     try:
-        found = DISTRIBUTION_TYPE.findall(host.read_bytes(os.path.join(home, flavour.env_script)))
+        text = host.read_bytes(os.path.join(home, flavour.env_script))
     except host.Unreadable:
         return None
+    import re
+
+    found = re.findall(DISTRIBUTION_TYPE, text, re.MULTILINE)
     return found[-1].decode() if found else None  # a build-time placeholder (@es.distribution.type@) names none
 
 
@@ -368,7 +393,7 @@ def transport_mode(settings, file_read, resolver):
 def _enforced(flavour, settings, environ, file_read, resolver):
     """Production mode decides whether failures refuse or warn (BootstrapChecks.enforceLimits)."""
     java_opts = environ.get(flavour.java_opts_env, "")
-    if re.search(rf"-D{re.escape(flavour.enforce_property)}=true\b", java_opts):
+    if _enforcing(flavour, java_opts):
         return True, f"-D{flavour.enforce_property}=true: checks are enforced"
     if settings.get("discovery.type") == "single-node":
         return False, "discovery.type=single-node: failures are warnings, as in development mode"
@@ -424,14 +449,17 @@ def installed_version(flavour, home):
     (lib/elasticsearch-8.17.0.jar), or Unreadable with the reason. The folder is only listed:
     nothing in it is opened."""
     lib = os.path.join(home, "lib")
-    jar = re.compile(re.escape(flavour.name) + r"-([0-9]+)\.([0-9]+)\.([0-9]+)(-[0-9A-Za-z.]+)?\.jar")
     try:
         if not stat.S_ISDIR(os.stat(lib).st_mode):
             raise host.Unreadable(f"{lib} is not a directory")
         with os.scandir(lib) as entries:
-            found = {entry.name: jar.fullmatch(entry.name) for entry in entries}
+            names = [entry.name for entry in entries]
     except OSError as e:
         raise host.Unreadable(f"cannot list {lib}: {e.strerror or e}") from None
+    import re  # here: a host without the installation (a preflight container) never needs it
+
+    jar = re.compile(re.escape(flavour.name) + r"-([0-9]+)\.([0-9]+)\.([0-9]+)(-[0-9A-Za-z.]+)?\.jar")
+    found = {name: jar.fullmatch(name) for name in names}
     jars = sorted(name for name, match in found.items() if match)
     versions = {tuple(int(part) for part in found[name].groups()[:3]) for name in jars}
     if len(versions) != 1:
@@ -499,3 +527,15 @@ def search_plan(flavour, invocation):
                         source="docs (Disable swapping; OpenSearch: Important settings): memlock unlimited"),
         ]
     return Plan(reqs, notes)
+
+
+def elasticsearch_plan(invocation):
+    return search_plan(ELASTICSEARCH, invocation)
+
+
+def opensearch_plan(invocation):
+    return search_plan(OPENSEARCH, invocation)
+
+
+def wazuh_indexer_plan(invocation):
+    return search_plan(WAZUH_INDEXER, invocation)

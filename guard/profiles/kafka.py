@@ -1,13 +1,14 @@
 """Kafka brokers: file descriptors, and two memory maps per log segment."""
 
-import collections
 import math
 import os
 import re
 
 from guard import config
 from guard.checks import Requirement
+from guard.profiles import KAFKA_IMAGE_RUN
 from guard.profiles.plan import Plan
+from guard.records import record
 
 # apache/kafka docs/ops.html, "File descriptors and mmap": at least 100000 descriptors as a
 # starting point; each log segment maps its .index and .timeindex, so 2 map areas per segment,
@@ -40,12 +41,6 @@ KAFKA_DEFAULT_LOG_DIRS = "/tmp/kafka-logs"  # KafkaConfig log.dirs default
 KAFKA_PARTITION_DIR = re.compile(r"[A-Za-z0-9._-]+-[0-9]+(\.\S+-(delete|future|stray))?")
 
 
-# The apache/kafka image (3.7 and later) starts through this script (apache/kafka
-# docker/resources/common-scripts/run): it exports its NAME=value arguments, and configure runs
-# KafkaDockerWrapper setup, which writes server.properties as the mounted one
-# (/mnt/shared/config) with a line for each KAFKA_* variable appended; only when that is blank,
-# the image's default (Kafka's KRaft example, log.dirs=/tmp/kraft-combined-logs) is copied instead.
-KAFKA_IMAGE_RUN = "/etc/kafka/docker/run"
 KAFKA_IMAGE_MOUNTED_PROPERTIES = "/mnt/shared/config/server.properties"
 KAFKA_IMAGE_DEFAULT_PROPERTIES = "/etc/kafka/docker/server.properties"
 KAFKA_IMAGE_LOG_DIRS = "/tmp/kraft-combined-logs"  # the default file's, when guard cannot read it
@@ -105,7 +100,7 @@ def kafka_settings(invocation):
     return settings, notes
 
 
-Segments = collections.namedtuple("Segments", "count partitions skipped")
+Segments = record("Segments", "count partitions skipped")
 
 
 def count_segments(log_dirs):

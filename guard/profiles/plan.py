@@ -1,11 +1,11 @@
 """What a profile is given (the command and its environment) and what it gives back (a plan)."""
 
-import collections
 
 from guard.checks import format_value, kernel_maximum
+from guard.records import record
 
 
-class Invocation(collections.namedtuple("Invocation", "argv environ")):
+class Invocation(record("Invocation", "argv environ")):
     """The command guard is about to start, and its environment: where settings come from."""
 
     __slots__ = ()
@@ -15,7 +15,7 @@ class Invocation(collections.namedtuple("Invocation", "argv environ")):
 
 
 # requirements, and notes: how the configuration shaped them, shown in the report.
-Plan = collections.namedtuple("Plan", "requirements notes")
+Plan = record("Plan", "requirements notes")
 
 # For each ordering operator, the stricter of two thresholds.
 STRICTER = {">=": max, "<=": min}
@@ -61,13 +61,18 @@ def within_the_kernel(requirements):
     return capped, notes
 
 
-class Profile(collections.namedtuple("Profile", "name summary commands build")):
-    """commands: basenames of the commands that select this profile; build: Invocation -> Plan."""
+class Profile(record("Profile", "name summary commands build")):
+    """commands: basenames of the commands that select this profile; build: Invocation -> Plan, or
+    "module:function" of guard.profiles, imported when a plan is first asked of it."""
 
     __slots__ = ()
 
     def plan(self, invocation):
-        built = self.build(invocation)
+        build = self.build
+        if isinstance(build, str):
+            module, _, function = build.partition(":")
+            build = getattr(__import__(f"guard.profiles.{module}", fromlist=[function]), function)
+        built = build(invocation)
         requirements, notes = within_the_kernel(built.requirements)
         return Plan(covering_fixes(requirements), list(built.notes) + notes)
 

@@ -1,12 +1,9 @@
 """Qdrant: the open files its docs advise. It checks no host limit at start."""
 
 from guard.checks import Requirement
+from guard.profiles import QDRANT_IMAGE_ENTRYPOINT
 from guard.profiles.plan import Plan
 
-# The official image's CMD, in its WORKDIR /qdrant (qdrant/qdrant Dockerfile): a script that runs
-# ./qdrant "$@" in the background and waits for it (tools/entrypoint.sh), so the server is not
-# at the end of an exec chain.
-QDRANT_IMAGE_ENTRYPOINT = "/qdrant/entrypoint.sh"
 # Qdrant docs, Common errors, "Too many files open (OS error 24)": docker run --ulimit
 # nofile=10000:10000. Qdrant does not raise its soft limit itself; short of it, segments fail to
 # open under load.

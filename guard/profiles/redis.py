@@ -1,9 +1,7 @@
 """Redis: the checks redis-server makes at start."""
 
-import re
-
 from guard import config
-from guard.checks import THP_KEY, Requirement
+from guard.checks import THP_KEY, Requirement, is_decimal
 from guard.profiles.plan import Plan
 
 # redis/redis src/server.c and src/syscheck.c (7.0): what redis-server checks at start.
@@ -60,7 +58,7 @@ def redis_int(settings, name, notes, program="redis-server"):
     text = settings[name]
     low, high = REDIS_RANGES[name]
     # util.c string2ll, which config.c parses numbers with: no sign but '-', no leading zero
-    if re.fullmatch(r"0|-?[1-9][0-9]*", text) and low <= int(text) <= high:
+    if is_decimal(text) and (text == "0" or text.lstrip("-")[:1] != "0") and low <= int(text) <= high:
         return int(text)
     notes.append(f"{name} [{text}] must be a whole number from [{low}] to [{high}]: {program} "
                  f"refuses it; judged on the default [{REDIS_DEFAULTS[name]}]")
@@ -78,7 +76,7 @@ def redis_plan(invocation):
         # usually succeeds. A warning, as Redis gives; `--require vm.overcommit_memory=1` refuses.
         Requirement("vm.overcommit_memory", "=", 1, False, name="overcommit",
                     source="Redis syscheck.c checkOvercommit",
-                    hint="Redis only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
+                    soft_hint="Redis only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
         # Redis warns and listens with the smaller backlog (server.c checkTcpBacklogSettings).
         Requirement("net.core.somaxconn", ">=", backlog, False,
                     source=f"Redis server.c checkTcpBacklogSettings: tcp-backlog [{backlog}]"),

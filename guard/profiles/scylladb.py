@@ -11,12 +11,8 @@ import re
 from guard import config, host
 from guard.checks import Requirement
 from guard.host import Unreadable
+from guard.profiles import SCYLLA_IMAGE_ENTRYPOINT
 from guard.profiles.plan import Plan, last_option
-
-# The image's entrypoint (scylladb dist/docker): it takes --smp, --cpuset and --developer-mode
-# (default 1) itself, passes the arguments it does not know on to scylla, and starts it through
-# supervisord, not by exec.
-SCYLLA_IMAGE_ENTRYPOINT = "/docker-entrypoint.py"
 
 # scylladb/seastar src/core/reactor.cc smp::adjust_max_networking_aio_io_control_blocks: per shard,
 # the storage queues' reactor::max_aio (128 x 8), 2 for preemption, and the networking ones

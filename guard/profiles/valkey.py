@@ -30,7 +30,7 @@ def valkey_plan(invocation):
         # must be enabled!"): a fork for a save may fail under low memory, not certainly.
         Requirement("vm.overcommit_memory", "=", 1, False, name="overcommit",
                     source="Valkey syscheck.c checkOvercommit",
-                    hint="Valkey only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
+                    soft_hint="Valkey only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
         # server.c checkTcpBacklogSettings: Valkey warns and listens with the smaller backlog.
         Requirement("net.core.somaxconn", ">=", backlog, False,
                     source=f"Valkey server.c checkTcpBacklogSettings: tcp-backlog [{backlog}]"),

@@ -100,10 +100,10 @@ def tools(environ_program):
 GIVEN = {
     "as-it-came": ["PATH=/usr/bin:/bin", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=131072",
                    "DUP=1", "NO_EQUALS_SIGN", "DUP=2", "", "LANG=C", "MALLOC_ARENA_MAX=2",
-                   "GLIBC_TUNABLES=glibc.pthread.rseq=0:glibc.malloc.mmap_max=5"],
+                   "GLIBC_TUNABLES=glibc.pthread.rseq=0:glibc.malloc.mmap_max=5", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:"],
     "in-a-memfd": ["PATH=/usr/bin:/bin", "LD_LIBRARY_PATH=/nonexistent", "LD_BIND_NOW=1",
                    "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=131072", "DUP=1", "DUP=2",
-                   "NO_EQUALS_SIGN", "GUARD_BUNDLE_ENVIRON_FD=7"],
+                   "NO_EQUALS_SIGN", "GUARD_BUNDLE_ENVIRON_FD=7", "GLIBC_TUNABLES=glibc.malloc.arena_max=2::"],
 }
 
 

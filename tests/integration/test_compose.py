@@ -86,7 +86,7 @@ def test_failed_preflight_never_starts_redis(client, stack):
         # compose v1 does not even create the service's container (compose/README.md).
         assert service_containers(client, project, "redis") == [], "redis was created"
     assert status == EXIT_REFUSED
-    assert "[1] of [4] checks failed for redis, and [1] gave a warning" in log
+    assert "[1] of [3] checks failed for redis\n" in log  # one row for overcommit, made hard by the requirement
     assert "sysctl -w vm.overcommit_memory=1" in log
 
 
