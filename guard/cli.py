@@ -477,7 +477,7 @@ def cmd_fix(args, environ):
     """guard fix: the check's profile, settings and requirements, set where guard runs."""
     options, command = _split_at_command(args)
     settings = resolve(parse_options("guard fix", options, fix=True), environ)
-    where = place.detect(environ, settings["place"])
+    where = place.Detected(environ, settings["place"])
     planned = plan_checks(settings, command, environ, "fix")
     persist_to = None
     if settings["persist"]:
@@ -544,7 +544,7 @@ def _main(args, environ):
         # preflight service reads the same server.properties the broker will); it never runs.
         options, command = _split_at_command(rest)
         settings = resolve(parse_options("guard check", options), environ)
-        where = place.detect(environ, settings["place"])
+        where = place.Detected(environ, settings["place"])
         verdict, written = run_checks(settings, command, environ, where, launching=False)
         if verdict == "refuse":
             return EXIT_REFUSED  # the verdict first: a refusal never reads as anything milder
@@ -558,7 +558,7 @@ def _main(args, environ):
 
         if settings["metrics_file"] is not None:
             replaceable(settings["metrics_file"], settings["given_by"]["metrics_file"])
-    where = place.detect(environ, settings["place"])  # once: the report's fixes and the watch's
+    where = place.Detected(environ, settings["place"])  # detected once, if a fix or the watch asks
     if run_checks(settings, command, environ, where)[0] == "refuse":
         return EXIT_REFUSED
     if settings["watch"]:

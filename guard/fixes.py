@@ -171,6 +171,8 @@ def _node_fix(req, place, program, commands):
         lines += _kubernetes_node_fix(req, value, now, persist, place, program)
     elif place.engine == "podman":
         lines += platforms.podman_node(now, persist, rootless=place.name == "podman-rootless")
+    elif place.engine == "system":
+        lines += platforms.system_container_node(now, persist)
     elif place.name == "wsl2":
         lines += platforms.wsl2_container(key, value, now)
     elif place.name == "wsl2-distro":
@@ -198,6 +200,8 @@ def _namespaced_fix(key, value, place, program):
             if place.name == "aks":
                 lines.append(platforms.aks_unsafe_sysctl(key))
         return "\n".join(lines)
+    if place.engine == "system":
+        return "\n".join(platforms.system_container_sysctl(key, value))
     if place.in_container:
         # podman run --sysctl takes the namespaced ones, as docker's (podman docs, options/sysctl.md)
         engine = "podman" if place.engine == "podman" else "docker"
@@ -222,12 +226,22 @@ def _rlimit_fix(req, place):
     value = target(req)
     verb = CHANGE_VERBS.get(req.op, "set")
     if place.engine == "kubernetes":
+        number = _docker(value)
+        unit = f"{SYSTEMD_NAMES[base]}={_systemd(value)} in its systemd unit"  # what its containers inherit
+        if place.name == "openshift":
+            crio = platforms.crio_limit(base, number) if base in DOCKER_ULIMITS else unit
+            return (f"To fix this, {verb} CRI-O's default on the nodes: Kubernetes has no pod field for resource "
+                    f"limits: {crio}.")
+        runtimes = [f"containerd: {unit}"]
+        if base in DOCKER_ULIMITS:
+            runtimes += [f"CRI-O: {platforms.crio_limit(base, number)}", f"dockerd: --default-ulimit {base}={number}:{number}"]
         text = (f"To fix this, {verb} the container runtime's default on the node: Kubernetes has no pod "
-                f"field for resource limits (containerd: {SYSTEMD_NAMES[base]}= in its systemd unit; "
-                f"dockerd: --default-ulimit {base}={_docker(value)}:{_docker(value)}).")
+                f"field for resource limits ({'; '.join(runtimes)}).")
         if place.name == "eks":
             text = "\n".join([text] + platforms.bottlerocket_limit(base, _docker(value)))
         return text
+    if place.engine == "system":
+        return "\n".join(platforms.system_container_limit(base, _docker(value), verb, SYSTEMD_NAMES[base]))
     if place.engine == "podman":
         return "\n".join(platforms.podman_limit(base, _docker(value), ULIMIT_LETTERS[base], verb,
                                                  rootless=place.name == "podman-rootless" and verb == "raise",

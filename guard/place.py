@@ -3,8 +3,8 @@
 A node-level setting (vm.max_map_count, THP) is changed where the kernel is: the Linux host, the
 VM of Docker Desktop, OrbStack, WSL2 or a Podman machine, or the Kubernetes node, whose provider
 (GKE, EKS, AKS, OpenShift) has its own way to set and keep it. A resource limit is given by
-whoever creates the container: Docker, Podman (rootless: within the user's own hard limit), or
-the Kubernetes node's runtime.
+whoever creates the container: Docker, Podman (rootless: within the user's own hard limit), the
+manager of a system container (LXC, systemd-nspawn), or the Kubernetes node's runtime.
 
 Reading is kept apart from judging: observe() gathers what a process can see (the kernel's
 release, marker files, its environment, the machine's DMI names, its user namespace), each fact
@@ -39,6 +39,7 @@ KINDS = dict((kind.name, kind) for kind in (
     Kind("orbstack", "OrbStack's VM", "docker", True),
     Kind("podman", "the host that runs Podman", "podman", True),
     Kind("podman-rootless", "the host that runs Podman", "podman", True),
+    Kind("system-container", "the host that runs the container", "system", True),
     Kind("kubernetes", "the Kubernetes node", "kubernetes", True),
     Kind("openshift", "the Kubernetes node", "kubernetes", True),
     Kind("gke", "the Kubernetes node", "kubernetes", True),
@@ -66,15 +67,16 @@ class Place(record("Place", "name in_container proc_sys_writable")):
 # file's fact is its text (True for one that only has to exist), False when there is no such file,
 # None when it could not be read (unknown); a variable's is its value, None when unset.
 FACTS = dict([
-    ("osrelease", None), ("container_variable", None), ("containerenv", False), ("dockerenv", False),
-    ("proc_sys_read_only", False), ("init_cgroup", False), ("uid_map", False), ("kubernetes_service_host", None),
-    ("service_account", False), ("service_ca", False), ("sys_vendor", False), ("product_name", False),
-    ("product_version", False), ("bios_vendor", False),
+    ("osrelease", None), ("container_variable", None), ("systemd_container", False), ("containerenv", False),
+    ("dockerenv", False), ("proc_sys_read_only", False), ("init_cgroup", False), ("uid_map", False),
+    ("kubernetes_service_host", None), ("service_account", False), ("service_ca", False), ("sys_vendor", False),
+    ("product_name", False), ("product_version", False), ("bios_vendor", False),
 ])
 Observed = record("Observed", FACTS, defaults=tuple(FACTS.values()))
 
 # Files guard reads to tell places apart, under host.root_fs() (GUARD_ROOTFS).
 CONTAINERENV = ("run", ".containerenv")
+SYSTEMD_CONTAINER = ("run", "systemd", "container")
 DOCKERENV = (".dockerenv",)
 SERVICE_ACCOUNT = ("var", "run", "secrets", "kubernetes.io", "serviceaccount")
 DMI_NAMES = ("sys_vendor", "product_name", "product_version", "bios_vendor")
@@ -105,23 +107,33 @@ def proc_sys_read_only():
 
 
 def observe(environ):
-    """The facts of the process's own surroundings, read once."""
+    """The facts of the process's own surroundings, read once. A fact only one kind of place can
+    use is read only where a sign of that place is: a cloud's DMI names and OpenShift's CA under
+    Kubernetes, the uid_map beside a Podman sign, the read-only /proc/sys beside /.dockerenv. The
+    others keep a plain host's value."""
     proc, sys_, root = host.proc_root(), host.sys_root(), host.root_fs()
     account = os.path.join(root, *SERVICE_ACCOUNT)
-    dmi = {name: _read(os.path.join(sys_, "class", "dmi", "id", name)) for name in DMI_NAMES}
-    return Observed(
+    facts = Observed(
         osrelease=_read(host.sysctl_path("kernel.osrelease")),
         container_variable=environ.get("container"),
         containerenv=_read(os.path.join(root, *CONTAINERENV)),
         dockerenv=_exists(os.path.join(root, *DOCKERENV)),
-        proc_sys_read_only=proc_sys_read_only(),
         init_cgroup=_read(os.path.join(proc, "1", "cgroup")),
-        uid_map=_read(os.path.join(proc, "self", "uid_map")),
         kubernetes_service_host=environ.get("KUBERNETES_SERVICE_HOST") or None,
         service_account=_exists(account),
-        service_ca=_exists(os.path.join(account, "service-ca.crt")),
-        **dmi,
     )
+    cgroup = _text(facts.init_cgroup)
+    if facts.dockerenv is True:
+        facts = facts._replace(proc_sys_read_only=proc_sys_read_only())
+    if _in_kubernetes(facts, cgroup):
+        facts = facts._replace(service_ca=_exists(os.path.join(account, "service-ca.crt")))
+        if _managed(facts, cgroup):
+            facts = facts._replace(**{name: _read(os.path.join(sys_, "class", "dmi", "id", name)) for name in DMI_NAMES})
+    elif _podman_sign(facts, cgroup):
+        facts = facts._replace(uid_map=_read(os.path.join(proc, "self", "uid_map")))
+    elif not facts.container_variable:
+        facts = facts._replace(systemd_container=_read(os.path.join(root, *SYSTEMD_CONTAINER)))
+    return facts
 
 
 def _text(fact):
@@ -156,6 +168,26 @@ def _in_kubernetes(facts, cgroup):
     return bool(facts.kubernetes_service_host or facts.service_account is True or "kubepods" in cgroup)
 
 
+# The kubernetes Service's address in a cluster that keeps its distribution's default Service
+# range: kubeadm's 10.96.0.0/12 (its ClusterConfiguration's serviceSubnet; kind, minikube and
+# Docker Desktop's cluster keep it), k3s's 10.43.0.0/16 (--service-cidr; k3d and RKE2 too),
+# MicroK8s' 10.152.183.0/24 (its kube-apiserver args). No managed provider's default is among
+# them: EKS takes 10.100.0.0/16 or 172.20.0.0/16 (EKS API, KubernetesNetworkConfig), AKS
+# 10.0.0.0/16 (az aks create --service-cidr), GKE 34.118.224.0/20 from 1.29.
+LOCAL_SERVICE_HOSTS = ("10.96.0.1", "10.43.0.1", "10.152.183.1")
+
+
+def _managed(facts, cgroup):
+    """Whether the cluster may be a cloud's managed one, for its DMI names to tell which. Those
+    names say whose VM this is, not who runs the cluster: kind, minikube, k3s on a cloud VM (a CI
+    runner), Docker Desktop's cluster on Hyper-V, or a test harness that sets only the variable."""
+    # The kubelet's own signs, not the variable alone, which anyone can set.
+    kubelet = facts.service_account is True or "kubepods" in cgroup
+    # A desktop VM's kernel (WSL2, Docker Desktop, OrbStack) runs no provider's nodes.
+    return (kubelet and _kernel(_text(facts.osrelease)) is None
+            and facts.kubernetes_service_host not in LOCAL_SERVICE_HOSTS)
+
+
 def _kubernetes_provider(facts, cgroup):
     # OpenShift puts the service CA, service-ca.crt, into every pod's service-account folder
     # (openshift/operator-framework-operator-controller#180): medium-high; a pod without the
@@ -165,6 +197,8 @@ def _kubernetes_provider(facts, cgroup):
     # CRI-O writes /run/.containerenv (cri-o#5463) and names its cgroups crio-<id>: GKE, EKS and
     # AKS run containerd, so such a node is none of theirs.
     if isinstance(facts.containerenv, str) or "crio" in cgroup:
+        return "kubernetes"
+    if not _managed(facts, cgroup):
         return "kubernetes"
     # The machine's DMI names, as cAdvisor tells clouds apart (utils/cloudinfo): medium, as a
     # self-managed cluster on the same cloud's VMs matches too; the provider's fix keeps guard's
@@ -181,19 +215,30 @@ def _kubernetes_provider(facts, cgroup):
     return "kubernetes"
 
 
-def _podman(facts, cgroup):
-    """podman, podman-rootless, or None."""
+def _podman_named(facts, cgroup):
     engine = _text(facts.containerenv)
     # Podman's default environment has container=podman (containers/podman pkg/env/env.go): high,
-    # though an image (Fedora's and UBI's say container=oci) or -e can set another. Its cgroups
+    # though an image (Fedora's and UBI's say container=oci) or -e can set another, and an image
+    # made by podman commit keeps it: it counts only where Podman's own file is, /run/.containerenv
+    # ("created in each container", podman-run(1)), and Docker's, /.dockerenv, is not. Its cgroups
     # are libpod-<id> (cgroup v1 or the host's cgroup namespace; measured here: libpod_parent/
     # libpod-<id>): high where visible. /run/.containerenv names the engine only in a
     # --privileged container (engine="podman-4.3.1", measured here): high.
-    named = facts.container_variable == "podman" or "libpod" in cgroup or 'engine="podman-' in engine
-    # Otherwise an empty /run/.containerenv outside Kubernetes (CRI-O writes it there) is
-    # Podman's or Buildah's (containers/buildah#1844): medium.
-    if not named and not isinstance(facts.containerenv, str):
+    variable = facts.container_variable == "podman" and facts.containerenv is not False and facts.dockerenv is not True
+    return variable or "libpod" in cgroup or 'engine="podman-' in engine
+
+
+def _podman_sign(facts, cgroup):
+    # Besides the signs that name Podman, an empty /run/.containerenv outside Kubernetes (CRI-O
+    # writes it there) is Podman's or Buildah's (containers/buildah#1844): medium.
+    return _podman_named(facts, cgroup) or isinstance(facts.containerenv, str)
+
+
+def _podman(facts, cgroup):
+    """podman, podman-rootless, or None."""
+    if not _podman_sign(facts, cgroup):
         return None
+    engine = _text(facts.containerenv)
     # rootless=1 in /run/.containerenv, again only when privileged: high. Otherwise a user
     # namespace that maps the container's root to another user: rootless Podman maps it to the
     # user who runs it (measured here: "0 1001 1" then "1 100000 65536"), where rootful Podman
@@ -222,6 +267,22 @@ def _in_container(facts, cgroup):
                 or any(word in cgroup for word in ("docker", "containerd", "lxc")))
 
 
+# The names system containers give themselves in container= (systemd's CONTAINER_INTERFACE):
+# LXC's (LXD, Incus and Proxmox VE run LXC), libvirt's LXC driver, systemd-nspawn.
+SYSTEM_CONTAINERS = ("lxc", "lxc-libvirt", "systemd-nspawn")
+
+
+def _system_container(facts, cgroup):
+    # The manager sets container= for the container's PID 1 only; systemd there writes it to
+    # /run/systemd/container (src/core/main.c, write_container_id), which every process can read:
+    # high. LXC's cgroups are lxc.payload.<name> (LXC 4) or lxc/<name>: high where visible. An
+    # image copied into Docker keeps either file, and Docker runs in LXC too, so Docker's
+    # /.dockerenv outranks them.
+    name = facts.container_variable or _text(facts.systemd_container)
+    lxc = any(mark in cgroup for mark in ("/lxc.payload.", "/lxc/"))
+    return (name in SYSTEM_CONTAINERS or lxc) and facts.dockerenv is not True
+
+
 def decide(facts):
     """The place, one of PLACES, from what observe() found: specific only when a fact names it,
     else the generic place, whose fix lists the platforms it cannot tell apart."""
@@ -234,11 +295,36 @@ def decide(facts):
     podman = _podman(facts, cgroup)
     if podman:
         return podman
+    if _system_container(facts, cgroup):
+        # OrbStack's Linux machines say lxc (systemd-detect-virt there, as users' scripts test
+        # it), and root in one sets the VM's sysctls as on a host (orbstack/orbstack#1317)
+        return "host" if kernel == "orbstack" else "system-container"
     if _in_container(facts, cgroup):
         return kernel or "container"
     # Not in a container: on a WSL2 kernel, a WSL2 distribution itself; in an OrbStack or
     # Docker Desktop VM, a Linux host as any other.
     return "wsl2-distro" if kernel == "wsl2" else "host"
+
+
+class Detected:
+    """The Place of detect(), detected when first asked: only a fix names the place, so a start
+    whose checks all pass reads nothing for it."""
+
+    __slots__ = ("_environ", "_override", "_place")
+
+    def __init__(self, environ=None, override=None):
+        self._environ, self._override, self._place = environ, override, None
+
+    def _detected(self):
+        if self._place is None:
+            self._place = detect(self._environ, self._override)
+        return self._place
+
+    name = property(lambda self: self._detected().name)
+    in_container = property(lambda self: self._detected().in_container)
+    proc_sys_writable = property(lambda self: self._detected().proc_sys_writable)
+    where_the_kernel_is = property(lambda self: self._detected().where_the_kernel_is)
+    engine = property(lambda self: self._detected().engine)
 
 
 def detect(environ=None, override=None):

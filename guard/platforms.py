@@ -129,8 +129,43 @@ def dockerd_limit(systemd_name, value):
     # runc sets a container's limits from the daemon's side: where it may not raise one past the
     # daemon's own (rootless Docker, a VM without CAP_SYS_RESOURCE) docker run fails with "error
     # setting rlimit type 7: operation not permitted" (measured here, dockerd at 20000 files).
+    # Rootless Docker's daemon is the user's own systemd service (Docker docs, "Rootless mode"),
+    # which no setting takes past the user's hard limit.
     return (f"If Docker refuses it (error setting rlimit ...: operation not permitted), raise the daemon's own "
-            f"limit: {systemd_name}={value} for dockerd (systemctl edit docker), then systemctl restart docker.")
+            f"limit: {systemd_name}={value} for dockerd (systemctl edit docker; rootless Docker: systemctl --user "
+            "edit docker, within the user's own hard limit), then restart it.")
+
+
+# --- system containers: LXC (LXD, Incus, Proxmox VE), systemd-nspawn ---
+
+SYSTEM_CONTAINER_MANAGERS = "LXC, LXD, Incus, Proxmox VE, systemd-nspawn"
+
+
+def system_container_node(now, persist):
+    return [f"To fix this, on the host that runs the container ({SYSTEM_CONTAINER_MANAGERS}) run as root: {now}",
+            f"and keep it across reboots: {persist}"]
+
+
+def system_container_limit(base, value, verb, systemd_name):
+    """Each manager's limit for its container: LXC's lxc.prlimit.NAME, a value or soft:hard
+    (lxc.container.conf(5); Proxmox VE writes LXC's keys as "key: value" in its own file);
+    LXD's and Incus's limits.kernel.NAME; systemd-nspawn's --rlimit= or the .nspawn file's
+    [Exec] Limit*= (systemd-nspawn(1), systemd.nspawn(5))."""
+    lxc = "unlimited" if value == -1 else value
+    nspawn = "infinity" if value == -1 else value
+    return [f"To fix this, {verb} it where the container is started:",
+            f"  LXC: lxc.prlimit.{base} = {lxc} in its config (Proxmox VE: lxc.prlimit.{base}: {lxc} in "
+            "/etc/pve/lxc/ID.conf)",
+            f"  LXD, Incus: lxc config set NAME limits.kernel.{base}={lxc} (incus config set ...)",
+            f"  systemd-nspawn: --rlimit=RLIMIT_{base.upper()}={nspawn}, or {systemd_name}={nspawn} in [Exec] of its "
+            ".nspawn file"]
+
+
+def system_container_sysctl(key, value):
+    # lxc.sysctl.NAME sets a sysctl of the container's own namespaces (lxc.container.conf(5))
+    return [f"{key} belongs to the container's own namespace: set it where the container is created.",
+            f"To fix this with LXC: lxc.sysctl.{key} = {value} in its config (Proxmox VE: lxc.sysctl.{key}: {value} "
+            "in /etc/pve/lxc/ID.conf)"]
 
 
 # --- Kubernetes providers ---
@@ -176,14 +211,17 @@ def gke(key, value):
             "  linuxConfig:",
             "    sysctl:",
             f"      {key}: '{value}'",
-            "then run: gcloud container node-pools update POOL --cluster CLUSTER --system-config-from-file=FILE "
-            "(create, for a new pool)"]
+            # gcloud asks for the cluster's location unless a default is configured (gcloud reference)
+            "then run: gcloud container node-pools update POOL --cluster CLUSTER --location LOCATION "
+            "--system-config-from-file=FILE (create, for a new pool)"]
 
 
 # GKE Autopilot admits no privileged pod but the DaemonSets Google allow-lists; the one for
-# Elasticsearch sets vm.max_map_count to this, exactly, or is refused; from GKE 1.30.3-gke.1451000 a
-# custom ComputeClass sets the sysctl instead, under spec.priorityDefaults from 1.32.1-gke.1729000
-# (Elastic Cloud on Kubernetes docs, "Virtual memory" and "Deploy ECK on GKE Autopilot").
+# Elasticsearch sets vm.max_map_count to this, exactly, or is refused (Elastic Cloud on Kubernetes
+# docs, "Deploy ECK on GKE Autopilot"). A custom ComputeClass sets node sysctls in
+# spec.priorityDefaults.nodeSystemConfig from GKE 1.32.1-gke.1729000 (GKE docs, "Customizing node
+# system configuration" and the ComputeClass reference; ECK's "Virtual memory" example), its sysctl
+# values numbers as in those examples.
 AUTOPILOT_MAX_MAP_COUNT = 262144
 
 
@@ -191,12 +229,11 @@ def autopilot(value, compute_class):
     enough = "" if value <= AUTOPILOT_MAX_MAP_COUNT else f", less than the [{value}] needed here"
     if not compute_class:
         return (f"On GKE Autopilot, which admits no privileged pod: Google's allow-listed DaemonSet sets "
-                f"vm.max_map_count to [{AUTOPILOT_MAX_MAP_COUNT}]{enough}; from GKE 1.30.3-gke.1451000 a "
-                "custom ComputeClass sets it instead.")
-    return ("On GKE Autopilot, which admits no privileged pod: from 1.30.3-gke.1451000, a custom ComputeClass "
-            f"whose nodeSystemConfig is {{linuxNodeConfig: {{sysctls: {{vm.max_map_count: '{value}'}}}}}} "
-            "(in spec.priorityDefaults from 1.32.1-gke.1729000, before in each of spec.priorities), chosen by "
-            "the pods' nodeSelector cloud.google.com/compute-class; before 1.30.3, only Google's allow-listed "
+                f"vm.max_map_count to [{AUTOPILOT_MAX_MAP_COUNT}]{enough}; from GKE 1.32.1-gke.1729000 a custom "
+                "ComputeClass's spec.priorityDefaults sets it instead.")
+    return ("On GKE Autopilot, which admits no privileged pod: from 1.32.1-gke.1729000, a custom ComputeClass whose "
+            f"spec.priorityDefaults is {{nodeSystemConfig: {{linuxNodeConfig: {{sysctls: {{vm.max_map_count: {value}}}}}}}}}, "
+            "chosen by the pods' nodeSelector cloud.google.com/compute-class: NAME; before, Google's allow-listed "
             f"DaemonSet, which sets [{AUTOPILOT_MAX_MAP_COUNT}]{enough}.")
 
 
@@ -304,6 +341,13 @@ def without_mmap(program):
     return (f"Where it cannot be raised, start {name} without memory-mapping: node.store.allow_mmap: false "
             f"in {config} (this check then no longer applies), at a cost: indices are read with niofs instead "
             "of hybridfs, so searches are slower; for production the docs advise raising it instead.")
+
+
+def crio_limit(base, number):
+    """CRI-O's limits for every container, when set, else its own (crio.conf(5), [crio.runtime]
+    default_ulimits); OpenShift's nodes run CRI-O, and so does any node that writes
+    /run/.containerenv under Kubernetes (cri-o/cri-o#5463)."""
+    return f"default_ulimits = [\"{base}={number}:{number}\"] in [crio.runtime] of crio.conf"
 
 
 # Bottlerocket's default limits for containers (settings.oci-defaults.resource-limits, its

@@ -1,7 +1,12 @@
+import configparser
+import itertools
 import json
 import shlex
+import textwrap
+import tomllib
 
 import pytest
+import yaml
 
 from guard import fix as guard_fix
 from guard import place
@@ -59,7 +64,7 @@ def test_kubernetes_fix_is_the_raise_only_daemonset_of_deploy_kubernetes_fix_or_
         "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",
         "or set it in the node image: echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-kafka.conf",
         "On GKE Autopilot, which admits no privileged pod: Google's allow-listed DaemonSet sets vm.max_map_count "
-        "to [262144]; from GKE 1.30.3-gke.1451000 a custom ComputeClass sets it instead.",
+        "to [262144]; from GKE 1.32.1-gke.1729000 a custom ComputeClass's spec.priorityDefaults sets it instead.",
         "On EKS Fargate it cannot be raised: Fargate runs no privileged pod and no DaemonSet.",
         "On a local cluster whose nodes are containers (kind, k3d, minikube's docker driver), set it on the Docker "
         "host or its VM as for a container: sysctl -w vm.max_map_count=262144; in a minikube VM: "
@@ -213,7 +218,8 @@ def test_a_limit_podman_ulimit_cannot_set_goes_through_podmans_own():
 
 def test_docker_is_told_how_to_raise_its_daemons_limit_on_a_linux_docker_host_only():
     line = ("If Docker refuses it (error setting rlimit ...: operation not permitted), raise the daemon's own limit: "
-            "LimitNOFILE=65535 for dockerd (systemctl edit docker), then systemctl restart docker.")
+            "LimitNOFILE=65535 for dockerd (systemctl edit docker; rootless Docker: systemctl --user edit docker, "
+            "within the user's own hard limit), then restart it.")
     assert fix(FILES, CONTAINER).splitlines()[-1] == line
     assert "LimitMEMLOCK=infinity for dockerd" in fix(Requirement("memlock", ">=", UNLIMITED), CONTAINER)
     assert "dockerd" not in fix(FILES, DESKTOP) and "dockerd" not in fix(FILES, at("orbstack"))
@@ -263,6 +269,26 @@ def test_orbstack_fix_is_a_privileged_container_and_says_keeping_it_is_not_docum
     ]
 
 
+def test_a_system_containers_fix_is_its_managers_own():
+    assert fix(MAPS, at("system-container"), "elasticsearch").splitlines() == [
+        "vm.max_map_count is a node-level setting shared by every container: it cannot be set from inside a "
+        "container, only on the host that runs the container.",
+        "To fix this, on the host that runs the container (LXC, LXD, Incus, Proxmox VE, systemd-nspawn) run as root: "
+        "sysctl -w vm.max_map_count=262144",
+        "and keep it across reboots: echo 'vm.max_map_count=262144' >> /etc/sysctl.d/zz-guard-elasticsearch.conf",
+    ]
+    assert fix(Requirement("memlock", ">=", UNLIMITED), at("system-container")).splitlines() == [
+        "To fix this, raise it where the container is started:",
+        "  LXC: lxc.prlimit.memlock = unlimited in its config (Proxmox VE: lxc.prlimit.memlock: unlimited in "
+        "/etc/pve/lxc/ID.conf)",
+        "  LXD, Incus: lxc config set NAME limits.kernel.memlock=unlimited (incus config set ...)",
+        "  systemd-nspawn: --rlimit=RLIMIT_MEMLOCK=infinity, or LimitMEMLOCK=infinity in [Exec] of its .nspawn file",
+    ]
+    somaxconn = fix(Requirement("net.core.somaxconn", ">=", 1024), at("system-container"))
+    assert "lxc.sysctl.net.core.somaxconn = 1024 in its config" in somaxconn
+    assert "docker" not in somaxconn and "Docker" not in fix(MAPS, at("system-container"))
+
+
 def test_namespaced_sysctl_fix_under_podman_is_podman_sysctl():
     assert "podman run --sysctl net.core.somaxconn=1024" in fix(Requirement("net.core.somaxconn", ">=", 1024),
                                                                 at("podman"))
@@ -276,20 +302,32 @@ def test_gke_fix_is_the_node_pools_system_configuration_and_autopilots_compute_c
         "  linuxConfig:",
         "    sysctl:",
         "      vm.max_map_count: '1048576'",
-        "then run: gcloud container node-pools update POOL --cluster CLUSTER --system-config-from-file=FILE "
-        "(create, for a new pool)",
+        "then run: gcloud container node-pools update POOL --cluster CLUSTER --location LOCATION "
+        "--system-config-from-file=FILE (create, for a new pool)",
         "or raise it on every node with guard fix's DaemonSet, which never lowers a value set higher: in a clone of "
         "guard's repository, with --require vm.max_map_count>=1048576 in the args of "
         "deploy/kubernetes/fix/daemonset.yaml, run: kubectl apply -k deploy/kubernetes/fix",
-        "On GKE Autopilot, which admits no privileged pod: from 1.30.3-gke.1451000, a custom ComputeClass whose "
-        "nodeSystemConfig is {linuxNodeConfig: {sysctls: {vm.max_map_count: '1048576'}}} (in spec.priorityDefaults "
-        "from 1.32.1-gke.1729000, before in each of spec.priorities), chosen by the pods' nodeSelector "
-        "cloud.google.com/compute-class; before 1.30.3, only Google's allow-listed DaemonSet, which sets [262144], "
-        "less than the [1048576] needed here.",
+        "On GKE Autopilot, which admits no privileged pod: from 1.32.1-gke.1729000, a custom ComputeClass whose "
+        "spec.priorityDefaults is {nodeSystemConfig: {linuxNodeConfig: {sysctls: {vm.max_map_count: 1048576}}}}, "
+        "chosen by the pods' nodeSelector cloud.google.com/compute-class: NAME; before, Google's allow-listed "
+        "DaemonSet, which sets [262144], less than the [1048576] needed here.",
         "Where it cannot be raised, start Elasticsearch without memory-mapping: node.store.allow_mmap: false in "
         "elasticsearch.yml (this check then no longer applies), at a cost: indices are read with niofs instead of "
         "hybridfs, so searches are slower; for production the docs advise raising it instead.",
     ]
+
+
+def test_gke_snippets_parse_as_the_yaml_gke_reads():
+    lines = fix(MAPS, at("gke"), "elasticsearch").splitlines()
+    start = lines.index("  linuxConfig:")
+    assert yaml.safe_load("\n".join(lines[start:start + 3])) == {"linuxConfig": {"sysctl": {"vm.max_map_count": "262144"}}}
+    # the gcloud command is words a shell keeps as they are, its placeholders in capitals
+    command = lines[start + 3].split("then run: ", 1)[1].split(" (", 1)[0]
+    assert shlex.split(command) == ["gcloud", "container", "node-pools", "update", "POOL", "--cluster", "CLUSTER",
+                                    "--location", "LOCATION", "--system-config-from-file=FILE"]
+    autopilot = next(line for line in lines if line.startswith("On GKE Autopilot"))
+    flow = autopilot.split("spec.priorityDefaults is ", 1)[1].split("}}}}", 1)[0] + "}}}}"
+    assert yaml.safe_load(flow) == {"nodeSystemConfig": {"linuxNodeConfig": {"sysctls": {"vm.max_map_count": 262144}}}}
 
 
 def test_eks_fix_says_its_images_ship_enough_and_names_bottlerocket_al2023_and_fargate():
@@ -310,6 +348,22 @@ def test_eks_fix_says_its_images_ship_enough_and_names_bottlerocket_al2023_and_f
     assert "allow_mmap" not in "\n".join(lines)  # Kafka has no such setting
     # no image ships 2000000: nothing to say of them
     assert "ship" not in fix(Requirement("vm.max_map_count", ">=", 2000000), at("eks"))
+
+
+def test_a_pods_limit_is_the_runtimes_default_named_with_its_value_for_each_runtime():
+    assert fix(FILES, KUBERNETES) == (
+        "To fix this, raise the container runtime's default on the node: Kubernetes has no pod field for resource "
+        "limits (containerd: LimitNOFILE=65535 in its systemd unit; CRI-O: default_ulimits = [\"nofile=65535:65535\"] "
+        "in [crio.runtime] of crio.conf; dockerd: --default-ulimit nofile=65535:65535).")
+    # OpenShift's nodes run CRI-O (cri-o/cri-o#5463): its option alone
+    assert fix(FILES, at("openshift")) == (
+        "To fix this, raise CRI-O's default on the nodes: Kubernetes has no pod field for resource limits: "
+        "default_ulimits = [\"nofile=65535:65535\"] in [crio.runtime] of crio.conf.")
+    # a limit docker and CRI-O cannot name (go-units' ulimit names) is the runtime's own, which containers inherit
+    assert fix(Requirement("as", ">=", UNLIMITED), at("openshift")).endswith(": LimitAS=infinity in its systemd unit.")
+    assert fix(Requirement("as", ">=", UNLIMITED), KUBERNETES) == (
+        "To fix this, raise the container runtime's default on the node: Kubernetes has no pod field for resource "
+        "limits (containerd: LimitAS=infinity in its systemd unit).")
 
 
 def test_eks_limits_are_bottlerockets_oci_defaults():
@@ -385,3 +439,37 @@ def test_kernel_release_fix_says_which_kernel_to_boot_where(where, machine):
 def test_a_program_setting_is_fixed_as_its_profile_says():
     req = Requirement("dragonfly --maxmemory", ">=", 1 << 30, observed=1, hint="To fix this, give it --maxmemory=1G.")
     assert fix(req, CONTAINER) == "To fix this, give it --maxmemory=1G."
+
+
+def indented_block(text, after):
+    """The lines indented under the line that ends with `after`, dedented: a snippet to paste."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith(after)) + 1
+    block = list(itertools.takewhile(lambda line: line.startswith("  "), lines[start:]))
+    return textwrap.dedent("\n".join(block))
+
+
+SOMAXCONN = Requirement("net.core.somaxconn", ">=", 8192)
+MEMLOCK = Requirement("memlock", ">=", UNLIMITED)
+
+
+def test_every_config_snippet_parses_as_the_format_its_reader_takes():
+    assert yaml.safe_load(indented_block(fix(FILES, CONTAINER), "or in compose:")) == {
+        "ulimits": {"nofile": {"soft": 65535, "hard": 65535}}}
+    assert yaml.safe_load(indented_block(fix(SOMAXCONN, CONTAINER), "or in compose:")) == {
+        "sysctls": {"net.core.somaxconn": 8192}}
+    assert yaml.safe_load(indented_block(fix(SOMAXCONN, KUBERNETES), "set it in the pod spec:")) == {
+        "securityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": "8192"}]}}
+    assert tomllib.loads(indented_block(fix(MAPS, at("eks")), "in the node group's user data:")) == {
+        "settings": {"kernel": {"sysctl": {"vm.max_map_count": "262144"}}}}
+    assert tomllib.loads(indented_block(fix(MEMLOCK, at("eks")), "in the node group's user data:")) == {
+        "settings": {"oci-defaults": {"resource-limits": {"max-locked-memory": {"soft-limit": -1, "hard-limit": -1}}}}}
+    wslconfig = configparser.ConfigParser()
+    wslconfig.read_string(indented_block(fix(MAPS, WSL2), "applies it):"))
+    assert wslconfig["wsl2"]["kernelCommandLine"] == '"sysctl.vm.max_map_count=262144"'
+    containers_conf = fix(FILES, at("podman")).split("([containers]): ", 1)[1]
+    assert tomllib.loads(containers_conf) == {"default_ulimits": ["nofile=65535:65535"]}
+    crio_conf = fix(FILES, at("openshift")).split("limits: ", 1)[1].split(" in [crio.runtime]", 1)[0]
+    assert tomllib.loads(crio_conf) == {"default_ulimits": ["nofile=65535:65535"]}
+    aks = fix(MAPS, at("aks")).split("linuxosconfig.json holding ", 1)[1].split(":\n", 1)[0]
+    assert json.loads(aks) == {"sysctls": {"vmMaxMapCount": 262144}}

@@ -7,9 +7,12 @@ The Podman facts (cgroup, uid_map, /run/.containerenv) are the ones measured in 
 rootless containers here (tests/integration/test_podman.py runs them).
 """
 
+import ast
 import json
 import os
 import resource
+import subprocess
+import sys
 
 import pytest
 from guard import place
@@ -22,7 +25,17 @@ ROOTLESS_MAP = "         0       1001          1\n         1     100000      655
 DOCKER_CGROUP = "12:memory:/docker/0123abcd\n11:pids:/docker/0123abcd\n"
 PODMAN_CGROUP = "9:name=systemd:/libpod_parent/libpod-a1f0ceb8\n8:pids:/libpod_parent/libpod-a1f0ceb8\n"
 CRIO_CGROUP = "0::/kubepods.slice/kubepods-besteffort.slice/crio-5f0e.scope\n"
-KUBERNETES = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}
+KUBERNETES = {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}  # kubeadm's default, as kind and minikube keep it
+
+
+def service_host(address):
+    """The kubernetes Service's address, as the kubelet gives every container."""
+    return {"KUBERNETES_SERVICE_HOST": address}
+
+
+# Each provider's default Service address: GKE from 1.29, EKS, AKS, OpenShift.
+GKE, EKS, AKS, OPENSHIFT = (service_host(a) for a in ("34.118.224.1", "10.100.0.1", "10.0.0.1", "172.30.0.1"))
+AZURE_VM = {"sys_vendor": "Microsoft Corporation\n", "product_name": "Virtual Machine\n"}
 TOKEN = {f"{SERVICE_ACCOUNT}/token": "x", f"{SERVICE_ACCOUNT}/namespace": "search"}
 
 
@@ -51,7 +64,7 @@ PLATFORMS = {
                     "To fix this, run as root (every WSL2 distribution shares this kernel): "
                     "sysctl -w vm.max_map_count=262144", "ulimit -n 65535"),
     "container": (Where(cgroup=DOCKER_CGROUP), "  Colima: colima ssh -- sudo sysctl -w vm.max_map_count=262144",
-                  "LimitNOFILE=65535 for dockerd (systemctl edit docker)"),
+                  "LimitNOFILE=65535 for dockerd (systemctl edit docker;"),
     "wsl2": (Where(osrelease=WSL2_RELEASE, cgroup=DOCKER_CGROUP),
              'wsl -d docker-desktop -u root sh -c "sysctl -w vm.max_map_count=262144"',
              "docker run --ulimit nofile=65535:65535"),
@@ -67,20 +80,22 @@ PLATFORMS = {
     "podman-rootless": (Where(uid_map=ROOTLESS_MAP, root={"run/.containerenv": ""}, environ={"container": "podman"}),
                         "run as root (rootless Podman cannot change it: it takes root on that host)",
                         "Rootless Podman cannot give a container more than the hard limit of the user who runs it"),
+    "system-container": (Where(environ={"container": "lxc"}),
+                         "To fix this, on the host that runs the container (LXC, LXD, Incus, Proxmox VE, systemd-nspawn) "
+                         "run as root: sysctl -w vm.max_map_count=262144", "lxc.prlimit.nofile = 65535 in its config"),
     "kubernetes": (Where(environ=KUBERNETES), "On a local cluster whose nodes are containers (kind, k3d",
                    "Kubernetes has no pod field for resource limits"),
     "openshift": (Where(cgroup=CRIO_CGROUP, root={"run/.containerenv": "", **TOKEN,
                                                   f"{SERVICE_ACCOUNT}/service-ca.crt": "-----BEGIN"},
-                        environ=KUBERNETES), "include=openshift-node",
+                        environ=OPENSHIFT), "include=openshift-node",
                   "Kubernetes has no pod field for resource limits"),
     "gke": (Where(root=TOKEN, dmi={"sys_vendor": "Google\n", "product_name": "Google Compute Engine\n"},
-                  environ=KUBERNETES), "gcloud container node-pools update POOL --cluster CLUSTER",
+                  environ=GKE), "gcloud container node-pools update POOL --cluster CLUSTER",
             "Kubernetes has no pod field for resource limits"),
-    "eks": (Where(dmi={"sys_vendor": "Amazon EC2\n", "product_name": "m5.large\n", "bios_vendor": "Amazon EC2\n"},
-                  environ=KUBERNETES), "apiclient set --json",
+    "eks": (Where(root=TOKEN, dmi={"sys_vendor": "Amazon EC2\n", "product_name": "m5.large\n",
+                                   "bios_vendor": "Amazon EC2\n"}, environ=EKS), "apiclient set --json",
             "[settings.oci-defaults.resource-limits.max-open-files]"),
-    "aks": (Where(dmi={"sys_vendor": "Microsoft Corporation\n", "product_name": "Virtual Machine\n"},
-                  environ=KUBERNETES), "az aks nodepool add",
+    "aks": (Where(root=TOKEN, dmi=AZURE_VM, environ=AKS), "az aks nodepool add",
             "Kubernetes has no pod field for resource limits"),
 }
 
@@ -138,10 +153,50 @@ AMBIGUOUS = {
     "pod-without-service-account": (Where(root={"run/.containerenv": ""}, environ=KUBERNETES), "kubernetes"),
     # Fedora's and UBI's images say container=oci: under Docker that is no Podman
     "oci-image-under-docker": (Where(cgroup=DOCKER_CGROUP, environ={"container": "oci"}), "container"),
+    # podman commit keeps container=podman in the image's environment; Podman writes
+    # /run/.containerenv in every container, Docker /.dockerenv: run elsewhere, it is no Podman
+    "podman-committed-image-under-docker": (Where(root={".dockerenv": ""}, environ={"container": "podman"}),
+                                            "container"),
+    "podman-committed-image-under-nerdctl": (Where(environ={"container": "podman"}), "container"),
     # rootless Docker and userns-remap map root elsewhere too: no Podman without a Podman fact
     "docker-in-a-user-namespace": (Where(cgroup=DOCKER_CGROUP, uid_map=ROOTLESS_MAP), "container"),
     # kind and minikube nodes are containers of a Docker host: only Kubernetes is seen
     "kind-node": (Where(cgroup=DOCKER_CGROUP, environ=KUBERNETES), "kubernetes"),
+    # A cloud's DMI names say whose VM it is, not who runs the cluster. Only a variable, as a test
+    # harness on a CI runner sets it: no kubelet sign, no provider.
+    "harness-variable-on-ec2": (Where(dmi={"sys_vendor": "Amazon EC2\n"}, environ=EKS), "kubernetes"),
+    # kind, minikube, k3s, MicroK8s on a cloud VM (a CI runner on Azure) keep their default Service range
+    "kind-on-a-ci-runner-on-azure": (Where(osrelease="6.8.0-1017-azure", root=TOKEN, dmi=AZURE_VM,
+                                           environ=KUBERNETES), "kubernetes"),
+    "minikube-on-gce": (Where(root=TOKEN, dmi={"product_name": "Google Compute Engine\n"}, environ=KUBERNETES),
+                        "kubernetes"),
+    "k3s-on-ec2": (Where(root=TOKEN, dmi={"sys_vendor": "Amazon EC2\n"}, environ=service_host("10.43.0.1")),
+                   "kubernetes"),
+    "microk8s-on-ec2": (Where(root=TOKEN, dmi={"sys_vendor": "Amazon EC2\n"},
+                              environ=service_host("10.152.183.1")), "kubernetes"),
+    # Docker Desktop's or Rancher Desktop's cluster on Hyper-V says Microsoft Corporation: its kernel is no AKS node's
+    "desktop-cluster-on-hyper-v": (Where(osrelease="6.10.14-linuxkit", root=TOKEN, dmi=AZURE_VM, environ=AKS),
+                                   "kubernetes"),
+    "desktop-cluster-on-wsl2": (Where(osrelease=WSL2_RELEASE, root=TOKEN, dmi=AZURE_VM, environ=AKS), "kubernetes"),
+    # LXC and systemd-nspawn name themselves to the container's PID 1, whose systemd writes the name
+    # to /run/systemd/container for every process: no Docker, and on WSL2 no Docker Desktop either
+    "lxc-with-systemd": (Where(root={"run/systemd/container": "lxc\n"}), "system-container"),
+    "systemd-nspawn": (Where(root={"run/systemd/container": "systemd-nspawn\n"}), "system-container"),
+    # LXC's cgroups, seen on cgroup v1 or without a cgroup namespace
+    "lxc-cgroup": (Where(cgroup="12:memory:/lxc.payload.web\n11:pids:/lxc.payload.web\n"), "system-container"),
+    "old-lxc-cgroup": (Where(cgroup="12:memory:/lxc/web\n"), "system-container"),
+    # Docker in an LXC container: its containers' limits are Docker's
+    "docker-in-lxc": (Where(cgroup="12:memory:/lxc.payload.web/docker/0123abcd\n", root={".dockerenv": ""}),
+                      "container"),
+    "lxc-on-wsl2": (Where(osrelease=WSL2_RELEASE, environ={"container": "lxc"}), "system-container"),
+    # Ubuntu's Docker images long wrote "docker" there; an LXC root file system imported into
+    # Docker keeps "lxc", and Docker's /.dockerenv says where it runs
+    "ubuntu-image-under-docker": (Where(cgroup=DOCKER_CGROUP, root={"run/systemd/container": "docker\n"}), "container"),
+    "lxc-root-file-system-under-docker": (Where(root={"run/systemd/container": "lxc\n", ".dockerenv": ""},
+                                                environ={"container": "lxc"}), "container"),
+    # an OrbStack machine says lxc too, and root there sets the VM's sysctls as on a host
+    "orbstack-machine": (Where(osrelease="6.5.10-orbstack-00110-gbcfe04c86d2f",
+                               root={"run/systemd/container": "lxc\n"}), "host"),
     # an old WSL2 kernel (4.19.x-microsoft-standard) says no WSL2: the generic list covers it
     "old-wsl2-kernel-container": (Where(osrelease="4.19.128-microsoft-standard", cgroup=DOCKER_CGROUP), "container"),
 }
@@ -197,8 +252,8 @@ def test_observe_reads_every_fact_under_the_roots_it_is_given(tmp_path, monkeypa
     facts = place.observe(where.environ)
     assert facts.osrelease == "6.1.0-18-amd64" and facts.init_cgroup == CRIO_CGROUP.strip()
     assert (facts.containerenv, facts.dockerenv, facts.service_account, facts.service_ca) == ("", False, True, True)
-    assert facts.uid_map == IDENTITY_MAP.strip() and facts.sys_vendor is False
-    assert facts.kubernetes_service_host == "10.96.0.1" and facts.container_variable is None
+    assert facts.sys_vendor is False
+    assert facts.kubernetes_service_host == "172.30.0.1" and facts.container_variable is None
 
 
 def test_kubernetes_is_recognised_from_its_service_variable_alone(tmp_path, monkeypatch):
@@ -228,3 +283,46 @@ def test_place_records_whether_proc_sys_is_writable(tmp_path, monkeypatch):
     assert place.detect(environ={}).proc_sys_writable is True  # a crafted tree the test owns
     monkeypatch.setenv("GUARD_PROCFS", str(tmp_path / "none"))
     assert place.detect(environ={}).proc_sys_writable is False
+
+
+# guard in a child, recording every file it opens (the "open" audit event: open() and os.open()).
+OPENS = """
+import sys
+opened = []
+sys.addaudithook(lambda event, args: event == "open" and opened.append(str(args[0])))
+from guard import cli
+code = cli.main(sys.argv[1:])
+sys.stderr.write("\\nOPENED " + repr(opened) + "\\n")
+sys.exit(code)
+"""
+
+
+def opened_by_guard(tmp_path, *args, platform="openshift"):
+    where = PLATFORMS[platform][0]
+    env = {**os.environ, **where.craft(tmp_path), **where.environ}
+    done = subprocess.run([sys.executable, "-c", OPENS, *args], env=env, capture_output=True, timeout=30, cwd="/")
+    return done.returncode, ast.literal_eval(text(done).rsplit("\nOPENED ", 1)[1])
+
+
+def test_a_start_whose_checks_pass_reads_nothing_to_name_the_place(tmp_path):
+    # guard's start-up is paid on every start: the place only serves the fixes it prints
+    code, opened = opened_by_guard(tmp_path, "check", "--require", "vm.max_map_count>=1")
+    assert code == 0
+    assert not [path for path in opened if path.endswith(("/cgroup", "/uid_map", "service-ca.crt"))]
+    code, opened = opened_by_guard(tmp_path, "check", "--require", "vm.max_map_count>=262144")
+    assert code == 78
+    assert [path for path in opened if path.endswith("/1/cgroup")]
+
+
+@pytest.mark.parametrize("platform, reads", [
+    ("container", []), ("podman", ["/uid_map"]), ("podman-rootless", ["/uid_map"]),
+    ("gke", ["/sys_vendor", "/product_name"]),  # the DMI names its tree has
+    ("openshift", []),
+])
+def test_a_fact_only_one_kind_of_place_can_use_is_read_only_there(tmp_path, platform, reads):
+    # a cloud's DMI names tell providers apart only under Kubernetes; the uid_map tells rootless
+    # Podman from rootful only beside a Podman sign
+    code, opened = opened_by_guard(tmp_path, "check", "--require", "vm.max_map_count>=262144", platform=platform)
+    assert code == 78
+    names = ("/uid_map", "/sys_vendor", "/product_name", "/product_version", "/bios_vendor")
+    assert sorted(name for name in names for path in opened if path.endswith(name)) == sorted(reads)

@@ -34,7 +34,7 @@ guard:         ulimits:
 guard:           nofile:
 guard:             soft: 65535
 guard:             hard: 65535
-guard:     If Docker refuses it (error setting rlimit ...: operation not permitted), raise the daemon's own limit: LimitNOFILE=65535 for dockerd (systemctl edit docker), then systemctl restart docker.
+guard:     If Docker refuses it (error setting rlimit ...: operation not permitted), raise the daemon's own limit: LimitNOFILE=65535 for dockerd (systemctl edit docker; rootless Docker: systemctl --user edit docker, within the user's own hard limit), then restart it.
 guard: check failed (exit 78): fix the failures above, or run with --mode warn (GUARD_MODE=warn) to start anyway
 """
 

@@ -29,7 +29,10 @@ from hostsettings import sysctl
 GUARD = "/opt/guard/bin/guard"
 # What root on these machines can give a container (above).
 LIMITS = ["--ulimit", "nofile=1024:4096", "--ulimit", "nproc=4096:4096"]
-ROOTLESS_USER = "guard-rootless-test"
+# The rootless tests' user is this run's own, named after its pid: runs in other worktrees share
+# the machine, and one that took another's name removed that run's user and killed its processes.
+ROOTLESS_USER_PREFIX = "guard-rootless-"
+ROOTLESS_USER = f"{ROOTLESS_USER_PREFIX}{os.getpid()}"
 REDIS = ["redis-server", "--dir", "/data", "--save", "", "--appendonly", "no"]
 TRAPS_TERM = ["sh", "-c", "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done"]
 
@@ -169,6 +172,14 @@ def _make_user(name):
             subprocess.run(["usermod", flag, f"{start}-{start + 65535}", name], check=True, capture_output=True)
 
 
+def left_by_ended_runs(names):
+    """The rootless users of runs that are gone (killed before their teardown): a live pid's user
+    is another run's, and stays."""
+    return [name for name in names if name.startswith(ROOTLESS_USER_PREFIX)
+            and name[len(ROOTLESS_USER_PREFIX):].isdigit()
+            and not os.path.exists(f"/proc/{name[len(ROOTLESS_USER_PREFIX):]}")]
+
+
 def _remove_user(name, runtime_dir):
     """Podman's rootless pause process holds the user's namespace after the last container: it
     and any other process of the user were started by these tests, and go by their pids."""
@@ -190,9 +201,8 @@ def rootless(bundled_image):
         unavailable("podman or newuidmap (Debian's uidmap) is not installed (scripts/install-deps installs them)")
     if os.geteuid() != 0:
         unavailable("the rootless Podman tests make their own user: they need root")
-    with contextlib.suppress(KeyError):
-        pwd.getpwnam(ROOTLESS_USER)
-        _remove_user(ROOTLESS_USER, "/nonexistent")  # left by a run that was killed
+    for name in left_by_ended_runs(entry.pw_name for entry in pwd.getpwall()):
+        _remove_user(name, "/nonexistent")
     _make_user(ROOTLESS_USER)
     runtime_dir = tempfile.mkdtemp(prefix="guard-podman-rootless-")
     user = pwd.getpwnam(ROOTLESS_USER)
@@ -298,3 +308,12 @@ def test_privileged_rootless_podman_names_itself_and_cannot_write_the_hosts_sett
     fixes = {c["name"]: c["fix"] for c in report["checks"]}
     assert report["place"] == "podman-rootless"
     assert "cannot be set from inside a container, only on the host that runs Podman" in fixes["max-map-count"]
+
+
+def test_a_rootless_user_is_removed_only_once_its_run_has_ended():
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its pid names no process
+    mine, gone = f"{ROOTLESS_USER_PREFIX}{os.getpid()}", f"{ROOTLESS_USER_PREFIX}{ended.pid}"
+    assert ROOTLESS_USER == mine
+    # another run's user (a live pid, or an earlier fixed name) is never this run's to remove
+    assert left_by_ended_runs([mine, gone, "guard-rootless-test", "root"]) == [gone]
