@@ -20,7 +20,7 @@ import pytest
 from containers import (BASE_IMAGE, EXIT_REFUSED, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE,
                         REPO, exec_output, finish, stop_redis_at_pid_1, wait_for_log, wait_for_process)
 from environ_program import block, exec_with
-from hostsettings import sysctl
+from hostsettings import host_settings_unchanged, sysctl
 
 GUARD = "/opt/guard/bin/guard"
 ES_SENTENCE = "max virtual memory areas vm.max_map_count [65530] is too low, increase to at least [262144]"
@@ -180,11 +180,13 @@ def test_watch_stays_pid_1_writes_metrics_and_passes_the_stop_on(made, bundled):
 
 
 def test_maps_counts_the_processes_of_the_container(made, bundled):
-    status, out = finish(run(made, bundled, [GUARD, "maps", "--format", "json"]))
+    with host_settings_unchanged():  # no other test run changes vm.max_map_count meanwhile
+        status, out = finish(run(made, bundled, [GUARD, "maps", "--format", "json"]))
+        with open("/proc/sys/vm/max_map_count") as f:
+            host_value = int(f.read())
     assert status == 0, out
     report = json.loads(out)
-    with open("/proc/sys/vm/max_map_count") as f:
-        assert report["max_map_count"] == int(f.read())
+    assert report["max_map_count"] == host_value
     [me] = [p for p in report["processes"] if p["pid"] == 1]
     assert me["name"] == "guard" and me["maps"] > 0, report
 
