@@ -105,6 +105,23 @@ def test_the_aio_minimum_refuses_below_and_passes_at_it(tmp_path, host_value, st
 
 
 @pytest.mark.parametrize("text,size", [("0-3", 4), ("1,3,5", 3), ("0-1,1-2", 3), ("3-1", None), ("a", None),
-                                       ("", None)])
+                                       ("", None), ("8,0-3,2-9", 10), ("0-4294967295", 1 << 32),  # counted, not listed
+                                       ("0-4294967296", None), (" 0-3", None), ("0-3,", None), ("-3", None)])
 def test_cpuset_lists_are_counted_as_cpuset_7_writes_them(text, size):
     assert scylladb.cpuset_size(text) == size
+
+
+def test_a_cpuset_past_the_cpus_this_process_may_use_is_noted_as_seastar_refuses_it(in_use):
+    last = max(os.sched_getaffinity(0))
+    p = plan(["scylla", "--cpuset", f"0-{last + 2}"])
+    assert f"--cpuset [0-{last + 2}] names [{last + 3 - len(os.sched_getaffinity(0))}] CPUs this process may not " \
+           "run on: Seastar refuses them (\"Bad value for --cpuset\")" in p.notes
+
+
+@pytest.mark.parametrize("option,value", [("--smp", "0"), ("--smp", "4294967296"), ("--smp", "-1"), ("--smp", "2x"),
+                                          ("--reserve-io-control-blocks", "4294967296"),
+                                          ("--max-networking-io-control-blocks", "-5")])
+def test_a_number_scylla_refuses_is_a_note_and_the_default(in_use, option, value):
+    p = plan(["scylla", option, value] + (["--smp", "1"] if option != "--smp" else []))
+    assert any(note.startswith(f"{option} [{value}] is not a whole number from [") and "scylla refuses it" in note
+               for note in p.notes), p.notes

@@ -6,10 +6,9 @@ refuses a low open files limit, unless in developer mode.
 """
 
 import os
-import re
 
 from guard import config, host
-from guard.checks import Requirement
+from guard.checks import Requirement, decimal_number
 from guard.host import Unreadable
 from guard.profiles import SCYLLA_IMAGE_ENTRYPOINT
 from guard.profiles.plan import Plan, last_option
@@ -38,15 +37,34 @@ SCYLLA_CONF = "/etc/scylla"  # SCYLLA_CONF in the packages' /etc/sysconfig/scyll
 TRUE_WORDS = ("1", "true", "yes", "on")
 
 
-def cpuset_size(text):
-    """The CPUs a cpuset(7) list names (0-3,5 -> 5), or None when it is not one."""
-    cpus = set()
+# Seastar reads --smp and each CPU of --cpuset as an unsigned (boost lexical_cast): more is refused.
+UNSIGNED_MAX = (1 << 32) - 1
+
+
+def cpuset_ranges(text):
+    """The (first, last) CPU ranges of a cpuset(7) list as Seastar reads it (resource.cc
+    parse_cpuset: N or N-M, joined by commas, no spaces, N <= M), merged; None when it is not one."""
+    ranges = []
     for part in text.split(","):
-        match = re.fullmatch(r"\s*([0-9]+)(?:-([0-9]+))?\s*", part)
-        if not match or (match.group(2) and int(match.group(2)) < int(match.group(1))):
+        first, _, last = part.partition("-")
+        low, high = decimal_number(first, 0, UNSIGNED_MAX), decimal_number(last or first, 0, UNSIGNED_MAX)
+        if not first.isdigit() or not (last or first).isdigit() or low is None or high is None or low > high:
             return None
-        cpus.update(range(int(match.group(1)), int(match.group(2) or match.group(1)) + 1))
-    return len(cpus)
+        ranges.append((low, high))
+    merged = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def cpuset_size(text):
+    """The CPUs a cpuset(7) list names (0-3,5 -> 5), or None when it is not one: counted from its
+    ranges, not listed (0-4294967295 names four billion)."""
+    ranges = cpuset_ranges(text)
+    return None if ranges is None else sum(high - low + 1 for low, high in ranges)
 
 
 def shards(args, notes):
@@ -55,26 +73,35 @@ def shards(args, notes):
     does not count), which guard, exec'ing the program, shares."""
     smp = last_option(args, "--smp")
     if smp is not None:
-        if re.fullmatch(r"[0-9]+", smp) and int(smp) > 0:
-            return int(smp), f"--smp [{smp}]"
-        notes.append(f"--smp [{smp}] is not a positive whole number: scylla refuses it; counted the CPUs instead")
+        count = decimal_number(smp, 1, UNSIGNED_MAX)
+        if count is not None and smp.isdigit():
+            return count, f"--smp [{smp}]"
+        notes.append(f"--smp [{smp}] is not a whole number from [1] to [{UNSIGNED_MAX}]: scylla refuses it; "
+                     "counted the CPUs instead")
+    cpus = os.sched_getaffinity(0)
     cpuset = last_option(args, "--cpuset")
     if cpuset is not None:
-        size = cpuset_size(cpuset)
-        if size:
-            return size, f"--cpuset [{cpuset}]"
+        ranges = cpuset_ranges(cpuset)
+        if ranges:
+            # reactor.cc smp::configure: "Bad value for --cpuset: N not allowed. Shutting down."
+            outside = sum(high - low + 1 - sum(low <= cpu <= high for cpu in cpus) for low, high in ranges)
+            if outside:
+                notes.append(f"--cpuset [{cpuset}] names [{outside}] CPUs this process may not run on: Seastar "
+                             "refuses them (\"Bad value for --cpuset\")")
+            return cpuset_size(cpuset), f"--cpuset [{cpuset}]"
         notes.append(f"--cpuset [{cpuset}] is not a cpuset(7) list guard reads; counted the CPUs instead")
-    cpus = len(os.sched_getaffinity(0))
-    return cpus, f"the [{cpus}] CPUs this process may run on"
+    return len(cpus), f"the [{len(cpus)}] CPUs this process may run on"
 
 
 def _number_option(args, name, default, notes):
     value = last_option(args, name)
     if value is None:
         return default
-    if re.fullmatch(r"[0-9]+", value):
-        return int(value)
-    notes.append(f"{name} [{value}] is not a whole number: scylla refuses it; judged on the default [{default}]")
+    number = decimal_number(value, 0, UNSIGNED_MAX)
+    if number is not None and value.isdigit():
+        return number
+    notes.append(f"{name} [{value}] is not a whole number from [0] to [{UNSIGNED_MAX}]: scylla refuses it; judged "
+                 f"on the default [{default}]")
     return default
 
 
