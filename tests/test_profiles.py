@@ -610,6 +610,54 @@ def test_a_value_redis_refuses_is_a_note_naming_it():
            "judged on the default [10000]" in p.notes
 
 
+# A number longer than int() reads (4300 digits), wherever a profile takes a number from: the
+# program's arguments, its environment, its config file. Each is what the program refuses or
+# clamps, never an internal error.
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("argv,env,note", [
+    (["redis-server", "--maxclients", HUGE], {}, "maxclients ["),
+    (["valkey-server", "--tcp-backlog", HUGE], {}, "tcp-backlog ["),
+    (["keydb-server", "--maxclients", HUGE], {}, "maxclients ["),
+    (["dragonfly", "--proactor_threads", HUGE, "--maxmemory", "1G"], {}, "--proactor_threads ["),
+    (["dragonfly"], {"DFLY_maxmemory": HUGE}, None),
+    (["scylla", "--smp", HUGE], {}, "--smp ["),
+    (["scylla", "--smp", "1", "--reserve-io-control-blocks", HUGE], {}, "--reserve-io-control-blocks ["),
+    (["scylla", "--cpuset", HUGE], {}, "--cpuset ["),
+    (["solr", "start"], {"SOLR_RECOMMENDED_OPEN_FILES": HUGE}, "SOLR_RECOMMENDED_OPEN_FILES ["),
+    (["weaviate"], {"MAX_MEMORY_MAPPINGS": HUGE}, None),
+    (["mongod"], {"MONGO_VERSION": HUGE + ".0"}, "mongod version unknown"),
+])
+def test_a_number_too_long_for_int_is_what_the_program_refuses_not_an_internal_error(argv, env, note):
+    done = subprocess.run([guard_executable(), "check", "--", *argv], capture_output=True, cwd="/",
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}, **env})
+    stderr = done.stderr.decode()
+    assert done.returncode in (0, 78) and "internal error" not in stderr, stderr[-500:]
+    assert note is None or note in stderr
+
+
+@pytest.mark.parametrize("name", sorted(set(profiles.PROFILES) - {"none"}))
+def test_host_files_holding_numbers_too_long_for_int_are_skipped_not_an_internal_error(tmp_path, name):
+    proc = crafted_proc(tmp_path / "proc", {key: HUGE for key in (
+        "vm.max_map_count", "vm.overcommit_memory", "net.core.somaxconn", "fs.file-max", "fs.aio-nr",
+        "fs.aio-max-nr", "fs.nr_open", "kernel.io_uring_disabled", "kernel.pid_max", "vm.swappiness")},
+        osrelease=HUGE + ".1.0")
+    os.makedirs(os.path.join(proc, "self"))
+    for path, content in (("meminfo", f"MemAvailable: {HUGE} kB\nSwapTotal: {HUGE} kB\n"),
+                          ("self/cgroup", "0::/\n"), ("version_signature", f"Ubuntu 7.0.0-1.1-generic {HUGE}.1\n")):
+        with open(os.path.join(proc, path), "w") as f:
+            f.write(content)
+    cgroup = tmp_path / "sys" / "fs" / "cgroup"
+    cgroup.mkdir(parents=True)
+    (cgroup / "cpu.max").write_text(f"{HUGE} {HUGE}\n")
+    (cgroup / "memory.max").write_text(HUGE + "\n")
+    done = subprocess.run([guard_executable(), "check", "--profile", name], capture_output=True, cwd="/",
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("GUARD_")},
+                               "GUARD_PROCFS": proc, "GUARD_SYSFS": str(tmp_path / "sys")})
+    assert done.returncode in (0, 78) and b"internal error" not in done.stderr, done.stderr[-500:]
+
+
 # --- MongoDB, Cassandra, SonarQube ---
 
 def test_mongodb_map_count_follows_max_conns():

@@ -5,7 +5,7 @@ import os
 import re
 
 from guard import host
-from guard.checks import INT_MAX, KERNEL_RELEASE, THP_KEY, Requirement, kernel_version
+from guard.checks import INT_MAX, KERNEL_RELEASE, THP_KEY, Requirement, decimal_number, kernel_version
 from guard.host import UNLIMITED
 from guard.profiles.plan import Plan
 
@@ -75,12 +75,12 @@ def mongod_version(invocation):
     images (docker-library/mongo), else the folder of a release archive it runs from
     (mongodb-linux-x86_64-ubuntu2404-8.0.4/bin/mongod)."""
     env, command = invocation.environ, invocation.argv[0] if invocation.argv else ""
-    for text in (env.get("MONGO_VERSION", ""), env.get("MONGO_MAJOR", "")):
-        match = re.match(r"([0-9]+)\.([0-9]+)", text)
-        if match:
-            return int(match.group(1)), int(match.group(2))
-    match = re.search(r"mongodb-linux-[^/]*-([0-9]+)\.([0-9]+)\.[0-9]+[^/]*/bin/mongod$", command)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    matches = [re.match(r"([0-9]+)\.([0-9]+)", text) for text in (env.get("MONGO_VERSION", ""),
+                                                                  env.get("MONGO_MAJOR", ""))]
+    matches.append(re.search(r"mongodb-linux-[^/]*-([0-9]+)\.([0-9]+)\.[0-9]+[^/]*/bin/mongod$", command))
+    match = next((m for m in matches if m), None)
+    major, minor = (decimal_number(match.group(1)), decimal_number(match.group(2))) if match else (None, None)
+    return None if major is None or minor is None else (major, minor)
 
 
 def per_cpu_caches(environ):
@@ -160,7 +160,8 @@ def swap_on():
                           re.MULTILINE)
     except host.Unreadable:
         return None
-    return int(match.group(1)) > 0 if match else None
+    swap_kb = decimal_number(match.group(1)) if match else None
+    return None if swap_kb is None else swap_kb > 0
 
 
 def mongodb_plan(invocation):

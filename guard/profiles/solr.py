@@ -4,7 +4,7 @@ import os
 import re
 
 from guard import host
-from guard.checks import Requirement
+from guard.checks import Requirement, decimal_number
 from guard.host import UNLIMITED
 from guard.profiles.plan import Plan
 
@@ -50,8 +50,9 @@ def solr_settings(invocation):
 
 def _threshold(settings, name, default, notes):
     value = settings.get(name, "") or str(default)  # bin/solr: ${NAME:-default}
-    if re.fullmatch(r"[0-9]+", value):
-        return int(value)
+    number = decimal_number(value, 0)  # bash's test -lt compares 64-bit numbers
+    if number is not None and value.isdigit():
+        return number
     notes.append(f"{name} [{value}] is not a whole number: judged on [{default}]")
     return default
 
