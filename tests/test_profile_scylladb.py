@@ -92,6 +92,44 @@ def test_open_files_minimum_refuses_only_outside_developer_mode(tmp_path, argv, 
     assert "refusing to start." in files["open-files"].hint
 
 
+# The shape of ScyllaDB's own conf/scylla.yaml: a list of mappings (seed_provider), keys with no value.
+STOCK_YAML = """num_tokens: 256
+seed_provider:
+    - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+      parameters:
+          - seeds: "127.0.0.1"
+listen_address: localhost
+api_ui_dir:
+"""
+
+
+@pytest.mark.parametrize("yaml,developer,note", [
+    (STOCK_YAML + "developer_mode: true\n", True, None),
+    (STOCK_YAML, False, None),
+    ("developer_mode: true\ndeveloper_mode: false\n", False, None),  # each line in turn: the last one set wins
+    ("developer_mode: true\ndeveloper_mode:\n", True, None),  # a null one is skipped
+    ("developer_mode: Y\n", True, None),  # yaml-cpp's booleans
+    ("developer_mode: 'on'\n", True, None),
+    ("developer_mode: 1\n", False, "developer_mode [1] in"),  # not one of them: scylla logs it, keeps false
+    ("developer_mode: [true]\n", False, None),
+    ("developer_mode: true\n---\ndeveloper_mode: false\n", True, None),  # yaml-cpp reads the first document
+    ("developer_mode: true\n  bad: [\n", False, "scylla refuses it too"),
+])
+def test_scylla_yaml_is_read_as_scylla_reads_it(tmp_path, yaml, developer, note):
+    (tmp_path / "scylla.yaml").write_text(yaml)
+    p = plan(["scylla", "--smp", "1"], {"SCYLLA_CONF": str(tmp_path)})
+    assert {r.name: r for r in p.requirements}["open-files"].hard == (not developer), p.notes
+    assert note is None or any(note in n for n in p.notes), p.notes
+    assert not any("cannot be used" in n for n in p.notes) or note == "scylla refuses it too"
+
+
+def test_stock_scylla_yaml_in_developer_mode_is_not_refused_for_open_files(tmp_path):
+    (tmp_path / "scylla.yaml").write_text(STOCK_YAML + "developer_mode: true\n")
+    done = run_guard("check", "--skip", "aio-max-nr", "--", "scylla", "--smp", "1",
+                     env={"SCYLLA_CONF": str(tmp_path)}, limits={"nofile": (4096, 4096)})
+    assert done.returncode == 0, done.stderr.decode()
+
+
 @pytest.mark.parametrize("host_value,status", [(7000, "fail"), (7064, "pass")])
 def test_the_aio_minimum_refuses_below_and_passes_at_it(tmp_path, host_value, status):
     # 2 shards, 5000 in use: 5000 + 10 + 2054 = 7064

@@ -34,7 +34,11 @@ SCYLLA_RESERVE_IOCBS, SCYLLA_RESERVE_IOCBS_WITHOUT_URING = 10, 1024
 # a warning in developer mode.
 SCYLLA_FILES, SCYLLA_FILES_RECOMMENDED = 10000, 200000
 SCYLLA_CONF = "/etc/scylla"  # SCYLLA_CONF in the packages' /etc/sysconfig/scylla-server
-TRUE_WORDS = ("1", "true", "yes", "on")
+TRUE_WORDS = ("1", "true", "yes", "on")  # boost::program_options, for --developer-mode
+# yaml-cpp's convert<bool>, for scylla.yaml: these words in lower, UPPER or Capitalized case.
+YAML_CPP_BOOLEANS = {variant: truth for words, truth in ((("y", "yes", "true", "on"), True),
+                                                          (("n", "no", "false", "off"), False))
+                     for word in words for variant in (word, word.upper(), word.capitalize())}
 
 
 # Seastar reads --smp and each CPU of --cpuset as an unsigned (boost lexical_cast): more is refused.
@@ -130,11 +134,28 @@ def developer_mode(invocation, args, notes):
     conf = env.get("SCYLLA_CONF") or (os.path.join(env["SCYLLA_HOME"], "conf") if env.get("SCYLLA_HOME") else
                                       SCYLLA_CONF)
     path = last_option(args, "--options-file") or os.path.join(conf, "scylla.yaml")
-    settings, file_notes = config.read_yaml_settings(path, "scylla.yaml", named=path != os.path.join(SCYLLA_CONF,
-                                                                                                       "scylla.yaml"))
+    data, file_notes = config.read_file(path, "scylla.yaml", named=path != os.path.join(SCYLLA_CONF, "scylla.yaml"))
     notes += file_notes
-    value = str((settings or {}).get("developer_mode", "false")).lower()
-    return value in TRUE_WORDS, f"developer_mode [{value}] in {path}" if settings else "developer mode off"
+    try:
+        pairs = config.yaml_top_level(data) if data is not None else []
+    except config.Unparsable as e:
+        notes.append(f"scylla.yaml [{path}] cannot be used: {e}; scylla refuses it too (\"Could not read "
+                     f"configuration file\"); {config.WITHOUT}")
+        pairs = []
+    # utils/config_file.cc read_from_yaml: each developer_mode line in turn, a null one skipped, one
+    # that is no yaml-cpp boolean logged and skipped: the value before it stays.
+    value = None
+    for key, text in pairs:
+        if key != "developer_mode" or text is None:
+            continue
+        if text in YAML_CPP_BOOLEANS:
+            value = text
+        else:
+            notes.append(f"developer_mode [{text}] in {path} is not a boolean scylla reads: it logs it and keeps "
+                         f"[{value or 'false'}]")
+    if value is None:
+        return False, "developer mode off"
+    return YAML_CPP_BOOLEANS[value], f"developer_mode [{value}] in {path}"
 
 
 def scylladb_plan(invocation):
