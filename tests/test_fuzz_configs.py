@@ -194,7 +194,7 @@ INPUTS = {
     "keydb": (["keydb-server", "--storage-provider", "{v}", "{v}", "--maxclients", "{v}"], []),
     "dragonfly": (["entrypoint.sh", "dragonfly", "--maxmemory={v}", "--proactor_threads", "{v}"],
                   ["DFLY_maxmemory", "DFLY_proactor_threads", "DFLY_force_epoll"]),
-    "scylladb": (["/docker-entrypoint.py", "--smp", "{v}", "--cpuset", "{v}", "--developer-mode", "{v}",
+    "scylladb": (["scylla", "--smp", "{v}", "--cpuset", "{v}", "--developer-mode", "{v}",
                   "--reserve-io-control-blocks", "{v}", "--max-networking-io-control-blocks", "{v}",
                   "--reactor-backend", "{v}"], ["SCYLLA_CONF", "SCYLLA_HOME"]),
     "solr": (["docker-entrypoint.sh", "solr-foreground"],

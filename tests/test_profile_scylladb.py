@@ -135,8 +135,8 @@ def test_the_aio_minimum_refuses_below_and_passes_at_it(tmp_path, host_value, st
     # 2 shards, 5000 in use: 5000 + 10 + 2054 = 7064
     env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"fs.aio-nr": 5000, "fs.aio-max-nr": host_value}),
            "GUARD_FORMAT": "json"}
-    done = run_guard("check", "--skip", "open-files", "--skip", "open-files-recommended", "--",
-                     ENTRYPOINT, "--smp", "2", env=env)
+    done = run_guard("check", "--profile", "scylladb", "--skip", "open-files", "--skip", "open-files-recommended",
+                     "--", ENTRYPOINT, "--smp", "2", env=env)
     report = json.loads(done.stdout)
     assert {c["name"]: c["status"] for c in report["checks"]}["aio-max-nr"] == status
     assert done.returncode == (78 if status == "fail" else 0)
@@ -163,3 +163,11 @@ def test_a_number_scylla_refuses_is_a_note_and_the_default(in_use, option, value
     p = plan(["scylla", option, value] + (["--smp", "1"] if option != "--smp" else []))
     assert any(note.startswith(f"{option} [{value}] is not a whole number from [") and "scylla refuses it" in note
                for note in p.notes), p.notes
+
+
+def test_another_images_docker_entrypoint_py_is_not_taken_for_scyllas(tmp_path):
+    if os.path.exists("/opt/scylladb/scripts/scylla_dev_mode_setup"):
+        pytest.skip("this is ScyllaDB's image")
+    env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"fs.aio-nr": 0, "fs.aio-max-nr": 100})}
+    done = run_guard("check", "--", "/docker-entrypoint.py", "--smp", "64", env=env)
+    assert done.returncode == 2 and b"no profile knows [docker-entrypoint.py]" in done.stderr, done.stderr.decode()

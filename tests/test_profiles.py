@@ -57,11 +57,16 @@ def names(p):
     (["clickhouse", "server", "--config-file=/c.xml"], "clickhouse"),
     (["clickhouse", "client"], None),
     (["clickhouse", "su", "101:101", "clickhouse-client"], None),
-    (["/docker-entrypoint.py", "--smp", "2"], "scylladb"),
     (["/usr/bin/scylla", "--developer-mode=1"], "scylladb"),
     (["docker-entrypoint.sh", "solr-foreground"], "solr"),
     (["tini", "--", "solr", "start", "-f"], "solr"),
     (["runuser", "-u", "solr", "--", "solr", "start", "-f"], "solr"),
+    (["runuser", "--user=solr", "--", "solr", "start", "-f"], "solr"),
+    (["runuser", "--user", "solr", "-g", "solr", "solr", "start"], "solr"),
+    (["docker-entrypoint.sh", "solr-precreate", "gettingstarted"], "solr"),
+    (["docker-entrypoint.sh", "solr-create", "-c", "mycore"], "solr"),
+    (["docker-entrypoint.sh", "solr-demo"], "solr"),
+    (["su-exec", "valkey:valkey", "valkey-server", "/etc/valkey.conf"], "valkey"),
     (["tini", "-g", "--", "/startup/docker-entrypoint.sh", "neo4j"], "neo4j"),
     (["tini", "--", "/entrypoint.sh", "graylog-datanode"], "graylog-datanode"),
     (["/usr/share/wazuh-indexer/bin/opensearch"], "wazuh-indexer"),
@@ -90,6 +95,17 @@ def test_an_entrypoint_that_starts_its_image_program_itself_is_known_by_the_imag
     assert profiles.locate(["tini", "--", "/entrypoint.sh", "--config-file=/c.xml"]) == (
         profiles.PROFILES["clickhouse"], 2)
     assert profiles.detect(["/entrypoint.sh", "graylog-datanode"]).name == "graylog-datanode"
+
+
+def test_a_fixed_path_other_images_use_too_is_the_profiles_only_in_its_image(tmp_path, monkeypatch):
+    # ScyllaDB's /docker-entrypoint.py: another image's script of that name (on a host with many
+    # CPUs) must not meet ScyllaDB's refusal of fs.aio-max-nr.
+    marker = tmp_path / "scylla_dev_mode_setup"
+    monkeypatch.setattr(profiles, "IMAGE_MARKERS", {"/docker-entrypoint.py": str(marker)})
+    assert profiles.detect(["/docker-entrypoint.py", "--smp", "2"]) is None
+    assert profiles.detect(["tini", "--", "/docker-entrypoint.py"]) is None
+    marker.touch()
+    assert profiles.locate(["/docker-entrypoint.py", "--smp", "2"]) == (profiles.PROFILES["scylladb"], 0)
 
 
 def test_a_program_named_as_another_is_known_by_its_images_layout(tmp_path, monkeypatch):
