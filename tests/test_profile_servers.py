@@ -98,6 +98,12 @@ def test_solr_ulimit_checks_false_turns_them_off(tmp_path, env, file):
     assert p.requirements == [] and "SOLR_ULIMIT_CHECKS=false" in p.notes[-1]
 
 
+def test_an_empty_solr_include_is_unset_to_bin_solr_which_then_searches(tmp_path):
+    (tmp_path / ".solr.in.sh").write_text("export SOLR_ULIMIT_CHECKS=false\n")
+    p = plan("solr", ["solr", "start"], {"SOLR_INCLUDE": "", "HOME": str(tmp_path)})
+    assert p.requirements == [] and "SOLR_ULIMIT_CHECKS=false" in p.notes[-1]
+
+
 # --- Neo4j, Qdrant ---
 
 @pytest.mark.parametrize("name,command,threshold", [("neo4j", "neo4j", 40000), ("qdrant", "qdrant", 10000)])

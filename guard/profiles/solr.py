@@ -16,8 +16,8 @@ SOLR_OPEN_FILES = 65000  # SOLR_RECOMMENDED_OPEN_FILES
 SOLR_MAX_PROCESSES = 65000  # SOLR_RECOMMENDED_MAX_PROCESSES
 SOLR_SETTINGS = ("SOLR_ULIMIT_CHECKS", "SOLR_RECOMMENDED_OPEN_FILES", "SOLR_RECOMMENDED_MAX_PROCESSES")
 # Where bin/solr looks for its include file when SOLR_INCLUDE is unset (after its own folder and
-# ~/.solr.in.sh); the image sets SOLR_INCLUDE=/etc/default/solr.in.sh. An empty SOLR_INCLUDE
-# means none.
+# ~/.solr.in.sh); the image sets SOLR_INCLUDE=/etc/default/solr.in.sh. An empty SOLR_INCLUDE is
+# unset to bin/solr (`[[ -z "${SOLR_INCLUDE:-}" ]]`), whatever its header comment says: it searches.
 SOLR_INCLUDES = ("/usr/share/solr/solr.in.sh", "/usr/local/share/solr/solr.in.sh", "/etc/default/solr.in.sh",
                  "/var/solr/solr.in.sh", "/opt/solr/solr.in.sh")
 ASSIGNMENT = re.compile(r"^[ \t]*(?:export[ \t]+)?(" + "|".join(SOLR_SETTINGS) + r")=[\"']?([^\"'\s#]*)",
@@ -26,8 +26,8 @@ ASSIGNMENT = re.compile(r"^[ \t]*(?:export[ \t]+)?(" + "|".join(SOLR_SETTINGS) +
 
 def _include(invocation):
     env = invocation.environ
-    if "SOLR_INCLUDE" in env:
-        return env["SOLR_INCLUDE"] or None
+    if env.get("SOLR_INCLUDE"):
+        return env["SOLR_INCLUDE"]
     command = invocation.argv[0] if invocation.argv else ""
     candidates = ([os.path.join(os.path.dirname(command), "solr.in.sh")] if "/" in command else []) + \
         ([os.path.join(env["HOME"], ".solr.in.sh")] if env.get("HOME") else []) + list(SOLR_INCLUDES)
