@@ -171,3 +171,22 @@ def test_another_images_docker_entrypoint_py_is_not_taken_for_scyllas(tmp_path):
     env = {"GUARD_PROCFS": crafted_proc(tmp_path, {"fs.aio-nr": 0, "fs.aio-max-nr": 100})}
     done = run_guard("check", "--", "/docker-entrypoint.py", "--smp", "64", env=env)
     assert done.returncode == 2 and b"no profile knows [docker-entrypoint.py]" in done.stderr, done.stderr.decode()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "unreadable"])
+def test_a_scylla_yaml_guard_cannot_read_leaves_developer_mode_unknown_and_the_minimum_a_warning(tmp_path, kind):
+    path = tmp_path / "scylla.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.write_text("developer_mode: true\n" + "#" * (2 << 20))  # past what guard reads
+    p = plan(["scylla", "--smp", "1"], {"SCYLLA_CONF": str(tmp_path)})
+    assert not {r.name: r for r in p.requirements}["open-files"].hard
+    assert any(note.startswith(f"developer mode unknown ({path} not read)") for note in p.notes), p.notes
+
+
+def test_a_missing_scylla_yaml_keeps_production_mode_as_scylla_stops_without_it(tmp_path):
+    p = plan(["scylla", "--smp", "1"], {"SCYLLA_CONF": str(tmp_path)})
+    assert {r.name: r for r in p.requirements}["open-files"].hard

@@ -119,7 +119,7 @@ def _uring_unavailable():
 
 
 def developer_mode(invocation, args, notes):
-    """(developer mode, why): the image entrypoint's --developer-mode (default 1, written to
+    """(developer mode, None when unknown, why): the image entrypoint's --developer-mode (default 1, written to
     /etc/scylla.d/dev-mode.conf as --developer-mode=1; with 0 the file is emptied); scylla's own
     --developer-mode; else developer_mode in scylla.yaml (db/config.cc, false in release builds)."""
     in_image = bool(invocation.argv) and os.path.basename(invocation.argv[0]) == os.path.basename(
@@ -136,6 +136,9 @@ def developer_mode(invocation, args, notes):
     path = last_option(args, "--options-file") or os.path.join(conf, "scylla.yaml")
     data, file_notes = config.read_file(path, "scylla.yaml", named=path != os.path.join(SCYLLA_CONF, "scylla.yaml"))
     notes += file_notes
+    # There but not read here (a FIFO, no permission), it may say either; missing, scylla stops.
+    if data is None and os.path.lexists(path):
+        return None, f"{path} not read"
     try:
         pairs = config.yaml_top_level(data) if data is not None else []
     except config.Unparsable as e:
@@ -162,7 +165,8 @@ def scylladb_plan(invocation):
     args, notes = list(invocation.argv[1:]), []
     dev, why = developer_mode(invocation, args, notes)
     notes.append(f"developer mode ({why}): the open files minimum is a warning" if dev else
-                 f"production mode ({why}): the open files minimum refuses")
+                 f"production mode ({why}): the open files minimum refuses" if dev is False else
+                 f"developer mode unknown ({why}): the open files minimum is a warning")
     reqs = []
     backend = last_option(args, "--reactor-backend") or SCYLLA_BACKEND
     if backend == SCYLLA_BACKEND:
@@ -171,7 +175,7 @@ def scylladb_plan(invocation):
         notes.append(f"--reactor-backend [{backend}]: Seastar reserves no AIO control blocks, the aio-max-nr "
                      "checks are dropped")
     reqs += [
-        Requirement("nofile.hard", ">=", SCYLLA_FILES, not dev, name="open-files",
+        Requirement("nofile.hard", ">=", SCYLLA_FILES, dev is False, name="open-files",
                     source="ScyllaDB main.cc adjust_and_verify_rlimit: minimum 10000",
                     hint="ScyllaDB says: \"NOFILE rlimit too low (recommended setting 200000, minimum setting "
                          "10000; refusing to start.\""),
