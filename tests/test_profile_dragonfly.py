@@ -132,6 +132,17 @@ def test_flagfile_lines_count_as_command_line_flags(host, tmp_path):
     assert (req.observed, req.value) == (6 << 30, 6 * 256 * MIB)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "missing", "directory"])
+def test_a_flagfile_not_read_here_skips_the_memory_check_rather_than_judge_without_it(host, tmp_path, kind):
+    flagfile = tmp_path / "dragonfly.conf"
+    if kind == "fifo":
+        os.mkfifo(flagfile)
+    elif kind == "directory":
+        flagfile.mkdir()
+    result = run_check(per_thread(plan([f"--flagfile={flagfile}", "--proactor_threads=64"])))
+    assert result.status == "skip" and f"--flagfile [{flagfile}] not read here" in result.message
+
+
 @pytest.mark.parametrize("release,names", [
     ("5.4.0-200-generic", ["memory-per-thread", "io-uring-kernel", "memory-lock"]),
     ("5.11.0", ["memory-per-thread", "io-uring-kernel", "memory-lock"]),

@@ -72,8 +72,8 @@ def parse_bytes(text):
 def flags(invocation):
     """Dragonfly's flags as absl reads them: --name=value, --name value (and -name), the lines of
     a --flagfile, then DFLY_name variables for the flags the command line did not set
-    (ParseFlagsFromEnv). Returns (get(name) -> value or None, notes)."""
-    args, notes = [], []
+    (ParseFlagsFromEnv). Returns (get(name) -> value or None, notes, the flag files not read)."""
+    args, notes, unread = [], [], []
     for arg in invocation.argv[1:]:
         arg = "-" + arg if arg.startswith("-") and not arg.startswith("--") else arg
         flagfile = arg[len("--flagfile="):] if arg.startswith("--flagfile=") else None
@@ -82,12 +82,13 @@ def flags(invocation):
                 args += host.read_text(flagfile).splitlines()
             except Unreadable as e:
                 notes.append(f"--flagfile: {e}; judged without its flags")
+                unread.append(flagfile)
         args.append(arg)
 
     def get(name):
         value = last_option([a.strip() for a in args], "--" + name)
         return value if value is not None else invocation.environ.get("DFLY_" + name)
-    return get, notes
+    return get, notes, unread
 
 
 def cgroup_files(name):
@@ -169,14 +170,17 @@ def available_memory():
     return min([available_kb * 1024] + limits)
 
 
-def memory_per_thread(get, notes):
+def memory_per_thread(get, notes, unread=()):
     """Dragonfly's maxmemory against 256 MiB per thread of its pool: a requirement judged on the
-    value worked out here (the key is Dragonfly's flag, not a host knob)."""
+    value worked out here (the key is Dragonfly's flag, not a host knob). A flag file not read
+    here may set either: then it is skipped."""
     count, why = threads(get, notes)
     needed = count * DFLY_BYTES_PER_THREAD
     given = get("maxmemory")
     observed, source = None, f"Dragonfly dfly_main.cc RunEngine: 256 MiB x [{count}] threads ({why})"
-    if given is not None and parse_bytes(given) is None:
+    if unread:
+        observed = Unreadable(f"--flagfile [{unread[0]}] not read here: the memory and threads it may set are unknown")
+    elif given is not None and parse_bytes(given) is None:
         observed = Unreadable(f"--maxmemory [{given}] is not a size Dragonfly reads: it refuses it")
     elif given is not None and parse_bytes(given) > 0:
         observed = parse_bytes(given)
@@ -197,8 +201,8 @@ def memory_per_thread(get, notes):
 
 
 def dragonfly_plan(invocation):
-    get, notes = flags(invocation)
-    reqs = [memory_per_thread(get, notes)]
+    get, notes, unread = flags(invocation)
+    reqs = [memory_per_thread(get, notes, unread)]
     try:
         kernel = kernel_version(host.read_sysctl(KERNEL_RELEASE))
     except Unreadable:
