@@ -94,6 +94,17 @@ def is_decimal(text):
     return digits.isascii() and digits.isdigit()
 
 
+def decimal_number(text, low=None, high=None):
+    """The int text spells as is_decimal allows it, when it is from low to high (64 bits by default);
+    None otherwise. The digits are counted before int() sees them: int() refuses a string of more
+    than 4300 digits with a ValueError (CVE-2020-10735), and no value guard judges has more than 20."""
+    digits = text.lstrip("-").lstrip("0") or "0"
+    if not is_decimal(text) or len(digits) > len(str(LARGEST)):
+        return None
+    number = -int(digits) if text.startswith("-") else int(digits)
+    return number if (SMALLEST if low is None else low) <= number <= (LARGEST if high is None else high) else None
+
+
 class SpecError(ValueError):
     """A requirement that cannot be understood; the message names the bad value."""
 
@@ -170,7 +181,10 @@ def kernel_version(release):
     for part in release.split("."):
         digits = part[:len(part) - len(part.lstrip("0123456789"))]
         if digits:
-            parts.append(int(digits))
+            number = decimal_number(digits)
+            if number is None:  # more digits than any kernel's number: the text names no version
+                return None
+            parts.append(number)
         if not digits or digits != part:
             break
     return tuple(parts) or None
@@ -179,7 +193,8 @@ def kernel_version(release):
 def _is_version(text):
     """Whether text is a version a SPEC may name: up to three dotted whole numbers (5.10, 7.0.14)."""
     parts = text.split(".")
-    return len(parts) <= 3 and all(part.isascii() and part.isdigit() for part in parts)
+    return len(parts) <= 3 and all(part.isascii() and part.isdigit() and decimal_number(part) is not None
+                                   for part in parts)
 
 
 def parse_value(text, key):
@@ -215,13 +230,11 @@ def parse_value(text, key):
 
 
 def _number(text, key):
-    """The integer text spells, or SpecError when it is beyond any kernel value (checked on the
-    digits first: Python refuses to convert more than 4300 of them, with a ValueError)."""
-    digits = text.lstrip("-").lstrip("0") or "0"
-    if len(digits) <= len(str(LARGEST)):
-        number = -int(digits) if text.startswith("-") else int(digits)
-        if SMALLEST <= number <= LARGEST:
-            return number
+    """The integer text (is_decimal) spells, or SpecError when it is beyond any kernel value."""
+    number = decimal_number(text)
+    if number is not None:
+        return number
+    digits = text.lstrip("-").lstrip("0")
     shown = f"[{text}]" if len(text) <= 30 else f"[{text[:20]}...] ({len(digits)} digits)"
     raise SpecError(f"[{key}] takes a number of 64 bits at most, as the kernel keeps its values, "
                     f"but was given {shown}")

@@ -58,6 +58,24 @@ def _yaml_scalar(node, key):
     return YAML_BOOLEANS.get(node.value, node.value)
 
 
+def _yaml_root(data, first_document=False):
+    """The root node of YAML text (of its first document only, when first_document), None when it
+    is empty; Unparsable naming where the text is not YAML."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # CSafeLoader only with libyaml
+    try:
+        if first_document:
+            return next(iter(yaml.compose_all(data, Loader=loader)), None)
+        return yaml.compose(data, Loader=loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise Unparsable(f"not valid YAML ({e.problem or e.context}{where})") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise Unparsable(f"not valid YAML ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
 def flatten_yaml(data):
     """Settings from YAML text: nested keys joined with dots, lists kept as lists of strings,
     every value the text as written (Elasticsearch Settings.fromXContent: a number or a
@@ -65,15 +83,7 @@ def flatten_yaml(data):
     refuses: invalid YAML, several documents, a duplicate key, a null value, a nested list."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # CSafeLoader only with libyaml
-    try:
-        root = yaml.compose(data, Loader=loader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise Unparsable(f"not valid YAML ({e.problem or e.context}{where})") from None
-    except (yaml.YAMLError, RecursionError) as e:
-        raise Unparsable(f"not valid YAML ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    root = _yaml_root(data)
     if root is None:
         return {}
     if not isinstance(root, yaml.MappingNode):
@@ -104,6 +114,21 @@ def flatten_yaml(data):
         else:
             settings[key] = _yaml_scalar(value, key)
     return settings
+
+
+def yaml_top_level(data):
+    """The (key, value) pairs of the top mapping of a YAML document, in document order with repeated
+    keys kept, each value the scalar's text, or None for a null, a list or a mapping: the document
+    as a reader that walks its top mapping sees it (ScyllaDB's config_file::read_from_yaml, with
+    yaml-cpp, which reads the first document). Unparsable when the text is not YAML."""
+    import yaml
+
+    root = _yaml_root(data, first_document=True)
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    return [(key.value if isinstance(key, yaml.ScalarNode) else None,
+             value.value if isinstance(value, yaml.ScalarNode) and (value.style or value.value not in YAML_NULLS)
+             else None) for key, value in root.value]
 
 
 def read_yaml_settings(path, what, named=False):

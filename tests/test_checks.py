@@ -204,6 +204,8 @@ def test_a_soft_check_says_should_where_a_hard_one_says_must(op, hard, word):
     ("kernel.osrelease>=7.0.14", "7.1-rc2", "pass"),
     ("kernel.osrelease=6.1", "6.1.0-test", "pass"),
     ("kernel.osrelease!=6.1", "6.10.3", "pass"),
+    ("kernel.osrelease<=6.18", "6.19.0-rc1", "fail"),  # a release candidate is its version
+    ("kernel.osrelease>=5.10", "7", "pass"),  # 7 is 7.0
 ])
 def test_kernel_release_compares_as_a_version_on_the_parts_required(spec, release, status):
     result = judge(parse_spec(spec), release)
@@ -216,6 +218,29 @@ def test_kernel_release_without_a_version_is_skipped_with_the_reason():
     result = judge(parse_spec("kernel.osrelease>=5.10"), "custom-kernel")
     assert (result.status, result.message) == ("skip", "Linux kernel kernel.osrelease skipped: [custom-kernel] names "
                                                        "no version")
+
+
+@pytest.mark.parametrize("release", ["", "abc", ".5", "9" * 5000 + ".1.0", "6." + "9" * 30])
+def test_a_release_with_no_version_or_beyond_any_is_skipped_not_an_error(release):
+    assert judge(parse_spec("kernel.osrelease>=5.10"), release).status == "skip"
+
+
+def test_a_version_beyond_any_kernels_is_a_usage_error():
+    with pytest.raises(checks.SpecError, match=r"takes a version such as"):
+        parse_spec("kernel.osrelease>=" + "9" * 5000 + ".1")
+
+
+@pytest.mark.parametrize("text,low,high,number", [
+    ("42", None, None, 42), ("-7", None, None, -7), ("007", None, None, 7),
+    ("18446744073709551615", None, None, (1 << 64) - 1), ("18446744073709551616", None, None, None),
+    ("9" * 5000, None, None, None),  # int() itself refuses more than 4300 digits
+    ("0" * 5000 + "5", None, None, 5),  # leading zeros are not digits of the number
+    ("5", 1, 4, None), ("4", 1, 4, 4), ("0", 1, 4, None),
+    ("", None, None, None), ("+5", None, None, None), ("1_000", None, None, None), ("\u00b2", None, None, None),
+    (" 5", None, None, None),
+])
+def test_a_decimal_number_is_read_only_when_it_fits_the_range(text, low, high, number):
+    assert checks.decimal_number(text, low, high) == number
 
 
 @pytest.mark.parametrize("spec", ["kernel.osrelease>=5.x", "kernel.osrelease>=1.2.3.4", "kernel.osrelease>=unlimited",

@@ -42,8 +42,15 @@ def host(tmp_path, monkeypatch):
     return set_cgroup
 
 
-@pytest.mark.parametrize("text,size", [("1G", 1 << 30), ("1GB", 1 << 30), ("1.5GiB", 3 << 29), ("512mb", 512 * MIB),
-                                       ("100", 100), ("2t", 2 << 40), ("1Q", None), ("G", None), ("-1G", None)])
+@pytest.mark.parametrize("text,size", [
+    ("1G", 1 << 30), ("1GB", 1 << 30), ("1.5GiB", 3 << 29), ("512mb", 512 * MIB), ("100", 100), ("2t", 2 << 40),
+    ("1Q", None), ("G", None), ("-1G", None),
+    # helio ParseHumanReadableBytes: the number is C's strtod's, rounded to the nearest byte
+    ("1e9", 10 ** 9), ("0x40000000", 1 << 30), ("1.5", 2), (".5k", 512), (" 1G", 1 << 30), ("+5m", 5 * MIB),
+    ("1E", 1 << 60), ("1e", 1 << 60), ("1EB", 1 << 60),  # E is exa- unless digits follow it
+    ("-0", 0), ("1Gigabytes", None), ("1G ", None), ("1 G", None), ("1ib", None), ("0x", None),
+    ("7E", 7 << 60), ("8E", None), ("9" * 400, None), ("1e400", None), ("inf", None), ("nan", None),
+])
 def test_sizes_are_read_as_dragonfly_reads_them(text, size):
     assert dragonfly.parse_bytes(text) == size
 
@@ -93,6 +100,25 @@ def test_threads_are_the_cgroups_cpu_limit_else_the_cpus_it_may_run_on(host):
     assert per_thread(plan(["--maxmemory=8G"])).value == cpus * 256 * MIB
 
 
+def test_a_v1_cpu_quota_is_whole_cpus_and_below_one_cpu_no_limit_as_dragonfly_reads_it(host, tmp_path):
+    with open(os.path.join(os.environ["GUARD_PROCFS"], "self", "cgroup"), "w") as f:
+        f.write("5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n3:pids:/docker/abc\n")
+    v1 = tmp_path / "sys" / "fs" / "cgroup" / "cpu,cpuacct" / "docker" / "abc"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    cpus = len(os.sched_getaffinity(0))
+    for quota, threads in (("250000", 2), ("50000", cpus), ("-1", cpus)):  # 2.5 CPUs: 2; half a CPU: no limit
+        (v1 / "cpu.cfs_quota_us").write_text(quota + "\n")
+        assert per_thread(plan(["--maxmemory=64G"])).value == threads * 256 * MIB, quota
+
+
+def test_threads_beyond_the_flags_uint32_are_refused_by_dragonfly_and_noted(host):
+    p = plan(["--proactor_threads=4294967296", "--maxmemory=64G"])
+    assert per_thread(p).value == len(os.sched_getaffinity(0)) * 256 * MIB
+    assert "--proactor_threads [4294967296] is not a whole number from [0] to [4294967295]: Dragonfly refuses it" \
+        in p.notes
+
+
 def test_a_size_dragonfly_refuses_is_skipped_with_the_reason(host):
     result = run_check(per_thread(plan(["--maxmemory=lots"])))
     assert result.status == "skip"
@@ -104,6 +130,17 @@ def test_flagfile_lines_count_as_command_line_flags(host, tmp_path):
     (tmp_path / "dragonfly.conf").write_text("--maxmemory=6G\n--proactor_threads=6\n")
     req = per_thread(plan([f"--flagfile={tmp_path / 'dragonfly.conf'}"]))
     assert (req.observed, req.value) == (6 << 30, 6 * 256 * MIB)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "missing", "directory"])
+def test_a_flagfile_not_read_here_skips_the_memory_check_rather_than_judge_without_it(host, tmp_path, kind):
+    flagfile = tmp_path / "dragonfly.conf"
+    if kind == "fifo":
+        os.mkfifo(flagfile)
+    elif kind == "directory":
+        flagfile.mkdir()
+    result = run_check(per_thread(plan([f"--flagfile={flagfile}", "--proactor_threads=64"])))
+    assert result.status == "skip" and f"--flagfile [{flagfile}] not read here" in result.message
 
 
 @pytest.mark.parametrize("release,names", [

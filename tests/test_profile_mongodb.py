@@ -56,22 +56,27 @@ def test_kernels_6_19_through_7_0_13_are_refused_while_per_cpu_caches_are_on(ker
     assert "GLIBC_TUNABLES=glibc.pthread.rseq=1" in req.hint
 
 
-def test_an_ubuntu_7_0_kernel_is_judged_on_the_upstream_version_it_signs(kernel):
+def test_an_ubuntu_7_0_kernel_is_judged_on_its_release_as_mongod_reads_it_from_uname(kernel):
+    # startup_check_rseq.cpp reads uname(2)'s release: 7.0.0, whatever fix the Ubuntu kernel carries.
     kernel("7.0.0-28-generic", "#28~24.04.1-Ubuntu SMP PREEMPT_DYNAMIC", "Ubuntu 7.0.0-28.28-generic 7.0.15")
     p = plan(IMAGE_8)
-    assert run_check(by_name(p)["kernel-rseq"]).status == "pass"
-    assert "kernel [7.0.0-28-generic] is upstream [7.0.15] (/proc/version_signature), as mongod reads it" in p.notes
-    kernel("7.0.0-30-generic", "#30~24.04.1-Ubuntu SMP PREEMPT_DYNAMIC", "Ubuntu 7.0.0-30.30-generic 7.0.12")
-    assert run_check(by_name(plan(IMAGE_8))["kernel-rseq"]).status == "fail"
+    assert run_check(by_name(p)["kernel-rseq"]).status == "fail"
+    assert not any("version_signature" in note for note in p.notes)
 
 
-def test_past_7_0_13_a_note_says_older_checks_still_refuse(kernel):
-    kernel("7.0.20")
-    assert any("8.0.29's does" in note for note in plan(IMAGE_8).notes)
+@pytest.mark.parametrize("release,status", [("7.0.14", "warn"), ("7.1.5-arch1-1", "warn"), ("7.0.13", None),
+                                            ("6.18.2", None)])
+def test_past_7_0_13_the_checks_first_form_still_refusing_is_a_warning(kernel, release, status):
+    kernel(release)
+    req = by_name(plan(IMAGE_8)).get("kernel-rseq-first-form")
+    assert (run_check(req).status if req else None) == status
+    if req:
+        assert not req.hard and (req.op, req.value) == ("<=", "6.18")
+        assert "GLIBC_TUNABLES=glibc.pthread.rseq=1" in req.hint and "6.19 and newer" in req.hint
 
 
 @pytest.mark.parametrize("env,why", [
-    ({"MONGO_VERSION": "8.0.15"}, "GLIBC_TUNABLES has no glibc.pthread.rseq=0"),
+    ({"MONGO_VERSION": "8.0.15"}, "GLIBC_TUNABLES has no glibc.pthread.rseq=0: glibc 2.35 and later keep rseq"),
     ({"MONGO_VERSION": "8.0.15", "GLIBC_TUNABLES": "glibc.pthread.rseq=1"}, "GLIBC_TUNABLES has no"),
     ({"MONGO_VERSION": "7.0.12", "GLIBC_TUNABLES": "glibc.pthread.rseq=0"}, None),
 ])
@@ -82,10 +87,17 @@ def test_no_refusal_without_per_cpu_caches_or_before_8_0(kernel, env, why):
     assert why is None or any(note.startswith(why) for note in p.notes)
 
 
-def test_glibc_tunables_are_read_item_by_item(kernel):
+@pytest.mark.parametrize("tunables,caches", [
+    ("glibc.malloc.arena_max=2:glibc.pthread.rseq=0", True),
+    ("glibc.pthread.rseq=0:glibc.pthread.rseq=1", False),  # glibc reads them in turn: the last one is set
+    ("glibc.pthread.rseq=1:glibc.pthread.rseq=0", True),
+    ("glibc.pthread.rseq=2", False),  # out of its range: ignored, glibc keeps rseq
+    ("glibc.pthread.rseq=", False),
+    ("xglibc.pthread.rseq=0", False),
+])
+def test_glibc_tunables_are_read_item_by_item(kernel, tunables, caches):
     kernel("6.19.0")
-    env = {"MONGO_MAJOR": "8.0", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.pthread.rseq=0"}
-    assert "kernel-rseq" in by_name(plan(env))
+    assert ("kernel-rseq" in by_name(plan({"MONGO_MAJOR": "8.0", "GLIBC_TUNABLES": tunables}))) == caches
 
 
 def test_an_unknown_version_with_the_tunable_is_judged_as_8_0_and_says_so(kernel):

@@ -77,7 +77,7 @@ def test_solr_warns_below_its_recommended_limits(files, procs, expected):
     assert done.returncode == 0
     found = statuses(done)
     assert {name: found[name] for name in expected} == expected
-    assert by_name(plan("solr", ["solr"], {"SOLR_INCLUDE": ""}))["open-files"].value == 65000
+    assert by_name(plan("solr", ["solr", "start"], {"SOLR_INCLUDE": ""}))["open-files"].value == 65000
 
 
 def test_solr_takes_its_thresholds_from_the_environment_then_its_include_file(tmp_path):
@@ -95,6 +95,37 @@ def test_solr_ulimit_checks_false_turns_them_off(tmp_path, env, file):
         (tmp_path / "solr.in.sh").write_text(file)
         env = {"SOLR_INCLUDE": str(tmp_path / "solr.in.sh")}
     p = plan("solr", ["solr-foreground"], env)
+    assert p.requirements == [] and "SOLR_ULIMIT_CHECKS=false" in p.notes[-1]
+
+
+@pytest.mark.parametrize("argv,checked", [
+    (["solr", "start", "-f"], True), (["/opt/solr/bin/solr", "restart"], True), (["solr-foreground"], True),
+    (["solr-precreate", "core"], True),
+    (["solr", "create", "-c", "core"], False), (["solr", "zk", "ls", "/"], False), (["solr", "status"], False),
+    (["solr", "-f"], False), (["solr"], False),  # bin/solr: only start and restart reach the ulimit checks
+])
+def test_solr_limits_are_checked_only_where_bin_solr_checks_them(argv, checked):
+    p = plan("solr", argv, {"SOLR_INCLUDE": "/nonexistent"})
+    assert bool(p.requirements) == checked, p.notes
+
+
+@pytest.mark.parametrize("value,checks", [("FALSE", True), ("false", False), ("False", True), ("", True)])
+def test_solr_ulimit_checks_are_off_only_for_false_as_bin_solr_compares_it(value, checks):
+    p = plan("solr", ["solr", "start"], {"SOLR_ULIMIT_CHECKS": value, "SOLR_INCLUDE": "/nonexistent"})
+    assert bool(p.requirements) == checks
+
+
+@pytest.mark.parametrize("value", ["lots", "1e5", "65 000"])
+def test_a_recommended_limit_bash_cannot_compare_warns_of_nothing_as_in_bin_solr(value):
+    p = plan("solr", ["solr", "start"], {"SOLR_RECOMMENDED_OPEN_FILES": value, "SOLR_INCLUDE": "/nonexistent"})
+    assert "open-files" not in by_name(p) and "max-processes" in by_name(p)
+    assert any(f"SOLR_RECOMMENDED_OPEN_FILES [{value}] is not an integer: bin/solr's test of it fails" in note
+               for note in p.notes)
+
+
+def test_an_empty_solr_include_is_unset_to_bin_solr_which_then_searches(tmp_path):
+    (tmp_path / ".solr.in.sh").write_text("export SOLR_ULIMIT_CHECKS=false\n")
+    p = plan("solr", ["solr", "start"], {"SOLR_INCLUDE": "", "HOME": str(tmp_path)})
     assert p.requirements == [] and "SOLR_ULIMIT_CHECKS=false" in p.notes[-1]
 
 

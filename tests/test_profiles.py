@@ -57,11 +57,16 @@ def names(p):
     (["clickhouse", "server", "--config-file=/c.xml"], "clickhouse"),
     (["clickhouse", "client"], None),
     (["clickhouse", "su", "101:101", "clickhouse-client"], None),
-    (["/docker-entrypoint.py", "--smp", "2"], "scylladb"),
     (["/usr/bin/scylla", "--developer-mode=1"], "scylladb"),
     (["docker-entrypoint.sh", "solr-foreground"], "solr"),
     (["tini", "--", "solr", "start", "-f"], "solr"),
     (["runuser", "-u", "solr", "--", "solr", "start", "-f"], "solr"),
+    (["runuser", "--user=solr", "--", "solr", "start", "-f"], "solr"),
+    (["runuser", "--user", "solr", "-g", "solr", "solr", "start"], "solr"),
+    (["docker-entrypoint.sh", "solr-precreate", "gettingstarted"], "solr"),
+    (["docker-entrypoint.sh", "solr-create", "-c", "mycore"], "solr"),
+    (["docker-entrypoint.sh", "solr-demo"], "solr"),
+    (["su-exec", "valkey:valkey", "valkey-server", "/etc/valkey.conf"], "valkey"),
     (["tini", "-g", "--", "/startup/docker-entrypoint.sh", "neo4j"], "neo4j"),
     (["tini", "--", "/entrypoint.sh", "graylog-datanode"], "graylog-datanode"),
     (["/usr/share/wazuh-indexer/bin/opensearch"], "wazuh-indexer"),
@@ -90,6 +95,17 @@ def test_an_entrypoint_that_starts_its_image_program_itself_is_known_by_the_imag
     assert profiles.locate(["tini", "--", "/entrypoint.sh", "--config-file=/c.xml"]) == (
         profiles.PROFILES["clickhouse"], 2)
     assert profiles.detect(["/entrypoint.sh", "graylog-datanode"]).name == "graylog-datanode"
+
+
+def test_a_fixed_path_other_images_use_too_is_the_profiles_only_in_its_image(tmp_path, monkeypatch):
+    # ScyllaDB's /docker-entrypoint.py: another image's script of that name (on a host with many
+    # CPUs) must not meet ScyllaDB's refusal of fs.aio-max-nr.
+    marker = tmp_path / "scylla_dev_mode_setup"
+    monkeypatch.setattr(profiles, "IMAGE_MARKERS", {"/docker-entrypoint.py": str(marker)})
+    assert profiles.detect(["/docker-entrypoint.py", "--smp", "2"]) is None
+    assert profiles.detect(["tini", "--", "/docker-entrypoint.py"]) is None
+    marker.touch()
+    assert profiles.locate(["/docker-entrypoint.py", "--smp", "2"]) == (profiles.PROFILES["scylladb"], 0)
 
 
 def test_a_program_named_as_another_is_known_by_its_images_layout(tmp_path, monkeypatch):
@@ -622,6 +638,54 @@ def test_a_value_redis_refuses_is_a_note_naming_it():
     p = plan("redis", ["redis-server", "--maxclients", "1e4"])
     assert "maxclients [1e4] must be a whole number from [1] to [4294967295]: redis-server refuses it; " \
            "judged on the default [10000]" in p.notes
+
+
+# A number longer than int() reads (4300 digits), wherever a profile takes a number from: the
+# program's arguments, its environment, its config file. Each is what the program refuses or
+# clamps, never an internal error.
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("argv,env,note", [
+    (["redis-server", "--maxclients", HUGE], {}, "maxclients ["),
+    (["valkey-server", "--tcp-backlog", HUGE], {}, "tcp-backlog ["),
+    (["keydb-server", "--maxclients", HUGE], {}, "maxclients ["),
+    (["dragonfly", "--proactor_threads", HUGE, "--maxmemory", "1G"], {}, "--proactor_threads ["),
+    (["dragonfly"], {"DFLY_maxmemory": HUGE}, None),
+    (["scylla", "--smp", HUGE], {}, "--smp ["),
+    (["scylla", "--smp", "1", "--reserve-io-control-blocks", HUGE], {}, "--reserve-io-control-blocks ["),
+    (["scylla", "--cpuset", HUGE], {}, "--cpuset ["),
+    (["solr", "start"], {"SOLR_RECOMMENDED_OPEN_FILES": HUGE}, "SOLR_RECOMMENDED_OPEN_FILES ["),
+    (["weaviate"], {"MAX_MEMORY_MAPPINGS": HUGE}, None),
+    (["mongod"], {"MONGO_VERSION": HUGE + ".0"}, "mongod version unknown"),
+])
+def test_a_number_too_long_for_int_is_what_the_program_refuses_not_an_internal_error(argv, env, note):
+    done = subprocess.run([guard_executable(), "check", "--", *argv], capture_output=True, cwd="/",
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}, **env})
+    stderr = done.stderr.decode()
+    assert done.returncode in (0, 78) and "internal error" not in stderr, stderr[-500:]
+    assert note is None or note in stderr
+
+
+@pytest.mark.parametrize("name", sorted(set(profiles.PROFILES) - {"none"}))
+def test_host_files_holding_numbers_too_long_for_int_are_skipped_not_an_internal_error(tmp_path, name):
+    proc = crafted_proc(tmp_path / "proc", {key: HUGE for key in (
+        "vm.max_map_count", "vm.overcommit_memory", "net.core.somaxconn", "fs.file-max", "fs.aio-nr",
+        "fs.aio-max-nr", "fs.nr_open", "kernel.io_uring_disabled", "kernel.pid_max", "vm.swappiness")},
+        osrelease=HUGE + ".1.0")
+    os.makedirs(os.path.join(proc, "self"))
+    for path, content in (("meminfo", f"MemAvailable: {HUGE} kB\nSwapTotal: {HUGE} kB\n"),
+                          ("self/cgroup", "0::/\n"), ("version_signature", f"Ubuntu 7.0.0-1.1-generic {HUGE}.1\n")):
+        with open(os.path.join(proc, path), "w") as f:
+            f.write(content)
+    cgroup = tmp_path / "sys" / "fs" / "cgroup"
+    cgroup.mkdir(parents=True)
+    (cgroup / "cpu.max").write_text(f"{HUGE} {HUGE}\n")
+    (cgroup / "memory.max").write_text(HUGE + "\n")
+    done = subprocess.run([guard_executable(), "check", "--profile", name], capture_output=True, cwd="/",
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("GUARD_")},
+                               "GUARD_PROCFS": proc, "GUARD_SYSFS": str(tmp_path / "sys")})
+    assert done.returncode in (0, 78) and b"internal error" not in done.stderr, done.stderr[-500:]
 
 
 # --- MongoDB, Cassandra, SonarQube ---

@@ -23,8 +23,10 @@ __all__ = ["Invocation", "Plan", "Profile", "PROFILES", "detect", "invocation", 
 KAFKA_IMAGE_RUN = "/etc/kafka/docker/run"
 # The ScyllaDB image's entrypoint (scylladb dist/docker): it takes --smp, --cpuset and
 # --developer-mode (default 1) itself, passes the arguments it does not know on to scylla, and
-# starts it through supervisord, not by exec.
+# starts it through supervisord, not by exec. Other images have a /docker-entrypoint.py of their
+# own: it is ScyllaDB's where the script it runs first is (scyllasetup.py developerMode).
 SCYLLA_IMAGE_ENTRYPOINT = "/docker-entrypoint.py"
+SCYLLA_IMAGE_SETUP = "/opt/scylladb/scripts/scylla_dev_mode_setup"
 # The Qdrant image's CMD, in its WORKDIR /qdrant (qdrant/qdrant Dockerfile): a script that runs
 # ./qdrant "$@" in the background and waits for it (tools/entrypoint.sh), so the server is not
 # at the end of an exec chain.
@@ -66,7 +68,9 @@ PROFILES = {
                 ("scylla", SCYLLA_IMAGE_ENTRYPOINT), "scylladb:scylladb_plan"),
         Profile("clickhouse", "ClickHouse server's start-up sanity warnings", ("clickhouse-server",),
                 "clickhouse:clickhouse_plan"),
-        Profile("solr", "Solr's bin/solr ulimit warnings", ("solr", "solr-foreground", "solr-fg"), "solr:solr_plan"),
+        # The Solr image's scripts (solr/docker/scripts) each end in exec solr-fg, which runs bin/solr start -f.
+        Profile("solr", "Solr's bin/solr ulimit warnings",
+                ("solr", "solr-foreground", "solr-fg", "solr-precreate", "solr-create", "solr-demo"), "solr:solr_plan"),
         Profile("neo4j", "Neo4j's open files warning", ("neo4j",), "neo4j:neo4j_plan"),
         Profile("weaviate", "Weaviate: memory maps it leaves itself when loading shards", ("weaviate",),
                 "weaviate:weaviate_plan"),
@@ -120,6 +124,8 @@ SUBCOMMANDS = {
 # layout (the Wazuh indexer's CMD is opensearch, run from /usr/share/wazuh-indexer).
 IMAGE_ENTRYPOINTS = {"/entrypoint.sh": (CLICKHOUSE_SERVER, "clickhouse")}
 IMAGE_PROGRAMS = {"opensearch": (WAZUH_INDEXER_HOME, "wazuh-indexer")}
+# A profile's fixed path whose name other images use too, with the file that tells its image apart.
+IMAGE_MARKERS = {SCYLLA_IMAGE_ENTRYPOINT: SCYLLA_IMAGE_SETUP}
 
 
 def _env_option(arg, following):
@@ -151,7 +157,7 @@ def _program(arg):
     name that is another program's in the image's layout gives that one (IMAGE_PROGRAMS)."""
     base, path = os.path.basename(arg), _fixed_path(arg)
     for profile in PROFILES.values():
-        if "/" in arg and path in profile.commands:
+        if "/" in arg and path in profile.commands and os.path.exists(IMAGE_MARKERS.get(path, "/")):
             return profile
     for profile in PROFILES.values():
         if base in profile.commands:
@@ -185,7 +191,8 @@ def _walk(argv):
             i += 1
             continue
         base = os.path.basename(arg)
-        kind, what = SUBCOMMANDS.get((base, following), (None, None))
+        option = following.partition("=")[0] if following and following.startswith("--") else following
+        kind, what = SUBCOMMANDS.get((base, option), (None, None))  # runuser --user=NAME as runuser --user NAME
         if kind == "profile":
             return PROFILES[what], i, changes
         program = None if kind else _program(arg)

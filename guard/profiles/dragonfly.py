@@ -9,7 +9,7 @@ import os
 import re
 
 from guard import host
-from guard.checks import KERNEL_RELEASE, Requirement, kernel_version
+from guard.checks import KERNEL_RELEASE, Requirement, decimal_number, kernel_version
 from guard.host import UNLIMITED, Unreadable
 from guard.profiles.plan import Plan, last_option
 
@@ -29,25 +29,51 @@ DFLY_MEMLOCK_KERNEL = (5, 12)
 # kernel.io_uring_disabled (Linux 6.6): "Check if io_uring is disabled via
 # /proc/sys/kernel/io_uring_disabled. Switching to epoll."
 URING_DISABLED_KERNEL = (6, 6)
-# ParseHumanReadableBytes: a number, then K, M, G, T, P or E (any case) with what follows ignored.
-HUMAN_BYTES = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:([kmgtpe])[a-z]*|b[a-z]*)?", re.IGNORECASE)
+# helio strings/human_readable.cc ParseHumanReadableBytes (the helio Dragonfly 1.40 builds with):
+# a number as C's strtod reads it (spaces first, a sign, decimal with an exponent or hexadecimal,
+# inf, nan), then nothing, B, or one of K M G T P E (any case) followed by an optional i and an
+# optional B; anything else after it is refused, and so is a negative size (AbslParseFlag of
+# MemoryBytesFlag) or one an int64 cannot hold.
+STRTOD = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?"
+                    r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf(?:inity)?|nan(?:\([0-9a-z_]*\))?)",
+                    re.IGNORECASE)
 UNITS = "kmgtpe"
+INT64_MAX = (1 << 63) - 1
+UINT32_MAX = (1 << 32) - 1  # --proactor_threads is a uint32 flag
 
 
 def parse_bytes(text):
-    """Bytes from Dragonfly's human-readable sizes (1G, 512mb, 1.5GiB, 1073741824), or None."""
-    match = HUMAN_BYTES.fullmatch(text.strip())
+    """Bytes from a size as Dragonfly reads one (1G, 512mb, 1.5GiB, 1e9, 1073741824), or None for
+    one it refuses."""
+    negative = text.startswith("-")
+    body = text[1:] if negative else text
+    match = STRTOD.match(body)
     if not match:
         return None
-    scale = 1 << (10 * (UNITS.index(match.group(2).lower()) + 1)) if match.group(2) else 1
-    return int(float(match.group(1)) * scale)
+    rest, unit = body[match.end():], body[match.end():match.end() + 1].lower()
+    if rest and unit not in UNITS + "b":
+        return None
+    suffix = rest[1:]
+    suffix = suffix[1:] if suffix[:1] == "i" else suffix
+    if suffix not in ("", "b", "B"):
+        return None
+    number = match.group().strip()
+    digits = number.lstrip("+-").lower()
+    if digits.startswith(("inf", "nan")):  # no int64 holds them: refused
+        return None
+    value = float.fromhex(number) if digits.startswith("0x") else float(number)
+    scale = 1 << (10 * (UNITS.index(unit) + 1)) if unit and unit != "b" else 1
+    if not 0 <= value * scale < INT64_MAX:
+        return None
+    size = int(value * scale + 0.5)
+    return None if negative and size else size
 
 
 def flags(invocation):
     """Dragonfly's flags as absl reads them: --name=value, --name value (and -name), the lines of
     a --flagfile, then DFLY_name variables for the flags the command line did not set
-    (ParseFlagsFromEnv). Returns (get(name) -> value or None, notes)."""
-    args, notes = [], []
+    (ParseFlagsFromEnv). Returns (get(name) -> value or None, notes, the flag files not read)."""
+    args, notes, unread = [], [], []
     for arg in invocation.argv[1:]:
         arg = "-" + arg if arg.startswith("-") and not arg.startswith("--") else arg
         flagfile = arg[len("--flagfile="):] if arg.startswith("--flagfile=") else None
@@ -56,12 +82,13 @@ def flags(invocation):
                 args += host.read_text(flagfile).splitlines()
             except Unreadable as e:
                 notes.append(f"--flagfile: {e}; judged without its flags")
+                unread.append(flagfile)
         args.append(arg)
 
     def get(name):
         value = last_option([a.strip() for a in args], "--" + name)
         return value if value is not None else invocation.environ.get("DFLY_" + name)
-    return get, notes
+    return get, notes, unread
 
 
 def cgroup_files(name):
@@ -90,22 +117,25 @@ def _cgroup_numbers(name):
             text = host.read_text(path).split()[0]
         except (Unreadable, IndexError):
             continue
-        values.append(None if text == "max" else int(text) if text.lstrip("-").isdigit() else None)
+        values.append(decimal_number(text))  # "max" (no limit) and what is not a number: None
     return [v for v in values if v is not None]
 
 
 def cpu_quota_threads():
-    """ceil(quota / period) of the cgroup's CPU limit (cpu.max, or v1's cfs files), or None."""
+    """The threads the cgroup's CPU limit gives (UpdateResourceLimitsIfInsideContainer): cpu.max's
+    quota / period rounded up; v1's cfs_quota_us / cfs_period_us rounded down, where a quota below
+    one CPU gives 0, which Dragonfly takes as no limit. None without a limit."""
     for path in cgroup_files("cpu.max"):
         try:
             quota, period = host.read_text(path).split()[:2]
         except (Unreadable, ValueError):
             continue
-        if quota != "max" and quota.isdigit() and period.isdigit() and int(period):
-            return math.ceil(int(quota) / int(period))
+        quota, period = decimal_number(quota, 1), decimal_number(period, 1)
+        if quota and period:
+            return math.ceil(quota / period)
     quota, period = _cgroup_numbers("cpu.cfs_quota_us"), _cgroup_numbers("cpu.cfs_period_us")
     if quota and period and quota[0] > 0 and period[0] > 0:
-        return max(1, quota[0] // period[0])
+        return quota[0] // period[0] or None
     return None
 
 
@@ -113,10 +143,12 @@ def threads(get, notes):
     """(threads, why): --proactor_threads, else the cgroup's CPU limit, else the CPUs this process
     may run on (helio ProactorPool: sched_getaffinity), which guard, exec'ing the program, shares."""
     given = get("proactor_threads")
-    if given is not None and re.fullmatch(r"[0-9]+", given.strip()) and int(given) > 0:
-        return int(given), f"--proactor_threads [{given}]"
+    count = decimal_number(given.strip(), 1, UINT32_MAX) if given is not None and given.strip().isdigit() else None
+    if count:
+        return count, f"--proactor_threads [{given}]"
     if given is not None and given.strip() != "0":
-        notes.append(f"--proactor_threads [{given}] is not a whole number: Dragonfly refuses it")
+        notes.append(f"--proactor_threads [{given}] is not a whole number from [0] to [{UINT32_MAX}]: Dragonfly "
+                     "refuses it")
     quota = cpu_quota_threads()
     if quota:
         return quota, f"the cgroup's CPU limit of [{quota}]"
@@ -130,19 +162,25 @@ def available_memory():
     match = re.search(r"^MemAvailable:\s+([0-9]+) kB", meminfo, re.MULTILINE)
     if not match:
         raise Unreadable("no MemAvailable in /proc/meminfo")
+    available_kb = decimal_number(match.group(1))
+    if available_kb is None:
+        raise Unreadable(f"MemAvailable [{match.group(1)[:20]}] in /proc/meminfo is not a number of 64 bits")
     limits = _cgroup_numbers("memory.max") + _cgroup_numbers("memory.high") + \
         _cgroup_numbers("memory.limit_in_bytes")
-    return min([int(match.group(1)) * 1024] + limits)
+    return min([available_kb * 1024] + limits)
 
 
-def memory_per_thread(get, notes):
+def memory_per_thread(get, notes, unread=()):
     """Dragonfly's maxmemory against 256 MiB per thread of its pool: a requirement judged on the
-    value worked out here (the key is Dragonfly's flag, not a host knob)."""
+    value worked out here (the key is Dragonfly's flag, not a host knob). A flag file not read
+    here may set either: then it is skipped."""
     count, why = threads(get, notes)
     needed = count * DFLY_BYTES_PER_THREAD
     given = get("maxmemory")
     observed, source = None, f"Dragonfly dfly_main.cc RunEngine: 256 MiB x [{count}] threads ({why})"
-    if given is not None and parse_bytes(given) is None:
+    if unread:
+        observed = Unreadable(f"--flagfile [{unread[0]}] not read here: the memory and threads it may set are unknown")
+    elif given is not None and parse_bytes(given) is None:
         observed = Unreadable(f"--maxmemory [{given}] is not a size Dragonfly reads: it refuses it")
     elif given is not None and parse_bytes(given) > 0:
         observed = parse_bytes(given)
@@ -163,8 +201,8 @@ def memory_per_thread(get, notes):
 
 
 def dragonfly_plan(invocation):
-    get, notes = flags(invocation)
-    reqs = [memory_per_thread(get, notes)]
+    get, notes, unread = flags(invocation)
+    reqs = [memory_per_thread(get, notes, unread)]
     try:
         kernel = kernel_version(host.read_sysctl(KERNEL_RELEASE))
     except Unreadable:

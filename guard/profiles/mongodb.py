@@ -5,7 +5,7 @@ import os
 import re
 
 from guard import host
-from guard.checks import INT_MAX, KERNEL_RELEASE, THP_KEY, Requirement, kernel_version
+from guard.checks import INT_MAX, KERNEL_RELEASE, THP_KEY, Requirement, decimal_number, kernel_version
 from guard.host import UNLIMITED
 from guard.profiles.plan import Plan
 
@@ -27,16 +27,17 @@ TCMALLOC_GOOGLE_MACHINES = ("x86_64", "aarch64", "arm64")
 # src/mongo/db/startup_check_rseq.cpp validateRseqKernelCompat: while tcmalloc's per-CPU caches
 # are on, mongod stops ("MongoDB cannot start: Linux kernel versions 6.19 and newer has a known
 # incompatibility with this version of MongoDB. See https://jira.mongodb.org/browse/SERVER-121912
-# for more information.", id 12257600, exit 1). Later releases stop on 6.19.0 through 7.0.13 only
-# ("... 6.19.0 through 7.0.13 have a known incompatibility ..."), the kernels the release notes
-# name; releases before the check crash on them instead (google/tcmalloc#292). For a 7.0 Ubuntu
-# kernel mongod reads the upstream version from /proc/version_signature ("Ubuntu 7.0.0-28.28-generic
-# 7.0.12"), as guard does. The caches are on only when glibc leaves rseq to tcmalloc:
-# GLIBC_TUNABLES=glibc.pthread.rseq=0, which the official images (docker-library/mongo) and the
-# packages' mongod.service set (and whose absence mongod warns about, 8718500); with
-# glibc.pthread.rseq=1 they are off, at some cost in allocation speed, and the check passes.
+# for more information.", id 12257600, exit 1) on the kernel uname(2) names: in the check's first
+# form (8.0.28, seen refusing 7.1.5 in docker-library/mongo#765) any release from 6.19, in its
+# later form (SERVER-125742) 6.19.0 through 7.0.13 only, the kernels the release notes name.
+# Releases before the check crash there instead (google/tcmalloc#292). An Ubuntu 7.0.0-N kernel
+# is 7.0.0 to the check, whatever fix it carries. The caches are on when glibc leaves rseq to
+# tcmalloc: GLIBC_TUNABLES=glibc.pthread.rseq=0, which the official images (docker-library/mongo
+# ENV GLIBC_TUNABLES) and the packages' mongod.service set, or a glibc older than 2.35, which
+# registers no rseq of its own; with glibc.pthread.rseq=1 they are off, at some cost in
+# allocation speed, and the check passes.
 RSEQ_FIRST_KERNEL, RSEQ_FIXED_KERNEL = (6, 19), "7.0.14"
-RSEQ_TUNABLE = "glibc.pthread.rseq=0"
+RSEQ_TUNABLE = "glibc.pthread.rseq"
 
 
 def _mongod_max_conns(argv, soft_files, notes):
@@ -75,37 +76,20 @@ def mongod_version(invocation):
     images (docker-library/mongo), else the folder of a release archive it runs from
     (mongodb-linux-x86_64-ubuntu2404-8.0.4/bin/mongod)."""
     env, command = invocation.environ, invocation.argv[0] if invocation.argv else ""
-    for text in (env.get("MONGO_VERSION", ""), env.get("MONGO_MAJOR", "")):
-        match = re.match(r"([0-9]+)\.([0-9]+)", text)
-        if match:
-            return int(match.group(1)), int(match.group(2))
-    match = re.search(r"mongodb-linux-[^/]*-([0-9]+)\.([0-9]+)\.[0-9]+[^/]*/bin/mongod$", command)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    matches = [re.match(r"([0-9]+)\.([0-9]+)", text) for text in (env.get("MONGO_VERSION", ""),
+                                                                  env.get("MONGO_MAJOR", ""))]
+    matches.append(re.search(r"mongodb-linux-[^/]*-([0-9]+)\.([0-9]+)\.[0-9]+[^/]*/bin/mongod$", command))
+    match = next((m for m in matches if m), None)
+    major, minor = (decimal_number(match.group(1)), decimal_number(match.group(2))) if match else (None, None)
+    return None if major is None or minor is None else (major, minor)
 
 
 def per_cpu_caches(environ):
-    """Whether tcmalloc's per-CPU caches will be on: GLIBC_TUNABLES (name=value items joined by
-    colons) leaves rseq to tcmalloc."""
-    return RSEQ_TUNABLE in environ.get("GLIBC_TUNABLES", "").split(":")
-
-
-def judged_kernel(notes):
-    """The kernel version mongod judges, when it is not the release itself (an Ubuntu 7.0 kernel's
-    upstream version), else None; an Unreadable when the release cannot be read."""
-    try:
-        release = host.read_sysctl(KERNEL_RELEASE)
-    except host.Unreadable as e:
-        return e
-    try:
-        if not release.startswith("7.0") or "Ubuntu" not in host.read_sysctl("kernel.version"):
-            return None
-        signature = host.read_text(os.path.join(host.proc_root(), "version_signature")).split()
-    except host.Unreadable:
-        return None
-    if len(signature) == 3 and signature[0] == "Ubuntu" and kernel_version(signature[2]):
-        notes.append(f"kernel [{release}] is upstream [{signature[2]}] (/proc/version_signature), as mongod reads it")
-        return signature[2]
-    return None
+    """Whether GLIBC_TUNABLES leaves rseq to tcmalloc, turning its per-CPU caches on: its last
+    glibc.pthread.rseq item (name=value items joined by colons, read in turn) is 0."""
+    values = [item.partition("=")[2] for item in environ.get("GLIBC_TUNABLES", "").split(":")
+              if item.partition("=")[0] == RSEQ_TUNABLE]
+    return bool(values) and decimal_number(values[-1], 0) == 0
 
 
 def rseq_kernel(invocation, version, notes):
@@ -113,30 +97,37 @@ def rseq_kernel(invocation, version, notes):
     if (version is not None and version < TCMALLOC_GOOGLE_SINCE) or os.uname().machine not in TCMALLOC_GOOGLE_MACHINES:
         return []
     if not per_cpu_caches(invocation.environ):
-        notes.append(f"GLIBC_TUNABLES has no {RSEQ_TUNABLE}: glibc keeps rseq and tcmalloc's per-CPU caches stay off "
-                     "(mongod warns, 8718500), so 8.0's kernel refusal (SERVER-121912) does not apply")
+        notes.append(f"GLIBC_TUNABLES has no {RSEQ_TUNABLE}=0: glibc 2.35 and later keep rseq and tcmalloc's per-CPU "
+                     "caches stay off (mongod warns, 8718500), so 8.0's kernel refusal (SERVER-121912) does not "
+                     "apply; with an older glibc (RHEL 8's 2.28) the caches are on and it does: --require "
+                     "kernel.osrelease<=6.18 to refuse then")
         return []
-    observed = judged_kernel(notes)
     try:
-        have = kernel_version(observed if isinstance(observed, str) else host.read_sysctl(KERNEL_RELEASE))
+        have = kernel_version(host.read_sysctl(KERNEL_RELEASE))
     except host.Unreadable:
         have = None
     if version is None:
-        notes.append(f"mongod version unknown (no MONGO_VERSION): judged as 8.0 or later, which {RSEQ_TUNABLE} is set "
-                     "for; 7.0 and older do not refuse these kernels (--skip kernel-rseq)")
-    if have is not None and have >= (7, 0, 14):
-        notes.append(f"kernel [{'.'.join(map(str, have))}] is past 7.0.13, which ends the incompatibility; a mongod "
-                     "whose check still reads \"6.19 and newer\" refuses it anyway (8.0.29's does): then run a later "
-                     "release, or GLIBC_TUNABLES=glibc.pthread.rseq=1")
+        notes.append(f"mongod version unknown (no MONGO_VERSION): judged as 8.0 or later, which {RSEQ_TUNABLE}=0 is "
+                     "set for; 7.0 and older do not refuse these kernels (--skip kernel-rseq)")
     older = have is not None and have[:2] < RSEQ_FIRST_KERNEL
-    return [Requirement(KERNEL_RELEASE, "<=" if older else ">=", "6.18" if older else RSEQ_FIXED_KERNEL, True,
-                        name="kernel-rseq", observed=observed,
+    workaround = ("Or turn tcmalloc's per-CPU caches off for mongod, at some cost in allocation speed: "
+                  "GLIBC_TUNABLES=glibc.pthread.rseq=1 (docker run -e GLIBC_TUNABLES=glibc.pthread.rseq=1, or compose "
+                  "environment:).")
+    stops = ("mongod stops: \"MongoDB cannot start: Linux kernel versions 6.19 and newer has a known incompatibility "
+             "with this version of MongoDB.\"")
+    reqs = [Requirement(KERNEL_RELEASE, "<=" if older else ">=", "6.18" if older else RSEQ_FIXED_KERNEL, True,
+                        name="kernel-rseq",
                         source="mongod startup_check_rseq.cpp validateRseqKernelCompat: 6.19.0 through 7.0.13 "
                                "(SERVER-121912)",
-                        hint="mongod stops: \"MongoDB cannot start: Linux kernel versions 6.19 and newer has a known "
-                             "incompatibility with this version of MongoDB.\"\nOr turn tcmalloc's per-CPU caches off "
-                             "for mongod, at some cost in allocation speed: GLIBC_TUNABLES=glibc.pthread.rseq=1 "
-                             "(docker run -e GLIBC_TUNABLES=glibc.pthread.rseq=1, or compose environment:).")]
+                        hint=f"{stops}\n{workaround}")]
+    if have is not None and have >= kernel_version(RSEQ_FIXED_KERNEL):
+        # Past 7.0.13 which form of the check a release carries decides: not known here, a warning.
+        reqs.append(Requirement(KERNEL_RELEASE, "<=", "6.18", False, name="kernel-rseq-first-form",
+                                source="mongod startup_check_rseq.cpp before SERVER-125742: 6.19 and newer "
+                                       "(8.0.28, docker-library/mongo#765)",
+                                hint=f"Releases whose check reads \"6.19 and newer\" refuse this kernel too: {stops} "
+                                     f"Later ones start on 7.0.14 and newer.\n{workaround}"))
+    return reqs
 
 
 def thp_advice(version, notes):
@@ -160,7 +151,8 @@ def swap_on():
                           re.MULTILINE)
     except host.Unreadable:
         return None
-    return int(match.group(1)) > 0 if match else None
+    swap_kb = decimal_number(match.group(1)) if match else None
+    return None if swap_kb is None else swap_kb > 0
 
 
 def mongodb_plan(invocation):

@@ -1,7 +1,7 @@
 """Redis: the checks redis-server makes at start."""
 
 from guard import config
-from guard.checks import THP_KEY, Requirement, is_decimal
+from guard.checks import THP_KEY, Requirement, decimal_number
 from guard.profiles.plan import Plan
 
 # redis/redis src/server.c and src/syscheck.c (7.0): what redis-server checks at start.
@@ -58,8 +58,9 @@ def redis_int(settings, name, notes, program="redis-server"):
     text = settings[name]
     low, high = REDIS_RANGES[name]
     # util.c string2ll, which config.c parses numbers with: no sign but '-', no leading zero
-    if is_decimal(text) and (text == "0" or text.lstrip("-")[:1] != "0") and low <= int(text) <= high:
-        return int(text)
+    number = decimal_number(text, low, high)
+    if number is not None and (text == "0" or text.lstrip("-")[:1] != "0"):
+        return number
     notes.append(f"{name} [{text}] must be a whole number from [{low}] to [{high}]: {program} "
                  f"refuses it; judged on the default [{REDIS_DEFAULTS[name]}]")
     return int(REDIS_DEFAULTS[name])

@@ -6,10 +6,9 @@ refuses a low open files limit, unless in developer mode.
 """
 
 import os
-import re
 
 from guard import config, host
-from guard.checks import Requirement
+from guard.checks import Requirement, decimal_number
 from guard.host import Unreadable
 from guard.profiles import SCYLLA_IMAGE_ENTRYPOINT
 from guard.profiles.plan import Plan, last_option
@@ -35,18 +34,41 @@ SCYLLA_RESERVE_IOCBS, SCYLLA_RESERVE_IOCBS_WITHOUT_URING = 10, 1024
 # a warning in developer mode.
 SCYLLA_FILES, SCYLLA_FILES_RECOMMENDED = 10000, 200000
 SCYLLA_CONF = "/etc/scylla"  # SCYLLA_CONF in the packages' /etc/sysconfig/scylla-server
-TRUE_WORDS = ("1", "true", "yes", "on")
+TRUE_WORDS = ("1", "true", "yes", "on")  # boost::program_options, for --developer-mode
+# yaml-cpp's convert<bool>, for scylla.yaml: these words in lower, UPPER or Capitalized case.
+YAML_CPP_BOOLEANS = {variant: truth for words, truth in ((("y", "yes", "true", "on"), True),
+                                                          (("n", "no", "false", "off"), False))
+                     for word in words for variant in (word, word.upper(), word.capitalize())}
+
+
+# Seastar reads --smp and each CPU of --cpuset as an unsigned (boost lexical_cast): more is refused.
+UNSIGNED_MAX = (1 << 32) - 1
+
+
+def cpuset_ranges(text):
+    """The (first, last) CPU ranges of a cpuset(7) list as Seastar reads it (resource.cc
+    parse_cpuset: N or N-M, joined by commas, no spaces, N <= M), merged; None when it is not one."""
+    ranges = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        low, high = decimal_number(first, 0, UNSIGNED_MAX), decimal_number(last or first, 0, UNSIGNED_MAX)
+        if not first.isdigit() or not (last or first).isdigit() or low is None or high is None or low > high:
+            return None
+        ranges.append((low, high))
+    merged = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
 
 
 def cpuset_size(text):
-    """The CPUs a cpuset(7) list names (0-3,5 -> 5), or None when it is not one."""
-    cpus = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*([0-9]+)(?:-([0-9]+))?\s*", part)
-        if not match or (match.group(2) and int(match.group(2)) < int(match.group(1))):
-            return None
-        cpus.update(range(int(match.group(1)), int(match.group(2) or match.group(1)) + 1))
-    return len(cpus)
+    """The CPUs a cpuset(7) list names (0-3,5 -> 5), or None when it is not one: counted from its
+    ranges, not listed (0-4294967295 names four billion)."""
+    ranges = cpuset_ranges(text)
+    return None if ranges is None else sum(high - low + 1 for low, high in ranges)
 
 
 def shards(args, notes):
@@ -55,26 +77,35 @@ def shards(args, notes):
     does not count), which guard, exec'ing the program, shares."""
     smp = last_option(args, "--smp")
     if smp is not None:
-        if re.fullmatch(r"[0-9]+", smp) and int(smp) > 0:
-            return int(smp), f"--smp [{smp}]"
-        notes.append(f"--smp [{smp}] is not a positive whole number: scylla refuses it; counted the CPUs instead")
+        count = decimal_number(smp, 1, UNSIGNED_MAX)
+        if count is not None and smp.isdigit():
+            return count, f"--smp [{smp}]"
+        notes.append(f"--smp [{smp}] is not a whole number from [1] to [{UNSIGNED_MAX}]: scylla refuses it; "
+                     "counted the CPUs instead")
+    cpus = os.sched_getaffinity(0)
     cpuset = last_option(args, "--cpuset")
     if cpuset is not None:
-        size = cpuset_size(cpuset)
-        if size:
-            return size, f"--cpuset [{cpuset}]"
+        ranges = cpuset_ranges(cpuset)
+        if ranges:
+            # reactor.cc smp::configure: "Bad value for --cpuset: N not allowed. Shutting down."
+            outside = sum(high - low + 1 - sum(low <= cpu <= high for cpu in cpus) for low, high in ranges)
+            if outside:
+                notes.append(f"--cpuset [{cpuset}] names [{outside}] CPUs this process may not run on: Seastar "
+                             "refuses them (\"Bad value for --cpuset\")")
+            return cpuset_size(cpuset), f"--cpuset [{cpuset}]"
         notes.append(f"--cpuset [{cpuset}] is not a cpuset(7) list guard reads; counted the CPUs instead")
-    cpus = len(os.sched_getaffinity(0))
-    return cpus, f"the [{cpus}] CPUs this process may run on"
+    return len(cpus), f"the [{len(cpus)}] CPUs this process may run on"
 
 
 def _number_option(args, name, default, notes):
     value = last_option(args, name)
     if value is None:
         return default
-    if re.fullmatch(r"[0-9]+", value):
-        return int(value)
-    notes.append(f"{name} [{value}] is not a whole number: scylla refuses it; judged on the default [{default}]")
+    number = decimal_number(value, 0, UNSIGNED_MAX)
+    if number is not None and value.isdigit():
+        return number
+    notes.append(f"{name} [{value}] is not a whole number from [0] to [{UNSIGNED_MAX}]: scylla refuses it; judged "
+                 f"on the default [{default}]")
     return default
 
 
@@ -88,7 +119,7 @@ def _uring_unavailable():
 
 
 def developer_mode(invocation, args, notes):
-    """(developer mode, why): the image entrypoint's --developer-mode (default 1, written to
+    """(developer mode, None when unknown, why): the image entrypoint's --developer-mode (default 1, written to
     /etc/scylla.d/dev-mode.conf as --developer-mode=1; with 0 the file is emptied); scylla's own
     --developer-mode; else developer_mode in scylla.yaml (db/config.cc, false in release builds)."""
     in_image = bool(invocation.argv) and os.path.basename(invocation.argv[0]) == os.path.basename(
@@ -103,18 +134,39 @@ def developer_mode(invocation, args, notes):
     conf = env.get("SCYLLA_CONF") or (os.path.join(env["SCYLLA_HOME"], "conf") if env.get("SCYLLA_HOME") else
                                       SCYLLA_CONF)
     path = last_option(args, "--options-file") or os.path.join(conf, "scylla.yaml")
-    settings, file_notes = config.read_yaml_settings(path, "scylla.yaml", named=path != os.path.join(SCYLLA_CONF,
-                                                                                                       "scylla.yaml"))
+    data, file_notes = config.read_file(path, "scylla.yaml", named=path != os.path.join(SCYLLA_CONF, "scylla.yaml"))
     notes += file_notes
-    value = str((settings or {}).get("developer_mode", "false")).lower()
-    return value in TRUE_WORDS, f"developer_mode [{value}] in {path}" if settings else "developer mode off"
+    # There but not read here (a FIFO, no permission), it may say either; missing, scylla stops.
+    if data is None and os.path.lexists(path):
+        return None, f"{path} not read"
+    try:
+        pairs = config.yaml_top_level(data) if data is not None else []
+    except config.Unparsable as e:
+        notes.append(f"scylla.yaml [{path}] cannot be used: {e}; scylla refuses it too (\"Could not read "
+                     f"configuration file\"); {config.WITHOUT}")
+        pairs = []
+    # utils/config_file.cc read_from_yaml: each developer_mode line in turn, a null one skipped, one
+    # that is no yaml-cpp boolean logged and skipped: the value before it stays.
+    value = None
+    for key, text in pairs:
+        if key != "developer_mode" or text is None:
+            continue
+        if text in YAML_CPP_BOOLEANS:
+            value = text
+        else:
+            notes.append(f"developer_mode [{text}] in {path} is not a boolean scylla reads: it logs it and keeps "
+                         f"[{value or 'false'}]")
+    if value is None:
+        return False, "developer mode off"
+    return YAML_CPP_BOOLEANS[value], f"developer_mode [{value}] in {path}"
 
 
 def scylladb_plan(invocation):
     args, notes = list(invocation.argv[1:]), []
     dev, why = developer_mode(invocation, args, notes)
     notes.append(f"developer mode ({why}): the open files minimum is a warning" if dev else
-                 f"production mode ({why}): the open files minimum refuses")
+                 f"production mode ({why}): the open files minimum refuses" if dev is False else
+                 f"developer mode unknown ({why}): the open files minimum is a warning")
     reqs = []
     backend = last_option(args, "--reactor-backend") or SCYLLA_BACKEND
     if backend == SCYLLA_BACKEND:
@@ -123,7 +175,7 @@ def scylladb_plan(invocation):
         notes.append(f"--reactor-backend [{backend}]: Seastar reserves no AIO control blocks, the aio-max-nr "
                      "checks are dropped")
     reqs += [
-        Requirement("nofile.hard", ">=", SCYLLA_FILES, not dev, name="open-files",
+        Requirement("nofile.hard", ">=", SCYLLA_FILES, dev is False, name="open-files",
                     source="ScyllaDB main.cc adjust_and_verify_rlimit: minimum 10000",
                     hint="ScyllaDB says: \"NOFILE rlimit too low (recommended setting 200000, minimum setting "
                          "10000; refusing to start.\""),

@@ -1,9 +1,7 @@
 """Weaviate: the memory maps it leaves itself, checked when it loads a shard, not at start."""
 
-import re
-
 from guard import host
-from guard.checks import Requirement
+from guard.checks import Requirement, decimal_number
 from guard.host import Unreadable
 from guard.profiles.plan import Plan
 
@@ -22,8 +20,10 @@ WEAVIATE_MAP_COUNT = 1 << 18
 
 def weaviate_plan(invocation):
     given = invocation.environ.get("MAX_MEMORY_MAPPINGS", "")
-    if re.fullmatch(r"[+-]?[0-9]+", given.strip() if given else ""):  # Go strconv.Atoi
-        ceiling = int(given)
+    # Go strconv.Atoi: an optional sign, ASCII digits, an int64; else Weaviate takes 70 % of vm.max_map_count.
+    unsigned = given[1:] if given[:1] in ("+", "-") else given
+    ceiling = decimal_number(given.lstrip("+"), -(1 << 63), (1 << 63) - 1) if unsigned.isdigit() else None
+    if ceiling is not None:
         return Plan([
             Requirement("vm.max_map_count", ">=", ceiling, False,
                         source=f"Weaviate memwatch: MAX_MEMORY_MAPPINGS [{ceiling}]",

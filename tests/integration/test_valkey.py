@@ -11,7 +11,7 @@ import time
 import docker
 import pytest
 from containers import IMAGES, VALKEY_IMAGE
-from hostsettings import host_settings_unchanged, sysctl
+from hostsettings import THP_ENABLED, host_setting, host_settings_unchanged, sysctl
 
 GUARD = "/opt/guard/bin/guard"
 READY = b"Ready to accept connections"
@@ -98,6 +98,16 @@ def test_overcommit_is_judged_as_valkey_judges_it(made, valkey_image, overcommit
     judged_alike(report, log, ready)
     status = {c["key"]: c["status"] for c in report["checks"]}["vm.overcommit_memory"]
     assert status == ("warn" if overcommit == 0 else "pass")
+
+
+@pytest.mark.parametrize("disable_thp", ["yes", "no"])
+def test_thp_always_is_judged_as_valkey_judges_it(made, valkey_image, disable_thp):
+    """THP [always] on the host: Valkey warns only when it may not turn THP off for itself."""
+    with host_setting(THP_ENABLED, "always"):
+        report, log, ready = start_valkey(made, valkey_image, ["--disable-thp", disable_thp], {})
+    judged_alike(report, log, ready)
+    flagged = {c["key"] for c in report["checks"] if c["status"] == "warn"}
+    assert ("transparent_hugepage" in flagged) == (disable_thp == "no")
 
 
 def test_the_fix_names_valkeys_limits_for_the_container(made, valkey_image):
