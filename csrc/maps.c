@@ -168,9 +168,18 @@ static int sample_says_text(struct sample *s, const struct procmap_query *q)
     return s->seen == SAMPLE_VMAS && 2 * s->anonymous > SAMPLE_VMAS;
 }
 
-/* VMAs from addr up through PROCMAP_QUERY, no names asked: count or -errno (-ENOTTY, -EINVAL:
- * no such ioctl), or PREFER_TEXT when a sample is given and says so. A process without mm
- * (kernel thread, zombie) gives ESRCH at once: 0, unless text already showed it has one
+/* 1 when an ioctl's -errno says it does not exist here: ENOTTY from kernels before 6.11, EINVAL,
+ * and ENOSYS from QEMU's user-mode emulation as Debian 12 has it (7.2: an arm64 image on an
+ * amd64 host, or the reverse), which answers so every ioctl it does not translate (ENOTTY since
+ * the patch "linux-user: report ENOTTY for unknown ioctls", April 2023). */
+static int no_such_ioctl(long rc)
+{
+    return rc == -ENOTTY || rc == -EINVAL || rc == -ENOSYS;
+}
+
+/* VMAs from addr up through PROCMAP_QUERY, no names asked: count or -errno (no_such_ioctl()
+ * tells a missing ioctl), or PREFER_TEXT when a sample is given and says so. A process without
+ * mm (kernel thread, zombie) gives ESRCH at once: 0, unless text already showed it has one
  * (had_mm), then ESRCH means it exited under us. */
 static long walk_ioctl(int fd, uint64_t addr, int had_mm, struct sample *sample)
 {
@@ -224,7 +233,7 @@ static long count_text(int fd, int mode)
             long rest = walk_ioctl(fd, line_end_address(line, end), 1, NULL);
             if (rest >= 0)
                 return t.lines + lines - ends_with_gate(line, end) + rest;
-            if (rest != -ENOTTY && rest != -EINVAL)
+            if (!no_such_ioctl(rest))
                 return rest;
             mode = GUARD_MAPS_TEXT;
         }
@@ -241,7 +250,7 @@ static long count_ioctl_first(int fd)
 {
     struct sample sample = {.leading = 1, .seen = 0, .anonymous = 0};
     long count = walk_ioctl(fd, 0, 0, &sample);
-    if (count == PREFER_TEXT || count == -ENOTTY || count == -EINVAL)
+    if (count == PREFER_TEXT || no_such_ioctl(count))
         return count_text(fd, GUARD_MAPS_AUTO);
     return count;
 }

@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import pathlib
+import platform
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,43 @@ def test_redis_server_counts_the_same_on_every_path(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+# An interpreter emulated by QEMU's user mode, as an arm64 image runs on an amd64 host (or the
+# reverse): QEMU passes open and read of another process's maps to the kernel, but answers
+# PROCMAP_QUERY, which it does not translate, with ENOSYS (Debian 12's 7.2), not the kernel's
+# ENOTTY. The host's own architecture emulated here makes the same syscalls go through QEMU.
+QEMU_OF_THIS_MACHINE = f"qemu-{platform.machine()}-static"  # Debian's qemu-user-static
+COUNT_UNDER_EMULATION = """
+import errno, json, sys
+from guard import maps
+pid = int(sys.argv[1])
+try:
+    maps.count(pid, mode="ioctl")
+    ioctl = 0
+except OSError as e:
+    ioctl = e.errno
+print(json.dumps({"ioctl": ioctl, "auto": maps.count(pid), "scan": maps.scan().counts.get(pid)}))
+"""
+
+
+def test_under_qemu_user_emulation_without_the_ioctl_counts_fall_back_to_text(holder, tmp_path):
+    qemu = shutil.which(QEMU_OF_THIS_MACHINE)
+    if qemu is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{QEMU_OF_THIS_MACHINE} is not installed (scripts/install-deps installs it)")
+        pytest.skip(f"{QEMU_OF_THIS_MACHINE} is not installed")
+    # File-backed mappings: a count goes from text to the ioctl after its first page, a scan
+    # starts with the ioctl; both must go on as text.
+    with vmaholder.holding(holder, 1000, "file", tmp_path / "data") as (proc, made):
+        kernel = maps.count(proc.pid, mode="text")
+        emulated = subprocess.run([qemu, sys.executable, "-c", COUNT_UNDER_EMULATION, str(proc.pid)],
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert emulated.returncode == 0, emulated.stderr
+    counts = json.loads(emulated.stdout)
+    assert counts["ioctl"] in (errno.ENOSYS, errno.ENOTTY), counts  # the ioctl is not there
+    assert kernel >= made == 1000
+    assert (counts["auto"], counts["scan"]) == (kernel, kernel), counts
 
 
 def test_zombie_and_kernel_thread_have_no_mappings():

@@ -34,7 +34,7 @@ def run(clone, name, *args):
 
 
 def test_every_script_is_covered():
-    assert SCRIPTS == ["base-image", "install", "install-deps", "start-docker", "test", "venv"]
+    assert SCRIPTS == ["arm64-emulation", "base-image", "install", "install-deps", "start-docker", "test", "venv"]
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])
@@ -47,6 +47,9 @@ def test_help_prints_the_usage_and_does_nothing_else(clone, name, flag):
 
 
 @pytest.mark.parametrize("name, args, message", [
+    ("arm64-emulation", [], "takes hold PID or release PID, but was given []"),
+    ("arm64-emulation", ["register", "1"], "takes hold PID or release PID, but was given [register 1]"),
+    ("arm64-emulation", ["hold", "$$"], "PID must be a process id, but was [$$]"),
     ("base-image", ["--build"], "the one option is --build-base, but was given [--build]"),
     ("base-image", ["--build-base", "x"], "the one option is --build-base, but was given [--build-base x]"),
     ("install", ["test"], "EXTRAS must be one word in brackets, such as '[test]', but was [test]"),

@@ -11,8 +11,9 @@ import pytest
 
 docker = pytest.importorskip("docker")
 
-from containers import (BASE_IMAGE, IMAGES, NO_LIBC_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, REPO,  # noqa: E402,I001
-                        VALKEY_IMAGE, Made, unavailable)
+from containers import (ARM64, BASE_IMAGE, BASE_IMAGE_ARM64, IMAGES, NO_LIBC_IMAGE, NO_LIBC_IMAGE_ARM64,  # noqa: E402,I001
+                        NO_PYTHON_IMAGE, NO_PYTHON_IMAGE_ARM64, OLD_GLIBC_IMAGE, REPO, VALKEY_IMAGE, Made, finish,
+                        unavailable)
 
 
 def pytest_collection_modifyitems(items):
@@ -29,7 +30,8 @@ def client():
         c.ping()
     except Exception as e:  # the SDK raises several types for "no engine"; all mean the same here
         unavailable(f"no Docker engine answers: {e}")
-    for image in (BASE_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, NO_LIBC_IMAGE, VALKEY_IMAGE):
+    for image in (BASE_IMAGE, NO_PYTHON_IMAGE, OLD_GLIBC_IMAGE, NO_LIBC_IMAGE, VALKEY_IMAGE,
+                  BASE_IMAGE_ARM64, NO_PYTHON_IMAGE_ARM64, NO_LIBC_IMAGE_ARM64):
         try:
             c.images.get(image)
         except docker.errors.ImageNotFound:
@@ -65,6 +67,28 @@ def guard_image(made):
 def bundle_image(made):
     """The bundle, built as the README says: docker build --target bundle, from the local base."""
     return made.build("bundle", REPO, target="bundle", BASE=BASE_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def arm64_runs(made):
+    """arm64 programs run in containers here: QEMU's handler is registered with the F flag."""
+    try:
+        status, log = finish(made.container(NO_LIBC_IMAGE_ARM64, ["uname", "-m"]))
+    except docker.errors.APIError as e:  # exec format error, at start
+        status, log = None, str(e)
+    finally:
+        made.remove_containers()
+    if (status, log.strip()) != (0, "aarch64"):
+        unavailable(f"arm64 programs do not run in containers here ({log.strip()}): scripts/test "
+                     "registers QEMU's binfmt handler while it runs (scripts/arm64-emulation hold PID)")
+
+
+@pytest.fixture(scope="session")
+def bundle_image_arm64(made, arm64_runs):
+    """The arm64 bundle, built here under emulation as the README says: docker build --platform
+    linux/arm64 --target bundle, from the local arm64 Debian base. Its FROM scratch stage runs
+    the folder (emulated) before it is kept."""
+    return made.build("bundle-arm64", REPO, target="bundle", platform=ARM64, BASE=BASE_IMAGE_ARM64)
 
 
 @pytest.fixture(scope="session")

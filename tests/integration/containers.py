@@ -17,6 +17,11 @@ NO_PYTHON_IMAGE = "guard-target:bookworm-nopython"  # Redis and tini, no Python
 OLD_GLIBC_IMAGE = "guard-target:bullseye"  # glibc 2.31, Redis 6.0
 NO_LIBC_IMAGE = "guard-target:busybox"  # a static busybox and nothing else
 VALKEY_IMAGE = "guard-target:trixie-valkey"  # Debian 13's valkey-server 8.1, no Python
+# The same for arm64, run here under QEMU's user-mode emulation (scripts/arm64-emulation).
+ARM64 = "linux/arm64"
+BASE_IMAGE_ARM64 = os.environ.get("TEST_BASE_IMAGE_ARM64", "guard-base:bookworm-arm64")
+NO_PYTHON_IMAGE_ARM64 = "guard-target:bookworm-nopython-arm64"
+NO_LIBC_IMAGE_ARM64 = "guard-target:busybox-arm64"  # Debian's arm64 busybox-static
 RUN_ID = uuid.uuid4().hex[:8]
 EXIT_REFUSED = 78
 
@@ -40,29 +45,30 @@ class Made:
         self.tags = []
         self.layers = []  # images a build made on the way, such as a multi-stage build's first stage
 
-    def build(self, name, path, dockerfile="Dockerfile", target=None, **buildargs):
+    def build(self, name, path, dockerfile="Dockerfile", target=None, platform=None, **buildargs):
+        """platform: "linux/arm64" for another architecture than the engine's (ARM64)."""
         tag = f"guard-test-{name}:{RUN_ID}"
         try:
-            self._build(tag, path, dockerfile, target, buildargs)
+            self._build(tag, path, dockerfile, target, buildargs, platform)
         except docker.errors.BuildError as e:
             pytest.fail(f"building {name} failed: {e.msg}\n{e.text[-3000:]}", pytrace=False)
         return tag
 
-    def build_failing(self, name, path, dockerfile="Dockerfile", target=None, **buildargs):
+    def build_failing(self, name, path, dockerfile="Dockerfile", target=None, platform=None, **buildargs):
         """A build that must fail: its whole log. What it made before failing goes at the end."""
         tag = f"guard-test-{name}:{RUN_ID}"
         try:
-            log = self._build(tag, path, dockerfile, target, buildargs)
+            log = self._build(tag, path, dockerfile, target, buildargs, platform)
         except docker.errors.BuildError as e:
             return e.text
         pytest.fail(f"building {name} succeeded, where it must fail:\n{log[-3000:]}", pytrace=False)
 
-    def _build(self, tag, path, dockerfile, target, buildargs):
+    def _build(self, tag, path, dockerfile, target, buildargs, platform=None):
         """Build and tag; the log as text. Raises BuildError with the log as its text."""
         try:
             _, steps = self.client.images.build(
                 path=path, dockerfile=dockerfile, target=target, buildargs=buildargs, tag=tag,
-                network_mode="host", rm=True, forcerm=True)
+                network_mode="host", rm=True, forcerm=True, platform=platform)
             steps = list(steps)
         except docker.errors.BuildError as e:
             steps = list(e.build_log)
