@@ -21,7 +21,6 @@ most 2x, for the check and the prefix, pip-installed and bundle.
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -30,31 +29,13 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench_bundle  # noqa: E402  (its timer and its build steps)
+
 GUARD = os.path.join(os.path.dirname(sys.executable), "guard")
 CHECK = ["check", "--profile", "elasticsearch"]
 PREFIX = ["--mode", "warn", "--profile", "redis", "--", "true"]
 TARGET = 2.0
-
-# Runs the rounds; in a private mount namespace with the bundle at /opt/guard when given one.
-TIMER = r"""
-import json, os, random, subprocess, sys, time
-bundle_dir, runs, rounds = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-if bundle_dir:
-    subprocess.run(["mount", "-t", "tmpfs", "none", "/opt"], check=True)
-    os.mkdir("/opt/guard")
-    subprocess.run(["mount", "--bind", bundle_dir, "/opt/guard"], check=True)
-env = {k: v for k, v in os.environ.items() if not k.startswith("GUARD_")}
-times = {name: [] for name in runs}
-for _ in range(rounds):
-    order = list(runs)
-    random.shuffle(order)
-    for name in order:
-        start = time.perf_counter()
-        subprocess.run(runs[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times[name].append(time.perf_counter() - start)
-print(json.dumps(times))
-"""
-
 
 def variants(bundle, conf):
     runs = {"true alone": ["true"]}
@@ -76,9 +57,6 @@ def variants(bundle, conf):
 
 def built_bundle(work):
     """Build the bundle as users do and copy /opt/guard out of it (bench_bundle's steps)."""
-    sys.path.insert(0, HERE)
-    import bench_bundle
-
     tag = f"{bench_bundle.TAG}-bundle"
     bench_bundle.docker("build", "-q", "--network", "host", "--target", "bundle", "--build-arg",
                         f"BASE={bench_bundle.BASE}", "-t", tag, bench_bundle.REPO)
@@ -102,10 +80,10 @@ def main():
         with open(os.path.join(conf, "elasticsearch.yml"), "w") as f:
             f.write("cluster.name: bench\nnetwork.host: 0.0.0.0\n")
         runs = variants(bundle, conf)
-        timer = [sys.executable, "-c", TIMER, bundle, json.dumps(runs), str(options.rounds)]
-        if bundle:
-            timer = ["unshare", "-m", "--propagation", "private", *timer]
-        times = json.loads(subprocess.run(timer, check=True, capture_output=True, text=True).stdout)
+        # The bundle's runs with it mounted at /opt/guard (a private mount namespace, as root).
+        times = bench_bundle.time_startup(
+            {name: (bundle if name.startswith("bundle:") else None, argv) for name, argv in runs.items()},
+            options.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     floor = statistics.median(times["true alone"])

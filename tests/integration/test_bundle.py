@@ -6,14 +6,23 @@ no Python at all; glibc 2.31, older than the build's; no libc at all, only a sta
 stand-in for Alpine/musl and distroless); and the first again, read-only and as an arbitrary UID,
 as OpenShift runs it. The arm64 bundle (docker build --platform linux/arm64) goes through the
 same cases in arm64 images, run here under QEMU's user-mode emulation: the bundle and every
-program in the image are arm64, translated; the kernel is the host's.
+program in the image are arm64, translated; the kernel is the host's. Where QEMU differs from
+arm64 hardware, the arm64 cases check what QEMU makes of it: the environment (rewritten before
+guard sees it), the subreaper and seccomp (refused). The tests at the end are amd64 only, each
+for its image or its cost: the musl image is the host's x86-64 musl, the name service module is
+built here by the host's gcc, and a bundle missing a library is make_bundle.py's check, the same
+code for both, which would cost one more emulated build.
 """
 
 import collections
+import io
 import json
 import os
+import shlex
 import shutil
+import struct
 import subprocess
+import tarfile
 import tempfile
 import time
 
@@ -35,15 +44,15 @@ class Case(collections.namedtuple("Case", "arch target has_redis options")):
     how its containers are run."""
 
 
-class Arch(collections.namedtuple("Arch", "bundle_fixture platform machine loader")):
+class Arch(collections.namedtuple("Arch", "bundle_fixture platform machine loader elf_machine")):
     """bundle_fixture: the conftest fixture that builds that bundle; platform: what its builds are
     given (None: the engine's own); machine: uname -m in its containers; loader: its ELF
-    interpreter, in /opt/guard/lib."""
+    interpreter, in /opt/guard/lib; elf_machine: e_machine of its ELF files (elf.h)."""
 
 
 ARCHES = {
-    "amd64": Arch("bundle_image", None, "x86_64", "ld-linux-x86-64.so.2"),
-    "arm64": Arch("bundle_image_arm64", ARM64, "aarch64", "ld-linux-aarch64.so.1"),
+    "amd64": Arch("bundle_image", None, "x86_64", "ld-linux-x86-64.so.2", 62),  # EM_X86_64
+    "arm64": Arch("bundle_image_arm64", ARM64, "aarch64", "ld-linux-aarch64.so.1", 183),  # EM_AARCH64
 }
 
 # Emulation is slower to start, not to stop. Measured here under QEMU (10 runs of each, 2 vCPUs
@@ -104,6 +113,42 @@ def test_the_image_runs_the_bundle_of_its_own_architecture(made, bundled):
     assert status == 0, log
 
 
+def elf_header(data):
+    """(e_machine, PT_INTERP's path or None) of a 64-bit little-endian ELF file's bytes, or None
+    for any other file."""
+    if data[:6] != b"\x7fELF\x02\x01":  # ELFCLASS64, ELFDATA2LSB: both bundles' architectures
+        return None
+    (machine,) = struct.unpack_from("<H", data, 18)
+    (phoff,) = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == 3:  # PT_INTERP
+            return machine, data[p_offset:p_offset + p_filesz].rstrip(b"\0").decode()
+    return machine, None
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_every_program_and_library_in_the_folder_is_built_for_its_architecture(request, made, arch):
+    # Built under emulation, a folder could still take a file of the build machine's (a wheel
+    # or a library from the wrong place): it would fail only when loaded. Each ELF file is read
+    # from the image, not run; the launcher names the folder's own loader, bin/guard none.
+    expected = ARCHES[arch]
+    container = made.client.containers.create(request.getfixturevalue(expected.bundle_fixture))
+    made.containers.append(container.id)
+    stream, _ = container.get_archive("/opt/guard")
+    headers = {}
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+        for member in archive.getmembers():
+            if member.isfile() and (header := elf_header(archive.extractfile(member).read())):
+                headers[member.name] = header
+    assert len(headers) > 20, headers  # libexec, bin, lib/*.so*, the extension modules
+    assert {name: machine for name, (machine, _) in headers.items() if machine != expected.elf_machine} == {}
+    assert headers["guard/libexec/guard"][1] == f"/opt/guard/lib/{expected.loader}"
+    assert headers["guard/bin/guard"][1] is None  # static: no loader reads the environment first
+    assert f"guard/lib/{expected.loader}" in headers
+
+
 def test_check_refuses_elasticsearch_with_its_own_sentence_and_the_container_fixes(made, bundled):
     limits = [docker.types.Ulimit(name="nofile", soft=1024, hard=1024)]
     with sysctl("vm.max_map_count", 65530):
@@ -153,27 +198,56 @@ def given_environment(made, bundled, tools, envp, mode=(), without_proc=False, *
     return status, container.logs(stdout=True, stderr=False), container.logs(stdout=False, stderr=True)
 
 
-# Not under emulation: QEMU's user mode builds the environment an arm64 program gets from its own
-# (busybox env, given PATH=/bin DUP=1 NO_EQUALS_SIGN DUP=2 "" LANG=C, printed LANG=C DUP=2
-# PATH=/bin: one entry per name, none without '=', reversed), so guard never sees what was given.
-NATIVE = [name for name, case in CASES.items() if case.arch == "amd64"]
+def as_qemu_starts_it(envp):
+    """The environment QEMU's user mode gives a program it starts, built from the one it was
+    given (Debian 12's 7.2, linux-user/main.c through util/envlist.c, measured here): the entries
+    with '=', one per name, the last given at the place of the last, in reverse order."""
+    entries = {}
+    for entry in envp:
+        if "=" in entry:
+            name = entry.split("=", 1)[0]
+            entries.pop(name, None)
+            entries[name] = entry
+    return list(reversed(entries.values()))
 
 
-@pytest.mark.parametrize("bundled", NATIVE, indirect=True)
+# Under QEMU (the arm64 cases) guard is never given the list as given: QEMU starts bin/guard
+# with its own rewrite of it, and starts libexec/guard, which bin/guard execs, the same way.
+# Without LD_* guard's Python reads what its own start got (rewritten twice); with them it reads
+# the list bin/guard got, from the memfd (rewritten once).
+QEMU_STARTS_BEFORE_GUARD_READS = {"as-it-came": 2, "in-a-memfd": 1}
+
+
+def given_to_guard(case, given):
+    """The list guard is given: GIVEN[given] natively (amd64), QEMU's rewrite of it (arm64)."""
+    envp = GIVEN[given]
+    for _ in range(QEMU_STARTS_BEFORE_GUARD_READS[given] if case.arch == "arm64" else 0):
+        envp = as_qemu_starts_it(envp)
+    return envp
+
+
+# The program, the test's own x86-64 environ (native in every image), must get exactly the list
+# guard was given: duplicates, entries without '=' and all, in order. Natively that is the list as
+# given. Under QEMU it is QEMU's rewrite, and the arm64 cases check that guard adds, drops and
+# reorders nothing of its own; on arm64 hardware nothing sits between, and the same C code is
+# given the list as given, as in the amd64 cases.
 @pytest.mark.parametrize("mode", [[], ["--watch"]], ids=["exec", "watch"])
 @pytest.mark.parametrize("given", GIVEN)
-def test_the_program_gets_the_environment_as_it_was_given(made, bundled, tools, given, mode):
+def test_the_program_gets_the_environment_exactly_as_guard_was_given_it(made, bundled, tools, given, mode):
+    case, _ = bundled
     status, out, err = given_environment(made, bundled, tools, GIVEN[given], mode)
     assert (status, err) == (0, b"")
-    assert out == block(GIVEN[given])
+    assert out == block(given_to_guard(case, given))
 
 
-@pytest.mark.parametrize("bundled", ["no-python", "no-libc"], indirect=True)
+@pytest.mark.parametrize("bundled", ["no-python", "no-libc", "arm64-no-libc"], indirect=True)
 @pytest.mark.parametrize("given", GIVEN)
-def test_the_program_gets_the_environment_as_it_was_given_with_no_proc_mounted(made, bundled, tools, given):
+def test_the_program_gets_the_environment_exactly_as_guard_was_given_it_with_no_proc_mounted(made, bundled, tools,
+                                                                                              given):
+    case, _ = bundled
     status, out, err = given_environment(made, bundled, tools, GIVEN[given], without_proc=True)
     assert (status, err) == (0, b"")
-    assert out == block(GIVEN[given])
+    assert out == block(given_to_guard(case, given))
     control = run(made, bundled, ["unshare", "-m", "sh", "-c", "umount -l /proc && ls /proc"], cap_add=["SYS_ADMIN"])
     assert finish(control) == (0, "")  # /proc really is empty there
 
@@ -228,6 +302,32 @@ def kernel_count(host_pid):
     with open(f"/proc/{host_pid}/maps") as f:
         lines = f.read().splitlines()
     return len(lines) - (bool(lines) and lines[-1].endswith("[vsyscall]"))
+
+
+# Below PID 1 --watch makes itself the subreaper of what its program leaves behind. QEMU's user
+# mode (7.2) refuses prctl(PR_SET_CHILD_SUBREAPER) with EINVAL: guard says so and goes on.
+SUBREAPER_REFUSED = ("guard: prctl(PR_SET_CHILD_SUBREAPER) failed: Invalid argument; orphaned processes are "
+                     "reaped by PID 1, not by guard")
+
+
+@pytest.mark.parametrize("bundled", ["no-libc", "arm64-no-libc"], indirect=True)
+def test_watch_below_pid_1_is_the_subreaper_or_says_why_not(made, bundled):
+    case, _ = bundled
+    # The program's own child leaves an orphan and exits; the program goes on. The orphan's
+    # parent is then guard, or PID 1 (this shell) where guard could not be the subreaper.
+    program = "sh -c 'sleep 30 & echo $! >/run/guard/orphan'; sleep 2; exit 3"
+    script = (f"{GUARD} --watch --profile none -- sh -c {shlex.quote(program)} & watch=$!\n"
+              "while [ ! -s /run/guard/orphan ]; do sleep 0.1; done; sleep 0.5\n"
+              "echo guard $watch, orphan of $(cut -d' ' -f4 /proc/$(cat /run/guard/orphan)/stat)\n"
+              "wait $watch; echo exit $?\n")
+    status, log = finish(run(made, bundled, ["sh", "-c", script]))
+    lines = log.splitlines()
+    if case.arch == "amd64":
+        assert len(lines) == 2 and lines[1] == "exit 3", log
+        guard, parent = lines[0].removeprefix("guard ").split(", orphan of ")
+        assert parent == guard, log
+    else:
+        assert lines[0] == SUBREAPER_REFUSED and lines[1].endswith(", orphan of 1") and lines[2:] == ["exit 3"], log
 
 
 def test_maps_counts_what_the_kernel_counts(made, bundled):
@@ -397,15 +497,20 @@ def test_a_fifo_for_nsswitch_conf_holds_neither_the_start_nor_a_lookup(made, for
     assert "exit 78" in log and "/tmp/nss-foreign-loaded" not in log, log
 
 
-def test_maps_user_without_seccomp_filters_becomes_no_one_and_says_why(made, bundle_image):
-    # A kernel without seccomp filters, or an emulator (qemu-user answers ENOSYS): guard cannot
-    # keep CAP_SYS_PTRACE to the maps, so it does not switch at all. Here a profile of the engine
-    # answers seccomp(2) with ENOSYS; the audit container's settings otherwise.
-    profile = {"defaultAction": "SCMP_ACT_ALLOW",
-               "syscalls": [{"names": ["seccomp"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
-    container = made.container(bundle_image, ["maps", "--user", "43210:43210", "1"], user="0", cap_drop=["ALL"],
-                               cap_add=["SYS_PTRACE", "SETUID", "SETGID"],
-                               security_opt=["no-new-privileges:true", f"seccomp={json.dumps(profile)}"])
+@pytest.mark.parametrize("arch", ARCHES)
+def test_maps_user_without_seccomp_filters_becomes_no_one_and_says_why(request, made, arch):
+    # A kernel without seccomp filters, or an emulator: guard cannot keep CAP_SYS_PTRACE to the
+    # maps, so it does not switch at all. amd64: a profile of the engine answers seccomp(2) with
+    # ENOSYS. arm64 here: QEMU's user mode itself implements no seccomp (ENOSYS from Debian 12's
+    # 7.2), under the engine's default profile. The audit container's settings otherwise.
+    security = ["no-new-privileges:true"]
+    if arch == "amd64":
+        profile = {"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["seccomp"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}
+        security.append(f"seccomp={json.dumps(profile)}")
+    container = made.container(request.getfixturevalue(ARCHES[arch].bundle_fixture),
+                               ["maps", "--user", "43210:43210", "1"], user="0", cap_drop=["ALL"],
+                               cap_add=["SYS_PTRACE", "SETUID", "SETGID"], security_opt=security)
     assert finish(container) == (2, (
         "guard: --user [43210:43210]: system calls that reach into other processes cannot be refused (seccomp: "
         "Function not implemented): guard maps --user needs seccomp filters, which Linux has on x86-64 and arm64 "
