@@ -61,7 +61,7 @@ def built_bundle(work):
     bench_bundle.docker("build", "-q", "--network", "host", "--target", "bundle", "--build-arg",
                         f"BASE={bench_bundle.BASE}", "-t", tag, bench_bundle.REPO)
     try:
-        return bench_bundle.extract_bundle(tag, work)
+        return bench_bundle.extract_bundle(tag, os.path.join(work, "amd64"))
     finally:
         subprocess.run(["docker", "rmi", tag], capture_output=True)
 
