@@ -7,7 +7,7 @@ from guard import config, host
 from guard.checks import Requirement
 from guard.host import UNLIMITED
 from guard.profiles import WAZUH_INDEXER_HOME
-from guard.profiles.plan import Plan
+from guard.profiles.plan import Plan, on_path
 from guard.records import record
 
 # Elasticsearch server/src/main/java/org/elasticsearch/bootstrap/BootstrapChecks.java
@@ -409,15 +409,6 @@ def _boolean(settings, key, default, notes):
     return default == "true"
 
 
-def _on_path(name, environ):
-    """Where exec finds a bare command name in the program's PATH, or None."""
-    for directory in os.get_exec_path(environ):
-        path = os.path.join(directory, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
-
-
 def _home_above(script):
     """The installation a launcher script belongs to, as elasticsearch-env finds it: the script's
     real path, up to its bin folder, and that folder's parent. None when no folder is named bin."""
@@ -436,7 +427,7 @@ def installation(flavour, invocation):
     ($ES_HOME), then the official image's home. named: the user said where (a path, the variable)."""
     command = invocation.argv[0] if invocation.argv else ""
     if os.path.basename(command) == flavour.name:
-        script = command if "/" in command else _on_path(command, invocation.environ)
+        script = command if "/" in command else on_path(command, invocation.environ)
         if script:
             return _home_above(script), "/" in command
     if invocation.environ.get(flavour.home_env):

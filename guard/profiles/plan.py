@@ -1,17 +1,19 @@
 """What a profile is given (the command and its environment) and what it gives back (a plan)."""
 
+import os
 
 from guard.checks import format_value, kernel_maximum
 from guard.records import record
 
 
-class Invocation(record("Invocation", "argv environ")):
-    """The command guard is about to start, and its environment: where settings come from."""
+class Invocation(record("Invocation", "argv environ launchers")):
+    """The command guard is about to start, and its environment: where settings come from.
+    launchers: (word, environment it sees) of each wrapper guard looked past to find the program."""
 
     __slots__ = ()
 
-    def __new__(cls, argv=(), environ=None):
-        return super().__new__(cls, tuple(argv), dict(environ or {}))
+    def __new__(cls, argv=(), environ=None, launchers=()):
+        return super().__new__(cls, tuple(argv), dict(environ or {}), tuple(launchers))
 
 
 # requirements, and notes: how the configuration shaped them, shown in the report.
@@ -87,3 +89,13 @@ def last_option(args, name):
         elif arg == name and i + 1 < len(args):
             value = args[i + 1]
     return value
+
+
+def on_path(name, environ):
+    """Where exec finds a bare command name in the PATH of environ (execvp's search: the first
+    executable regular file of that name), or None."""
+    for directory in os.get_exec_path(environ):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
