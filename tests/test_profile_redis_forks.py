@@ -1,7 +1,9 @@
 """Valkey and KeyDB: Redis's start-up checks as each fork keeps them, in its own words.
 (tests/integration/test_valkey.py holds a real valkey-server to the same verdicts.)"""
 
+import json
 import os
+import subprocess
 
 import pytest
 
@@ -79,3 +81,101 @@ def test_valkey_on_arm64_says_it_tests_the_kernel_itself(monkeypatch):
                                              "guard does not repeat the test")
     assert "ignore-warnings ARM64-COW-BUG lets it run on" in plan("valkey", "--ignore-warnings",
                                                                   "ARM64-COW-BUG").notes[-1]
+
+
+# The Valkey image's entrypoint appends $VALKEY_EXTRA_FLAGS, unquoted, to the command it starts.
+# This stand-in does what that line does; one that never names the variable does not.
+APPENDS_EXTRA_FLAGS = '#!/bin/sh\nexec "$@" $VALKEY_EXTRA_FLAGS\n'
+IGNORES_EXTRA_FLAGS = '#!/bin/sh\nexec "$@"\n'
+
+
+def entrypoint(folder, script=APPENDS_EXTRA_FLAGS):
+    path = folder / "docker-entrypoint.sh"
+    path.write_text(script)
+    path.chmod(0o755)
+    return str(folder)
+
+
+def valkey_through(argv, environ):
+    """The valkey plan of the command as guard's prefix and check see it, launchers and all."""
+    return profiles.PROFILES["valkey"].plan(profiles.invocation(profiles.PROFILES["valkey"], argv, environ))
+
+
+def shell_words(folder, value):
+    """The words sh gives the program for $VALKEY_EXTRA_FLAGS, from the stand-in entrypoint itself."""
+    each_word = 'for word do printf "%s\\n" "$word"; done'
+    done = subprocess.run([os.path.join(folder, "docker-entrypoint.sh"), "/bin/sh", "-c", each_word, "sh"],
+                          env={"VALKEY_EXTRA_FLAGS": value}, capture_output=True, check=True, cwd=folder)
+    return done.stdout.decode().splitlines()
+
+
+@pytest.mark.parametrize("value", ["--maxclients 60000", "  --maxclients\t60000\n --tcp-backlog  1024 ",
+                                   "--requirepass s3cret --maxclients 60000"])
+def test_valkey_reads_the_flags_the_images_entrypoint_appends_as_sh_splits_them(tmp_path, value):
+    folder = entrypoint(tmp_path)
+    p = valkey_through(["docker-entrypoint.sh", "valkey-server", "--save", ""],
+                       {"PATH": f"{folder}:/usr/bin:/bin", "VALKEY_EXTRA_FLAGS": value})
+    assert by_name(p)["open-files"].value == 60032
+    words = shell_words(folder, value)
+    assert p.notes[0] == (f"VALKEY_EXTRA_FLAGS: {folder}/docker-entrypoint.sh appends its {len(words)} words to "
+                          "valkey-server's arguments; judged with them")
+    assert by_name(p)["somaxconn"].value == (1024 if "1024" in words else 511)
+    assert "s3cret" not in " ".join(p.notes)  # where the image's users put --requirepass
+
+
+def test_valkey_takes_the_flags_only_where_the_entrypoint_appends_them(tmp_path):
+    environ = {"PATH": entrypoint(tmp_path, IGNORES_EXTRA_FLAGS), "VALKEY_EXTRA_FLAGS": "--maxclients 60000"}
+    p = valkey_through(["docker-entrypoint.sh", "valkey-server"], environ)
+    assert (by_name(p)["open-files"].value, p.notes[0].startswith("VALKEY_EXTRA_FLAGS")) == (10032, False)
+    environ["PATH"] = entrypoint(tmp_path)
+    blank = valkey_through(["docker-entrypoint.sh", "valkey-server"], {**environ, "VALKEY_EXTRA_FLAGS": " \t"})
+    assert shell_words(environ["PATH"], " \t") == [] and blank.notes[0].startswith("disable-thp")
+    # valkey-server started with no entrypoint never sees the variable
+    environ["PATH"] = entrypoint(tmp_path)
+    assert by_name(valkey_through(["valkey-server"], environ))["open-files"].value == 10032
+
+
+def test_valkey_reads_the_flags_as_the_entrypoint_sees_them_past_other_launchers(tmp_path):
+    path = f"{entrypoint(tmp_path)}:/usr/bin:/bin"
+    unset = valkey_through(["env", "-u", "VALKEY_EXTRA_FLAGS", "docker-entrypoint.sh", "valkey-server"],
+                           {"PATH": path, "VALKEY_EXTRA_FLAGS": "--maxclients 60000"})
+    assert by_name(unset)["open-files"].value == 10032
+    for argv in (["env", "VALKEY_EXTRA_FLAGS=--maxclients 60000", "docker-entrypoint.sh", "gosu", "valkey",
+                  "valkey-server", "/no/such.conf"],
+                 ["tini", "--", f"{tmp_path}/docker-entrypoint.sh", "setpriv", "--reuid=valkey", "valkey-server"]):
+        environ = {"PATH": path} if argv[0] == "env" else {"VALKEY_EXTRA_FLAGS": "--maxclients 60000"}
+        assert by_name(valkey_through(argv, environ))["open-files"].value == 60032, argv
+
+
+def test_valkey_says_when_it_cannot_tell_whether_the_entrypoint_appends_the_flags(tmp_path):
+    environ = {"PATH": str(tmp_path), "VALKEY_EXTRA_FLAGS": "--maxclients 60000"}
+    missing = valkey_through(["docker-entrypoint.sh", "valkey-server"], environ)
+    assert missing.notes[0] == ("VALKEY_EXTRA_FLAGS is set, and whether docker-entrypoint.sh appends it to "
+                                "valkey-server's arguments is unknown: it is not found in PATH; judged without it")
+    os.mkfifo(tmp_path / "fifo-entrypoint")
+    fifo = valkey_through([str(tmp_path / "fifo-entrypoint"), "valkey-server"], environ)
+    assert "fifo-entrypoint" not in fifo.notes[0]  # not named docker-entrypoint.sh: not the image's
+    fifo_dir = tmp_path / "f"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "docker-entrypoint.sh")
+    fifo = valkey_through([str(fifo_dir / "docker-entrypoint.sh"), "valkey-server"], environ)
+    assert "is a FIFO or pipe" in fifo.notes[0] and fifo.notes[0].endswith("; judged without it"), fifo.notes
+    assert by_name(fifo)["open-files"].value == 10032
+
+
+def test_valkey_says_a_pattern_in_the_flags_is_judged_as_written(tmp_path):
+    environ = {"PATH": entrypoint(tmp_path), "VALKEY_EXTRA_FLAGS": "--maxclients 60000 --include /etc/v*.conf"}
+    notes = valkey_through(["docker-entrypoint.sh", "valkey-server"], environ).notes
+    assert notes[1] == ("VALKEY_EXTRA_FLAGS: a word with * ? or [ is judged as written; sh replaces it with the "
+                        "names of the files it matches, if any")
+
+
+def test_valkey_named_by_profile_reads_the_options_the_images_entrypoint_starts_it_with(tmp_path):
+    """docker run IMAGE --maxclients 100: the entrypoint puts valkey-server in front itself."""
+    env = {"PATH": f"{entrypoint(tmp_path)}:/usr/bin:/bin", "VALKEY_EXTRA_FLAGS": "--tcp-backlog 8192",
+           "GUARD_PROCFS": crafted_proc(tmp_path / "proc", {"net.core.somaxconn": 4096, "vm.overcommit_memory": 1})}
+    done = run_guard("check", "--profile", "valkey", "--format", "json", "--", "docker-entrypoint.sh",
+                     "--maxclients", "60000", env=env, limits={"nofile": (1024, 1024)})
+    report = json.loads(done.stdout)
+    values = {c["name"]: c["required"] for c in report["checks"]}
+    assert (values["open-files"], values["somaxconn"]) == (60032, 8192), report

@@ -201,6 +201,7 @@ def _walk(argv):
         if kind is None and base not in LAUNCHERS:
             return None, i, changes
         launcher, entrypoint = base, (i, _fixed_path(arg))
+        changes.append(("launcher", arg))  # it sees the environment as the changes so far leave it
         words, takes_value = what if kind else LAUNCHERS[base]
         words += 1 if kind and not following.startswith("-") else 0  # the subcommand, when not an option
         i += 1
@@ -231,14 +232,17 @@ def program_argv(profile, argv):
 def invocation(profile, argv, environ):
     """What the program will see: its own words (the whole argv when the profile does not know
     it) and its environment, with what env(1) in front of it sets (env NAME=value), unsets
-    (-u NAME) or clears (-i)."""
+    (-u NAME) or clears (-i); and each launcher before it with the environment that launcher sees
+    (an image's entrypoint may add to the program's words from a variable)."""
     found, index, changes = _walk(argv)
-    seen = dict(environ)
+    seen, launchers = dict(environ), []
     for change in changes:
         if change[0] == "clear":
             seen.clear()
         elif change[0] == "unset":
             seen.pop(change[1], None)
+        elif change[0] == "launcher":
+            launchers.append((change[1], dict(seen)))
         else:
             seen[change[1]] = change[2]
-    return Invocation(tuple(argv[index:]) if found is profile else tuple(argv), seen)
+    return Invocation(tuple(argv[index:]) if found is profile else tuple(argv), seen, launchers)

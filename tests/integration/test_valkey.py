@@ -54,11 +54,12 @@ def valkey_image(made, bundle_image):
                       TARGET_IMAGE=VALKEY_IMAGE)
 
 
-def start_valkey(made, image, args, options, timeout=30):
-    """guard --mode warn --format json -- valkey-server ARGS: (guard's report, Valkey's log, whether
-    Valkey got ready). Valkey is stopped once ready; guard's report is on stderr, Valkey's on stdout."""
-    command = [GUARD, "--mode", "warn", "--format", "json", "--", "valkey-server", "--save", "", "--appendonly",
-               "no", *args]
+def start_valkey(made, image, args, options, timeout=30, through=()):
+    """guard --mode warn --format json -- [THROUGH] valkey-server ARGS: (guard's report, Valkey's
+    log, whether Valkey got ready). Valkey is stopped once ready; guard's report is on stderr,
+    Valkey's on stdout."""
+    command = [GUARD, "--mode", "warn", "--format", "json", "--", *through, "valkey-server", "--save", "",
+               "--appendonly", "no", *args]
     container = made.container(image, command, **options)
     deadline, log = time.monotonic() + timeout, b""
     while time.monotonic() < deadline:
@@ -120,3 +121,23 @@ def test_the_fix_names_valkeys_limits_for_the_container(made, valkey_image):
     assert "--ulimit nofile=132:132" in files["open-files"]["fix"]
     assert "docker run --sysctl net.core.somaxconn=511" in files["somaxconn"]["fix"]
     assert ready and b"maxclients has been reduced to 8" in log
+
+
+@pytest.mark.parametrize("through", [["/entrypoint/docker-entrypoint.sh"], []])
+def test_the_flags_the_images_entrypoint_appends_are_judged_where_valkey_gets_them(made, valkey_image, tmp_path,
+                                                                                 through):
+    """VALKEY_EXTRA_FLAGS reaches valkey-server only through the image's entrypoint, which appends it
+    unquoted (exec "$@" $VALKEY_EXTRA_FLAGS; a stand-in doing the same here): guard counts its
+    maxclients exactly when Valkey does, and Valkey's warning agrees."""
+    (tmp_path / "docker-entrypoint.sh").write_text('#!/bin/sh\nexec "$@" $VALKEY_EXTRA_FLAGS\n')
+    (tmp_path / "docker-entrypoint.sh").chmod(0o755)
+    options = {**nofile(1024, 1024), "environment": {"VALKEY_EXTRA_FLAGS": "--maxclients\t500  --requirepass x"},
+               "volumes": {str(tmp_path): {"bind": "/entrypoint", "mode": "ro"}}}
+    with host_settings_unchanged():
+        report, log, ready = start_valkey(made, valkey_image, [], options, through=through)
+    judged_alike(report, log, ready)
+    files = {c["name"]: c for c in report["checks"]}["open-files"]
+    assert (files["required"], files["status"]) == ((532, "pass") if through else (10032, "warn"))
+    assert (b"maxclients has been reduced" in log) == (not through)
+    assert any(n.startswith("VALKEY_EXTRA_FLAGS: /entrypoint/docker-entrypoint.sh appends its 4 words")
+               for n in report["notes"]) == bool(through), report["notes"]
