@@ -90,89 +90,119 @@ IGNORES_EXTRA_FLAGS = '#!/bin/sh\nexec "$@"\n'
 
 
 def entrypoint(folder, script=APPENDS_EXTRA_FLAGS):
+    folder.mkdir(exist_ok=True)
     path = folder / "docker-entrypoint.sh"
     path.write_text(script)
     path.chmod(0o755)
     return str(folder)
 
 
-def valkey_through(argv, environ):
-    """The valkey plan of the command as guard's prefix and check see it, launchers and all."""
-    return profiles.PROFILES["valkey"].plan(profiles.invocation(profiles.PROFILES["valkey"], argv, environ))
+def through(argv, environ, name="valkey"):
+    """The plan of the command as guard's prefix and check see it, launchers and all."""
+    return profiles.PROFILES[name].plan(profiles.invocation(profiles.PROFILES[name], argv, environ))
 
 
-def shell_words(folder, value):
-    """The words sh gives the program for $VALKEY_EXTRA_FLAGS, from the stand-in entrypoint itself."""
+def what_sh_gives(argv, environ, cwd):
+    """The words the command's last program gets, run for real: each launcher in argv, then a
+    shell that prints its arguments, one a line."""
     each_word = 'for word do printf "%s\\n" "$word"; done'
-    done = subprocess.run([os.path.join(folder, "docker-entrypoint.sh"), "/bin/sh", "-c", each_word, "sh"],
-                          env={"VALKEY_EXTRA_FLAGS": value}, capture_output=True, check=True, cwd=folder)
+    done = subprocess.run([*argv, "/bin/sh", "-c", each_word, "sh"], env=environ, capture_output=True, check=True,
+                          cwd=cwd)
     return done.stdout.decode().splitlines()
 
 
 @pytest.mark.parametrize("value", ["--maxclients 60000", "  --maxclients\t60000\n --tcp-backlog  1024 ",
                                    "--requirepass s3cret --maxclients 60000"])
 def test_valkey_reads_the_flags_the_images_entrypoint_appends_as_sh_splits_them(tmp_path, value):
-    folder = entrypoint(tmp_path)
-    p = valkey_through(["docker-entrypoint.sh", "valkey-server", "--save", ""],
-                       {"PATH": f"{folder}:/usr/bin:/bin", "VALKEY_EXTRA_FLAGS": value})
+    folder = entrypoint(tmp_path / "bin")
+    environ = {"PATH": f"{folder}:/usr/bin:/bin", "VALKEY_EXTRA_FLAGS": value}
+    p = through(["docker-entrypoint.sh", "valkey-server", "--save", ""], environ)
     assert by_name(p)["open-files"].value == 60032
-    words = shell_words(folder, value)
+    words = what_sh_gives(["docker-entrypoint.sh"], environ, tmp_path)
     assert p.notes[0] == (f"VALKEY_EXTRA_FLAGS: {folder}/docker-entrypoint.sh appends its {len(words)} words to "
-                          "valkey-server's arguments; judged with them")
+                          "the command; judged with them")
     assert by_name(p)["somaxconn"].value == (1024 if "1024" in words else 511)
     assert "s3cret" not in " ".join(p.notes)  # where the image's users put --requirepass
 
 
-def test_valkey_takes_the_flags_only_where_the_entrypoint_appends_them(tmp_path):
-    environ = {"PATH": entrypoint(tmp_path, IGNORES_EXTRA_FLAGS), "VALKEY_EXTRA_FLAGS": "--maxclients 60000"}
-    p = valkey_through(["docker-entrypoint.sh", "valkey-server"], environ)
+def test_the_flags_count_for_redis_server_too_which_is_valkey_in_its_image(tmp_path):
+    environ = {"PATH": entrypoint(tmp_path / "bin"), "VALKEY_EXTRA_FLAGS": "--maxclients 100"}
+    assert by_name(through(["docker-entrypoint.sh", "redis-server"], environ, "redis"))["open-files"].value == 132
+
+
+def test_valkey_takes_the_flags_only_where_an_entrypoint_appends_them(tmp_path):
+    environ = {"PATH": entrypoint(tmp_path / "bin", IGNORES_EXTRA_FLAGS), "VALKEY_EXTRA_FLAGS": "--maxclients 60000"}
+    p = through(["docker-entrypoint.sh", "valkey-server"], environ)
     assert (by_name(p)["open-files"].value, p.notes[0].startswith("VALKEY_EXTRA_FLAGS")) == (10032, False)
-    environ["PATH"] = entrypoint(tmp_path)
-    blank = valkey_through(["docker-entrypoint.sh", "valkey-server"], {**environ, "VALKEY_EXTRA_FLAGS": " \t"})
-    assert shell_words(environ["PATH"], " \t") == [] and blank.notes[0].startswith("disable-thp")
+    environ["PATH"] = entrypoint(tmp_path / "bin")
+    blank = through(["docker-entrypoint.sh", "valkey-server"], {**environ, "VALKEY_EXTRA_FLAGS": " \t"})
+    assert what_sh_gives(["docker-entrypoint.sh"], {**environ, "VALKEY_EXTRA_FLAGS": " \t"}, tmp_path) == []
+    assert blank.notes[0].startswith("disable-thp")
     # valkey-server started with no entrypoint never sees the variable
-    environ["PATH"] = entrypoint(tmp_path)
-    assert by_name(valkey_through(["valkey-server"], environ))["open-files"].value == 10032
+    assert by_name(through(["valkey-server"], environ))["open-files"].value == 10032
 
 
-def test_valkey_reads_the_flags_as_the_entrypoint_sees_them_past_other_launchers(tmp_path):
-    path = f"{entrypoint(tmp_path)}:/usr/bin:/bin"
-    unset = valkey_through(["env", "-u", "VALKEY_EXTRA_FLAGS", "docker-entrypoint.sh", "valkey-server"],
-                           {"PATH": path, "VALKEY_EXTRA_FLAGS": "--maxclients 60000"})
-    assert by_name(unset)["open-files"].value == 10032
-    for argv in (["env", "VALKEY_EXTRA_FLAGS=--maxclients 60000", "docker-entrypoint.sh", "gosu", "valkey",
-                  "valkey-server", "/no/such.conf"],
-                 ["tini", "--", f"{tmp_path}/docker-entrypoint.sh", "setpriv", "--reuid=valkey", "valkey-server"]):
-        environ = {"PATH": path} if argv[0] == "env" else {"VALKEY_EXTRA_FLAGS": "--maxclients 60000"}
-        assert by_name(valkey_through(argv, environ))["open-files"].value == 60032, argv
+@pytest.mark.parametrize("argv,environ", [
+    # env in front changes what the entrypoint sees, clusters and all
+    (["env", "-u", "VALKEY_EXTRA_FLAGS", "ep/docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    (["env", "-vi", "ep/docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    (["env", "VALKEY_EXTRA_FLAGS=--maxclients 300", "ep/docker-entrypoint.sh",
+      "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], {}),
+    (["setpriv", "--reset-env", "ep/docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    # env -C: a relative entrypoint is found from the new folder
+    (["env", "-C", "ep", "./docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    # every entrypoint that appends does, each with what it sees: the last one's words come last
+    (["ep/docker-entrypoint.sh", "env", "VALKEY_EXTRA_FLAGS=--maxclients 300", "ep/docker-entrypoint.sh"],
+     {"VALKEY_EXTRA_FLAGS": "--maxclients 100"}),
+    (["ep/docker-entrypoint.sh", "env", "VALKEY_EXTRA_FLAGS=--maxclients 300", "ignores/docker-entrypoint.sh"],
+     {"VALKEY_EXTRA_FLAGS": "--maxclients 100"}),
+    (["ignores/docker-entrypoint.sh", "ep/docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 100"}),
+])
+def test_valkey_is_judged_on_the_words_the_launchers_really_give_it(tmp_path, argv, environ):
+    entrypoint(tmp_path / "ep")
+    entrypoint(tmp_path / "ignores", IGNORES_EXTRA_FLAGS)
+    environ = {"PATH": "/usr/bin:/bin", **environ}
+    given = what_sh_gives(argv, environ, tmp_path)  # the words valkey-server would get
+    maxclients = int(given[given.index("--maxclients", len(given) - 2) + 1]) if "--maxclients" in given else 10000
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        p = through([*argv, "valkey-server"], environ)
+    finally:
+        os.chdir(old)
+    assert by_name(p)["open-files"].value == maxclients + 32, (given, p.notes)
 
 
 def test_valkey_says_when_it_cannot_tell_whether_the_entrypoint_appends_the_flags(tmp_path):
     environ = {"PATH": str(tmp_path), "VALKEY_EXTRA_FLAGS": "--maxclients 60000"}
-    missing = valkey_through(["docker-entrypoint.sh", "valkey-server"], environ)
+    missing = through(["docker-entrypoint.sh", "valkey-server"], environ)
     assert missing.notes[0] == ("VALKEY_EXTRA_FLAGS is set, and whether docker-entrypoint.sh appends it to "
-                                "valkey-server's arguments is unknown: it is not found in PATH; judged without it")
+                                "the command is unknown: it is not found in PATH; judged without it")
     os.mkfifo(tmp_path / "fifo-entrypoint")
-    fifo = valkey_through([str(tmp_path / "fifo-entrypoint"), "valkey-server"], environ)
-    assert "fifo-entrypoint" not in fifo.notes[0]  # not named docker-entrypoint.sh: not the image's
-    fifo_dir = tmp_path / "f"
-    fifo_dir.mkdir()
-    os.mkfifo(fifo_dir / "docker-entrypoint.sh")
-    fifo = valkey_through([str(fifo_dir / "docker-entrypoint.sh"), "valkey-server"], environ)
+    other = through([str(tmp_path / "fifo-entrypoint"), "valkey-server"], environ)
+    assert "fifo-entrypoint" not in other.notes[0]  # not named docker-entrypoint.sh: not the image's
+    (tmp_path / "f").mkdir()
+    os.mkfifo(tmp_path / "f" / "docker-entrypoint.sh")
+    fifo = through([str(tmp_path / "f" / "docker-entrypoint.sh"), "valkey-server"], environ)
     assert "is a FIFO or pipe" in fifo.notes[0] and fifo.notes[0].endswith("; judged without it"), fifo.notes
     assert by_name(fifo)["open-files"].value == 10032
+    rooted = through(["chroot", str(tmp_path), "/docker-entrypoint.sh", "valkey-server"], environ)
+    assert rooted.notes[0].endswith(f"it runs under chroot [{tmp_path}]; judged without it")
 
 
-def test_valkey_says_a_pattern_in_the_flags_is_judged_as_written(tmp_path):
-    environ = {"PATH": entrypoint(tmp_path), "VALKEY_EXTRA_FLAGS": "--maxclients 60000 --include /etc/v*.conf"}
-    notes = valkey_through(["docker-entrypoint.sh", "valkey-server"], environ).notes
-    assert notes[1] == ("VALKEY_EXTRA_FLAGS: a word with * ? or [ is judged as written; sh replaces it with the "
-                        "names of the files it matches, if any")
+@pytest.mark.parametrize("word,pattern", [("/etc/v*.conf", True), ("a?", True), ("[ab]", True), ("pass[1", False),
+                                          ("[]", False), ("x]y[", False)])
+def test_valkey_says_a_pattern_in_the_flags_is_judged_as_written(tmp_path, word, pattern):
+    environ = {"PATH": entrypoint(tmp_path / "bin"), "VALKEY_EXTRA_FLAGS": f"--maxclients 60000 --x {word}"}
+    notes = through(["docker-entrypoint.sh", "valkey-server"], environ).notes
+    said = ("VALKEY_EXTRA_FLAGS: a word with a pattern (* ? [...]) is judged as written; sh replaces it with the "
+            "names of the files it matches, if any")
+    assert (said in notes) == pattern
 
 
 def test_valkey_named_by_profile_reads_the_options_the_images_entrypoint_starts_it_with(tmp_path):
     """docker run IMAGE --maxclients 100: the entrypoint puts valkey-server in front itself."""
-    env = {"PATH": f"{entrypoint(tmp_path)}:/usr/bin:/bin", "VALKEY_EXTRA_FLAGS": "--tcp-backlog 8192",
+    env = {"PATH": f"{entrypoint(tmp_path / 'bin')}:/usr/bin:/bin", "VALKEY_EXTRA_FLAGS": "--tcp-backlog 8192",
            "GUARD_PROCFS": crafted_proc(tmp_path / "proc", {"net.core.somaxconn": 4096, "vm.overcommit_memory": 1})}
     done = run_guard("check", "--profile", "valkey", "--format", "json", "--", "docker-entrypoint.sh",
                      "--maxclients", "60000", env=env, limits={"nofile": (1024, 1024)})

@@ -770,12 +770,32 @@ SINGLE_NODE = {"discovery.type": "single-node"}
     (["env", "-"], SINGLE_NODE, True),
     (["gosu", "es", "env", "-udiscovery.type"], SINGLE_NODE, True),
     (["tini", "--", "env", "ES_JAVA_OPTS=-Des.enforce.bootstrap.checks=true", "gosu", "es"], SINGLE_NODE, True),
+    # short options cluster as getopt reads them; -C DIR and -v leave the environment be
+    (["env", "-vi"], SINGLE_NODE, True),
+    (["env", "-vu", "discovery.type"], SINGLE_NODE, True),
+    (["env", "-iC", "/", "discovery.type=single-node"], SINGLE_NODE, False),
+    (["env", "-v", "-C", "/"], SINGLE_NODE, False),
+    # setpriv --reset-env keeps TERM alone of what it was given
+    (["setpriv", "--reset-env", "--reuid=es"], SINGLE_NODE, True),
+    (["setpriv", "--reuid=es"], SINGLE_NODE, False),
 ])
 def test_env_launcher_assignments_reach_the_program(launchers, environ, enforced):
     found = profiles.invocation(profiles.PROFILES["elasticsearch"], [*launchers, "elasticsearch"], environ)
     assert found.argv == ("elasticsearch",)
     p = profiles.PROFILES["elasticsearch"].plan(found)
     assert all(r.hard == enforced for r in p.requirements), p.notes
+
+
+@pytest.mark.parametrize("launchers,path", [
+    (["setpriv", "--reset-env", "--reuid=1000"], "/usr/local/bin:/bin:/usr/bin"),
+    (["setpriv", "--reuid", "1000", "--reset-env"], "/usr/local/bin:/bin:/usr/bin"),
+    (["setpriv", "--reuid=1000", "--reset-env", "--ruid", "0"],
+     "/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin"),
+])
+def test_setpriv_reset_env_leaves_term_and_logins_path(launchers, path):
+    found = profiles.invocation(profiles.PROFILES["redis"], [*launchers, "--", "redis-server"],
+                                {"TERM": "xterm", "PATH": "/opt/bin", "REDIS_X": "1"})
+    assert found.environ == {"TERM": "xterm", "PATH": path}
 
 
 def test_env_launcher_log_dirs_reach_the_kafka_profile(tmp_path):

@@ -128,17 +128,58 @@ IMAGE_PROGRAMS = {"opensearch": (WAZUH_INDEXER_HOME, "wazuh-indexer")}
 IMAGE_MARKERS = {SCYLLA_IMAGE_ENTRYPOINT: SCYLLA_IMAGE_SETUP}
 
 
+# Entrypoints that append the words of a variable to the command they start, and the variable.
+# The valkey/valkey image's docker-entrypoint.sh (valkey-io/valkey-container) ends in
+# exec "$@" $VALKEY_EXTRA_FLAGS: unquoted, so sh splits the value into words, and they follow the
+# command's own whatever it is (the image's redis-server is Valkey too). Known by its file naming
+# the variable: other images' docker-entrypoint.sh do not append it.
+APPENDING_ENTRYPOINTS = {"docker-entrypoint.sh": "VALKEY_EXTRA_FLAGS"}
+SH_FIELD_SEPARATORS = " \t\n"  # sh's IFS: dash and bash set it at start, whatever the environment says
+# util-linux setpriv --reset-env keeps only TERM, sets HOME, SHELL, USER and LOGNAME from the new
+# user's passwd entry, and PATH to login's default, root's (_PATH_DEFPATH_ROOT) or a user's.
+SETPRIV_PATHS = {True: "/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin",
+                 False: "/usr/local/bin:/bin:/usr/bin"}
+
+
 def _env_option(arg, following):
-    """What an option of env(1) does to the environment: -i clears it, -u NAME unsets NAME."""
-    if arg in ("-i", "--ignore-environment"):
-        return [("clear",)]
-    if arg in ("-u", "--unset") and following is not None:
-        return [("unset", following)]
-    if arg.startswith("--unset="):
-        return [("unset", arg[len("--unset="):])]
-    if arg.startswith("-u") and not arg.startswith("--"):
-        return [("unset", arg[2:])]
-    return []
+    """(what an option of env(1) does, whether it takes the next word): -i clears the
+    environment, -u NAME unsets NAME, -C DIR changes the working folder; short options cluster
+    as getopt reads them (-vi, -iu NAME, -uNAME)."""
+    if arg.startswith("--"):
+        name, given, value = arg.partition("=")
+        if name == "--ignore-environment":
+            return [("clear",)], False
+        kind = {"--unset": "unset", "--chdir": "chdir", "--split-string": None}.get(name, "")
+        if kind == "" or given:
+            return ([(kind, value)] if kind and given else []), False
+        return ([(kind, following)] if kind and following is not None else []), True
+    changes = []
+    for j in range(1, len(arg)):
+        letter, rest = arg[j], arg[j + 1:]
+        if letter == "i":
+            changes.append(("clear",))
+        elif letter in "uCS":  # the rest of the word is the value, or else the next word
+            value = rest or following
+            if letter != "S" and value is not None:
+                changes.append(("unset" if letter == "u" else "chdir", value))
+            return changes, not rest
+    return changes, False
+
+
+def _setpriv_reset(argv, start):
+    """setpriv --reset-env, its options from argv[start]: the environment it leaves, as a change.
+    PATH is root's unless an option makes another user the real one (--reuid, --ruid)."""
+    root, i = os.getuid() == 0, start
+    takes_value = LAUNCHERS["setpriv"][1]
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        name, given, value = argv[i].partition("=")
+        if name in takes_value and not given:
+            i += 1
+            value = argv[i] if i < len(argv) else ""
+        if name in ("--reuid", "--ruid"):
+            root = value in ("0", "root")
+        i += 1
+    return ("reset", SETPRIV_PATHS[root])
 
 
 def _fixed_path(arg):
@@ -181,12 +222,19 @@ def _walk(argv):
             continue
         if arg.startswith("-") and arg != "-":
             if launcher == "env":
-                changes += _env_option(arg, following)
+                more, takes_next = _env_option(arg, following)
+                changes += more
+                i += 2 if takes_next else 1
+                continue
+            if launcher == "setpriv" and arg == "--reset-env":
+                changes.append(_setpriv_reset(argv, entrypoint[0] + 1))
             i += 2 if arg in takes_value else 1  # --opt=value is one word
             continue
         if words or "=" in arg:  # a launcher's own argument (gosu USER), or env's NAME=value
             if launcher == "env" and not words:
                 changes.append(("set",) + tuple(arg.split("=", 1)))
+            if launcher == "chroot" and words:  # NEWROOT: what follows sees files under it
+                changes.append(("root", arg))
             words -= 1 if words else 0
             i += 1
             continue
@@ -231,18 +279,74 @@ def program_argv(profile, argv):
 
 def invocation(profile, argv, environ):
     """What the program will see: its own words (the whole argv when the profile does not know
-    it) and its environment, with what env(1) in front of it sets (env NAME=value), unsets
-    (-u NAME) or clears (-i); and each launcher before it with the environment that launcher sees
-    (an image's entrypoint may add to the program's words from a variable)."""
+    it) with any an entrypoint before it appends (APPENDING_ENTRYPOINTS), and its environment,
+    with what env(1) in front of it sets (env NAME=value), unsets (-u NAME) or clears (-i), and
+    setpriv --reset-env leaves; notes say what an entrypoint appended, or why that is unknown."""
     found, index, changes = _walk(argv)
-    seen, launchers = dict(environ), []
+    seen, appended, notes, folder, root = dict(environ), [], [], None, None
     for change in changes:
-        if change[0] == "clear":
+        kind = change[0]
+        if kind == "clear":
             seen.clear()
-        elif change[0] == "unset":
+        elif kind == "unset":
             seen.pop(change[1], None)
-        elif change[0] == "launcher":
-            launchers.append((change[1], dict(seen)))
-        else:
+        elif kind == "set":
             seen[change[1]] = change[2]
-    return Invocation(tuple(argv[index:]) if found is profile else tuple(argv), seen, launchers)
+        elif kind == "reset":
+            seen = {name: value for name, value in seen.items() if name == "TERM"}
+            seen["PATH"] = change[1]
+        elif kind == "chdir":
+            folder = os.path.join(folder or "", change[1])
+        elif kind == "root":
+            root = change[1]
+        elif kind == "launcher":
+            variable = APPENDING_ENTRYPOINTS.get(os.path.basename(change[1]))
+            if variable and _words(seen.get(variable, "")):
+                words, why = _appended(change[1], variable, seen, folder, root)
+                appended += words
+                notes += why
+    own = tuple(argv[index:]) if found is profile else tuple(argv)
+    return Invocation(own + tuple(appended), seen, notes)
+
+
+def _words(value):
+    """The words sh makes of an unquoted $VARIABLE: split at spaces, tabs and newlines. (sh would
+    also replace a word holding a pattern by the names of the files it matches.)"""
+    for separator in SH_FIELD_SEPARATORS[1:]:
+        value = value.replace(separator, SH_FIELD_SEPARATORS[0])
+    return [word for word in value.split(SH_FIELD_SEPARATORS[0]) if word]
+
+
+def _appended(word, variable, environ, folder, root):
+    """(the words of variable the entrypoint word appends, notes): none unless its file names the
+    variable. The note counts the words and never shows them: VALKEY_EXTRA_FLAGS is where the
+    image's users put --requirepass."""
+    from guard import host
+    from guard.profiles.plan import on_path
+
+    unknown = f"{variable} is set, and whether {word} appends it to the command is unknown"
+    if root is not None:
+        return [], [f"{unknown}: it runs under chroot [{root}]; judged without it"]
+    path = (os.path.join(folder, word) if folder else word) if "/" in word else on_path(word, environ)
+    if path is None:
+        return [], [f"{unknown}: it is not found in PATH; judged without it"]
+    try:
+        text = host.read_bytes(path)
+    except host.Unreadable as e:
+        return [], [f"{unknown}: {e}; judged without it"]
+    if variable.encode() not in text:
+        return [], []
+    words = _words(environ[variable])
+    taken = f"its {len(words)} words" if len(words) != 1 else "its word"
+    notes = [f"{variable}: {path} appends {taken} to the command; judged with {'them' if len(words) != 1 else 'it'}"]
+    if any(_is_pattern(w) for w in words):
+        notes.append(f"{variable}: a word with a pattern (* ? [...]) is judged as written; sh replaces it with "
+                     "the names of the files it matches, if any")
+    return words, notes
+
+
+def _is_pattern(word):
+    """Whether sh's pathname expansion takes word for a pattern: a * or ?, or a [ closed by a ]
+    after at least one character (a ] right after [ is one of the set)."""
+    opening = word.find("[")
+    return "*" in word or "?" in word or (opening >= 0 and "]" in word[opening + 2:])

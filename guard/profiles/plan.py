@@ -6,14 +6,14 @@ from guard.checks import format_value, kernel_maximum
 from guard.records import record
 
 
-class Invocation(record("Invocation", "argv environ launchers")):
+class Invocation(record("Invocation", "argv environ notes")):
     """The command guard is about to start, and its environment: where settings come from.
-    launchers: (word, environment it sees) of each wrapper guard looked past to find the program."""
+    notes: what guard found on the way to the program's words (an entrypoint that adds to them)."""
 
     __slots__ = ()
 
-    def __new__(cls, argv=(), environ=None, launchers=()):
-        return super().__new__(cls, tuple(argv), dict(environ or {}), tuple(launchers))
+    def __new__(cls, argv=(), environ=None, notes=()):
+        return super().__new__(cls, tuple(argv), dict(environ or {}), tuple(notes))
 
 
 # requirements, and notes: how the configuration shaped them, shown in the report.
@@ -76,7 +76,7 @@ class Profile(record("Profile", "name summary commands build")):
             build = getattr(__import__(f"guard.profiles.{module}", fromlist=[function]), function)
         built = build(invocation)
         requirements, notes = within_the_kernel(built.requirements)
-        return Plan(covering_fixes(requirements), list(built.notes) + notes)
+        return Plan(covering_fixes(requirements), list(invocation.notes) + list(built.notes) + notes)
 
 
 def last_option(args, name):
