@@ -149,8 +149,14 @@ def test_valkey_takes_the_flags_only_where_an_entrypoint_appends_them(tmp_path):
     (["env", "VALKEY_EXTRA_FLAGS=--maxclients 300", "ep/docker-entrypoint.sh",
       "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], {}),
     (["setpriv", "--reset-env", "ep/docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
-    # env -C: a relative entrypoint is found from the new folder
+    # env -C: a relative entrypoint, and a relative PATH, from the new folder; the last -C wins
     (["env", "-C", "ep", "./docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    (["env", "-C", "ep", "-C", "ep", "./docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    (["env", "-C", "ep", "PATH=.:/usr/bin:/bin", "docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    # long options as getopt_long reads them: any prefix that names one alone
+    (["env", "--unse=VALKEY_EXTRA_FLAGS", "ep/docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    (["env", "--ch=ep", "./docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
+    (["setpriv", "--reset", "--reuid=00", "ep/docker-entrypoint.sh"], {"VALKEY_EXTRA_FLAGS": "--maxclients 300"}),
     # every entrypoint that appends does, each with what it sees: the last one's words come last
     (["ep/docker-entrypoint.sh", "env", "VALKEY_EXTRA_FLAGS=--maxclients 300", "ep/docker-entrypoint.sh"],
      {"VALKEY_EXTRA_FLAGS": "--maxclients 100"}),
@@ -188,6 +194,9 @@ def test_valkey_says_when_it_cannot_tell_whether_the_entrypoint_appends_the_flag
     assert by_name(fifo)["open-files"].value == 10032
     rooted = through(["chroot", str(tmp_path), "/docker-entrypoint.sh", "valkey-server"], environ)
     assert rooted.notes[0].endswith(f"it runs under chroot [{tmp_path}]; judged without it")
+    split = through(["env", "-S", "VALKEY_EXTRA_FLAGS=--requirepass s3cret", "valkey-server"], environ)
+    assert split.notes[0] == ("env -S: guard does not split its string as env does (nor shows it: it may hold a "
+                              "password); judged as if it were not there")
 
 
 @pytest.mark.parametrize("word,pattern", [("/etc/v*.conf", True), ("a?", True), ("[ab]", True), ("pass[1", False),

@@ -778,6 +778,11 @@ SINGLE_NODE = {"discovery.type": "single-node"}
     # setpriv --reset-env keeps TERM alone of what it was given
     (["setpriv", "--reset-env", "--reuid=es"], SINGLE_NODE, True),
     (["setpriv", "--reuid=es"], SINGLE_NODE, False),
+    (["env", "--unse=discovery.type"], SINGLE_NODE, True),
+    (["env", "--ignore-e"], SINGLE_NODE, True),
+    (["env", "--ign"], SINGLE_NODE, False),  # --ignore-environment or --ignore-signal: env refuses it
+    (["env", "--u", "discovery.type"], SINGLE_NODE, True),
+    (["env", "--un", "discovery.type", "-S", "discovery.type=single-node"], {}, True),  # -S: not split (a note)
 ])
 def test_env_launcher_assignments_reach_the_program(launchers, environ, enforced):
     found = profiles.invocation(profiles.PROFILES["elasticsearch"], [*launchers, "elasticsearch"], environ)
@@ -791,6 +796,9 @@ def test_env_launcher_assignments_reach_the_program(launchers, environ, enforced
     (["setpriv", "--reuid", "1000", "--reset-env"], "/usr/local/bin:/bin:/usr/bin"),
     (["setpriv", "--reuid=1000", "--reset-env", "--ruid", "0"],
      "/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin"),
+    # getopt_long takes a prefix that names one option alone; a uid is a number however written
+    (["setpriv", "--reu", "1000", "--rese"], "/usr/local/bin:/bin:/usr/bin"),
+    (["setpriv", "--reuid=1000", "--ruid=+00", "--reset-env"], "/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin"),
 ])
 def test_setpriv_reset_env_leaves_term_and_logins_path(launchers, path):
     found = profiles.invocation(profiles.PROFILES["redis"], [*launchers, "--", "redis-server"],

@@ -9,6 +9,7 @@ program itself refuses or is certain to fail; soft (a warning) when the program 
 
 import os
 
+from guard.checks import decimal_number
 from guard.profiles.plan import Invocation, Plan, Profile
 
 __all__ = ["Invocation", "Plan", "Profile", "PROFILES", "detect", "invocation", "locate", "program_argv"]
@@ -135,10 +136,33 @@ IMAGE_MARKERS = {SCYLLA_IMAGE_ENTRYPOINT: SCYLLA_IMAGE_SETUP}
 # the variable: other images' docker-entrypoint.sh do not append it.
 APPENDING_ENTRYPOINTS = {"docker-entrypoint.sh": "VALKEY_EXTRA_FLAGS"}
 SH_FIELD_SEPARATORS = " \t\n"  # sh's IFS: dash and bash set it at start, whatever the environment says
-# util-linux setpriv --reset-env keeps only TERM, sets HOME, SHELL, USER and LOGNAME from the new
-# user's passwd entry, and PATH to login's default, root's (_PATH_DEFPATH_ROOT) or a user's.
+# util-linux setpriv --reset-env keeps only TERM and sets PATH to login's default, root's
+# (_PATH_DEFPATH_ROOT) or a user's; it sets HOME, SHELL, USER and LOGNAME too, which no profile
+# reads. Which user: guard takes root unless --reuid or --ruid names another (a number by its
+# value); setpriv asks the passwd database, and guard does not follow users launchers before it set.
 SETPRIV_PATHS = {True: "/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin",
                  False: "/usr/local/bin:/bin:/usr/bin"}
+# Every long option of GNU env (coreutils 9) and of util-linux setpriv (2.38 to 2.40): getopt_long
+# takes any prefix that names one of them alone (env --unse=NAME, setpriv --reset).
+LONG_OPTIONS = {
+    "env": ("--ignore-environment", "--null", "--unset", "--chdir", "--split-string", "--block-signal",
+            "--default-signal", "--ignore-signal", "--list-signal-handling", "--debug", "--help", "--version"),
+    "setpriv": ("--dump", "--no-new-privs", "--nnp", "--ambient-caps", "--inh-caps", "--bounding-set", "--ruid",
+                "--euid", "--rgid", "--egid", "--reuid", "--regid", "--clear-groups", "--keep-groups",
+                "--init-groups", "--groups", "--securebits", "--pdeathsig", "--selinux-label", "--apparmor-profile",
+                "--landlock-access", "--landlock-rule", "--seccomp-filter", "--reset-env", "--help", "--version"),
+}
+
+
+def _long_option(launcher, arg):
+    """(the long option arg names, as getopt_long reads it, "=" when a value is joined, the value):
+    the whole name, or a prefix of exactly one of the launcher's long options."""
+    name, joined, value = arg.partition("=")
+    known = LONG_OPTIONS.get(launcher, ())
+    if name.startswith("--") and name not in known:
+        matches = [option for option in known if option.startswith(name)]
+        name = matches[0] if len(matches) == 1 else name
+    return name, joined, value
 
 
 def _env_option(arg, following):
@@ -146,13 +170,13 @@ def _env_option(arg, following):
     environment, -u NAME unsets NAME, -C DIR changes the working folder; short options cluster
     as getopt reads them (-vi, -iu NAME, -uNAME)."""
     if arg.startswith("--"):
-        name, given, value = arg.partition("=")
+        name, given, value = _long_option("env", arg)
         if name == "--ignore-environment":
             return [("clear",)], False
-        kind = {"--unset": "unset", "--chdir": "chdir", "--split-string": None}.get(name, "")
-        if kind == "" or given:
+        kind = {"--unset": "unset", "--chdir": "chdir", "--split-string": "split"}.get(name)
+        if kind is None or given:
             return ([(kind, value)] if kind and given else []), False
-        return ([(kind, following)] if kind and following is not None else []), True
+        return ([(kind, following)] if following is not None else []), True
     changes = []
     for j in range(1, len(arg)):
         letter, rest = arg[j], arg[j + 1:]
@@ -160,24 +184,24 @@ def _env_option(arg, following):
             changes.append(("clear",))
         elif letter in "uCS":  # the rest of the word is the value, or else the next word
             value = rest or following
-            if letter != "S" and value is not None:
-                changes.append(("unset" if letter == "u" else "chdir", value))
+            if value is not None:
+                changes.append(({"u": "unset", "C": "chdir", "S": "split"}[letter], value))
             return changes, not rest
     return changes, False
 
 
 def _setpriv_reset(argv, start):
-    """setpriv --reset-env, its options from argv[start]: the environment it leaves, as a change.
-    PATH is root's unless an option makes another user the real one (--reuid, --ruid)."""
+    """setpriv --reset-env, its options from argv[start]: the environment it leaves, as a change."""
     root, i = os.getuid() == 0, start
     takes_value = LAUNCHERS["setpriv"][1]
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
-        name, given, value = argv[i].partition("=")
+        name, given, value = _long_option("setpriv", argv[i])
         if name in takes_value and not given:
             i += 1
             value = argv[i] if i < len(argv) else ""
         if name in ("--reuid", "--ruid"):
-            root = value in ("0", "root")
+            number = decimal_number(value[1:] if value.startswith("+") else value, 0, (1 << 32) - 1)
+            root = number == 0 if number is not None else value == "root"
         i += 1
     return ("reset", SETPRIV_PATHS[root])
 
@@ -211,7 +235,7 @@ def _walk(argv):
     """(profile, index of the program's word in argv, what env(1) launchers before it do to the
     environment), looking past launchers; (None, index of the first word that is neither a
     launcher nor one of its arguments, ...) when no profile knows it."""
-    words, takes_value, launcher, i, changes = 0, (), None, 0, []
+    words, takes_value, launcher, i, changes, reset = 0, (), None, 0, [], False
     entrypoint = None  # (index, fixed path) of the last launcher: an image's may start the program itself
     while i < len(argv):
         arg = argv[i]
@@ -226,9 +250,11 @@ def _walk(argv):
                 changes += more
                 i += 2 if takes_next else 1
                 continue
-            if launcher == "setpriv" and arg == "--reset-env":
-                changes.append(_setpriv_reset(argv, entrypoint[0] + 1))
-            i += 2 if arg in takes_value else 1  # --opt=value is one word
+            name, given, _ = _long_option(launcher, arg)
+            if launcher == "setpriv" and name == "--reset-env" and not reset:
+                changes.append(_setpriv_reset(argv, entrypoint[0] + 1))  # once: it reads all the options
+                reset = True
+            i += 2 if name in takes_value and not given else 1  # --opt=value is one word
             continue
         if words or "=" in arg:  # a launcher's own argument (gosu USER), or env's NAME=value
             if launcher == "env" and not words:
@@ -248,7 +274,7 @@ def _walk(argv):
             return program, i, changes
         if kind is None and base not in LAUNCHERS:
             return None, i, changes
-        launcher, entrypoint = base, (i, _fixed_path(arg))
+        launcher, entrypoint, reset = base, (i, _fixed_path(arg)), False
         changes.append(("launcher", arg))  # it sees the environment as the changes so far leave it
         words, takes_value = what if kind else LAUNCHERS[base]
         words += 1 if kind and not following.startswith("-") else 0  # the subcommand, when not an option
@@ -283,7 +309,7 @@ def invocation(profile, argv, environ):
     with what env(1) in front of it sets (env NAME=value), unsets (-u NAME) or clears (-i), and
     setpriv --reset-env leaves; notes say what an entrypoint appended, or why that is unknown."""
     found, index, changes = _walk(argv)
-    seen, appended, notes, folder, root = dict(environ), [], [], None, None
+    seen, appended, notes, folder, started_in, root = dict(environ), [], [], None, None, None
     for change in changes:
         kind = change[0]
         if kind == "clear":
@@ -295,11 +321,15 @@ def invocation(profile, argv, environ):
         elif kind == "reset":
             seen = {name: value for name, value in seen.items() if name == "TERM"}
             seen["PATH"] = change[1]
-        elif kind == "chdir":
-            folder = os.path.join(folder or "", change[1])
+        elif kind == "chdir":  # env goes there once its options are read: the last -C wins
+            folder = os.path.join(started_in or "", change[1])
+        elif kind == "split":
+            notes.append("env -S: guard does not split its string as env does (nor shows it: it may hold a "
+                         "password); judged as if it were not there")
         elif kind == "root":
             root = change[1]
         elif kind == "launcher":
+            started_in = folder
             variable = APPENDING_ENTRYPOINTS.get(os.path.basename(change[1]))
             if variable and _words(seen.get(variable, "")):
                 words, why = _appended(change[1], variable, seen, folder, root)
@@ -327,7 +357,7 @@ def _appended(word, variable, environ, folder, root):
     unknown = f"{variable} is set, and whether {word} appends it to the command is unknown"
     if root is not None:
         return [], [f"{unknown}: it runs under chroot [{root}]; judged without it"]
-    path = (os.path.join(folder, word) if folder else word) if "/" in word else on_path(word, environ)
+    path = (os.path.join(folder, word) if folder else word) if "/" in word else on_path(word, environ, folder)
     if path is None:
         return [], [f"{unknown}: it is not found in PATH; judged without it"]
     try:

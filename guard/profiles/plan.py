@@ -91,11 +91,12 @@ def last_option(args, name):
     return value
 
 
-def on_path(name, environ):
+def on_path(name, environ, folder=None):
     """Where exec finds a bare command name in the PATH of environ (execvp's search: the first
-    executable regular file of that name), or None."""
+    executable regular file of that name), or None; a relative entry (or an empty one, the
+    working folder) from folder when the program starts in another one than guard's."""
     for directory in os.get_exec_path(environ):
-        path = os.path.join(directory, name)
+        path = os.path.join(folder or "", directory, name)
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     return None
