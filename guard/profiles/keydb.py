@@ -2,7 +2,8 @@
 
 from guard.checks import Requirement
 from guard.profiles.plan import Plan
-from guard.profiles.redis import REDIS_RESERVED_FDS, redis_int, redis_settings, thp_unless_disabled
+from guard.profiles.redis import (REDIS_RESERVED_FDS, backlog_and_files, files_to_start, redis_int, redis_settings,
+                                  thp_unless_disabled)
 
 # Snapchat/KeyDB 6.3 src/server.cpp and src/config.cpp: the defaults of Redis 6 (maxclients
 # 10000, tcp-backlog 511, disable-thp yes) and its checks, with two differences.
@@ -14,8 +15,6 @@ KEYDB_OVERCOMMIT_WARNED = 0
 # provider (RocksDB, storage-provider flash PATH) asks for 256 (storage/rocksdbfactory.cpp
 # filedsRequired), the others none.
 KEYDB_FLASH_FILES = 256
-# And exits when no more than 32 are left for clients, as Redis does (see valkey.py).
-KEYDB_FILES_TO_START = REDIS_RESERVED_FDS + 1
 
 
 def keydb_plan(invocation):
@@ -29,14 +28,8 @@ def keydb_plan(invocation):
         Requirement("vm.overcommit_memory", "!=", KEYDB_OVERCOMMIT_WARNED, False, name="overcommit",
                     source="KeyDB server.cpp linuxMemoryWarnings (overcommit_memory 0)",
                     hint="KeyDB warns and advises 1: sysctl -w vm.overcommit_memory=1."),
-        Requirement("net.core.somaxconn", ">=", backlog, False,
-                    source=f"KeyDB server.cpp checkTcpBacklogSettings: tcp-backlog [{backlog}]"),
-        Requirement("nofile.hard", ">=", files, False, name="open-files",
-                    source=f"KeyDB server.cpp adjustOpenFilesLimit: {why}"),
-        Requirement("nofile.hard", ">=", KEYDB_FILES_TO_START, True, name="open-files-to-start",
-                    source="KeyDB server.cpp adjustOpenFilesLimit: exits with 32 or fewer",
-                    hint="Below this KeyDB exits: \"Your current 'ulimit -n' of N is not enough for the server "
-                         "to start.\""),
     ]
+    reqs += backlog_and_files("KeyDB", "server.cpp", backlog, files, why)
+    reqs.append(files_to_start("KeyDB", "server.cpp"))  # it exits with too few, as Valkey does
     reqs += thp_unless_disabled(settings, "KeyDB", "server.cpp linuxMemoryWarnings", notes)
     return Plan(reqs, notes)

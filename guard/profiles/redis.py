@@ -7,6 +7,7 @@ from guard.profiles.plan import Plan
 # redis/redis src/server.c and src/syscheck.c (7.0): what redis-server checks at start.
 REDIS_DEFAULTS = {"maxclients": "10000", "tcp-backlog": "511", "disable-thp": "yes"}
 REDIS_RESERVED_FDS = 32  # server.h CONFIG_MIN_RESERVED_FDS, added to maxclients
+FILES_TO_START = REDIS_RESERVED_FDS + 1  # the fewest with which Valkey and KeyDB start (files_to_start)
 # config.c: maxclients is an unsigned int from 1, tcp-backlog an int from 0; others are refused.
 REDIS_RANGES = {"maxclients": (1, (1 << 32) - 1), "tcp-backlog": (0, (1 << 31) - 1)}
 
@@ -78,15 +79,33 @@ def redis_plan(invocation):
         Requirement("vm.overcommit_memory", "=", 1, False, name="overcommit",
                     source="Redis syscheck.c checkOvercommit",
                     soft_hint="Redis only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
-        # Redis warns and listens with the smaller backlog (server.c checkTcpBacklogSettings).
-        Requirement("net.core.somaxconn", ">=", backlog, False,
-                    source=f"Redis server.c checkTcpBacklogSettings: tcp-backlog [{backlog}]"),
-        # Redis raises its own soft limit up to the hard one, and when even that is short it lowers
-        # maxclients and warns (server.c adjustOpenFilesLimit): the hard limit is what counts.
-        Requirement("nofile.hard", ">=", maxclients + REDIS_RESERVED_FDS, False, name="open-files",
-                    source=f"Redis server.c adjustOpenFilesLimit: maxclients [{maxclients}] + 32"),
     ]
+    reqs += backlog_and_files("Redis", "server.c", backlog, maxclients + REDIS_RESERVED_FDS,
+                              f"maxclients [{maxclients}] + 32")
     return Plan(reqs + thp_unless_disabled(settings, "Redis", "syscheck.c checkTHPEnabled", notes), notes)
+
+
+def backlog_and_files(program, source_file, backlog, files, why):
+    """The two limits Redis and its forks warn about and cope with, each sourced to program's
+    source_file. Short of somaxconn it listens with the smaller backlog (checkTcpBacklogSettings);
+    it raises its own soft open files limit up to the hard one, and when even that is short it
+    lowers maxclients and warns (adjustOpenFilesLimit): the hard limit is what counts."""
+    return [Requirement("net.core.somaxconn", ">=", backlog, False,
+                        source=f"{program} {source_file} checkTcpBacklogSettings: tcp-backlog [{backlog}]"),
+            Requirement("nofile.hard", ">=", files, False, name="open-files",
+                        source=f"{program} {source_file} adjustOpenFilesLimit: {why}")]
+
+
+def files_to_start(program, source_file):
+    """The one limit a fork refuses to start below (Valkey's server.c, KeyDB's server.cpp
+    adjustOpenFilesLimit): when the most descriptors it can give itself leave none for clients
+    (CONFIG_MIN_RESERVED_FDS, 32, or fewer), it exits. It tries maxclients + 32, then 16 fewer at
+    a time down to its soft limit, so a hard limit of 32 or less is certain to stop it; between
+    33 and 47 that depends on the soft limit and the steps, and only the warning says so."""
+    return Requirement("nofile.hard", ">=", FILES_TO_START, True, name="open-files-to-start",
+                       source=f"{program} {source_file} adjustOpenFilesLimit: exits with 32 or fewer",
+                       hint=f"Below this {program} exits: \"Your current 'ulimit -n' of N is not enough for the "
+                            "server to start.\"")
 
 
 def thp_unless_disabled(settings, program, check, notes):

@@ -4,17 +4,13 @@ import os
 
 from guard.checks import Requirement
 from guard.profiles.plan import Plan
-from guard.profiles.redis import REDIS_RESERVED_FDS, redis_int, redis_settings, thp_unless_disabled
+from guard.profiles.redis import (REDIS_RESERVED_FDS, backlog_and_files, files_to_start, redis_int, redis_settings,
+                                  thp_unless_disabled)
 
 # valkey-io/valkey 8.0 and 8.1: the defaults and checks of Redis 7.2 (src/config.c maxclients
 # 10000, tcp-backlog 511, disable-thp yes; src/syscheck.c, src/server.c), with Valkey's name in
 # the messages. Valkey 8.1.1 (Debian 13) prints them as the oracle test reads them.
 VALKEY = "valkey-server"
-# server.c adjustOpenFilesLimit: when the most descriptors Valkey can give itself leave none for
-# clients (CONFIG_MIN_RESERVED_FDS, 32, or fewer), it exits. It tries maxclients + 32, then 16
-# fewer at a time down to its soft limit, so a hard limit of 32 or less is certain to stop it;
-# between 33 and 47 that depends on the soft limit and the steps, and only the warning says so.
-VALKEY_FILES_TO_START = REDIS_RESERVED_FDS + 1
 # server.c main: on arm64 Valkey tests the kernel for the copy-on-write bug Linux fixed in
 # ff1712f953e2 ("arm64: pgtable: Ensure dirty bit is preserved across pte_wrprotect()") and exits
 # unless told to go on.
@@ -31,23 +27,15 @@ def valkey_plan(invocation):
         Requirement("vm.overcommit_memory", "=", 1, False, name="overcommit",
                     source="Valkey syscheck.c checkOvercommit",
                     soft_hint="Valkey only warns; to refuse to start without it, add --require vm.overcommit_memory=1."),
-        # server.c checkTcpBacklogSettings: Valkey warns and listens with the smaller backlog.
-        Requirement("net.core.somaxconn", ">=", backlog, False,
-                    source=f"Valkey server.c checkTcpBacklogSettings: tcp-backlog [{backlog}]"),
-        # Valkey raises its soft limit up to the hard one, and lowers maxclients when even that is
-        # short ("maxclients has been reduced to %d to compensate for low ulimit").
-        Requirement("nofile.hard", ">=", maxclients + REDIS_RESERVED_FDS, False, name="open-files",
-                    source=f"Valkey server.c adjustOpenFilesLimit: maxclients [{maxclients}] + 32"),
-        Requirement("nofile.hard", ">=", VALKEY_FILES_TO_START, True, name="open-files-to-start",
-                    source="Valkey server.c adjustOpenFilesLimit: exits with 32 or fewer",
-                    hint="Below this Valkey exits: \"Your current 'ulimit -n' of N is not enough for the server "
-                         "to start.\""),
     ]
+    reqs += backlog_and_files("Valkey", "server.c", backlog, maxclients + REDIS_RESERVED_FDS,
+                              f"maxclients [{maxclients}] + 32")
+    reqs.append(files_to_start("Valkey", "server.c"))
     # server.c linuxMemoryWarnings, as Redis's.
     reqs += thp_unless_disabled(settings, "Valkey", "syscheck.c checkTHPEnabled", notes)
     if os.uname().machine in ("aarch64", "arm64"):
         ignored = ARM64_COW_BUG in settings.get("ignore-warnings", "").upper().split()
-        notes.append(f"arm64: Valkey tests the kernel for the copy-on-write bug fixed in Linux commit ff1712f953e2 "
+        notes.append("arm64: Valkey tests the kernel for the copy-on-write bug fixed in Linux commit ff1712f953e2 "
                      "and exits if it has it" + (f"; ignore-warnings {ARM64_COW_BUG} lets it run on" if ignored else
                                                  f", unless told ignore-warnings {ARM64_COW_BUG}") +
                      ": guard does not repeat the test")
