@@ -303,13 +303,17 @@ KERNEL_MAXIMA = {
 OLD_KERNEL_BACKLOG_MAX = (1 << 16) - 1
 
 
-def _kernel_release():
-    """(major, minor) of the running kernel, or None when unreadable."""
+def running_kernel():
+    """The running kernel's version numbers (kernel_version of its release), or None when unreadable."""
     try:
-        release = host.read_sysctl("kernel.osrelease")
+        return kernel_version(host.read_sysctl(KERNEL_RELEASE))
     except Unreadable:
         return None
-    version = kernel_version(release)
+
+
+def _kernel_release():
+    """(major, minor) of the running kernel, or None when unreadable."""
+    version = running_kernel()
     return version[:2] if version and len(version) >= 2 else None
 
 
@@ -320,10 +324,15 @@ def _nr_open():
         return None
 
 
+def _knob(key):
+    """The knob a key judges, as KERNEL_MAXIMA names it: the sysctl, or the limit without .soft/.hard."""
+    return rlimit_parts(key)[0] if kind_of(key) == "rlimit" else key
+
+
 def kernel_maximum(key, value):
     """(the most the kernel takes or uses for key here, why) when value is beyond it, else None.
     The host is read only for a value beyond what a kernel of today takes by default."""
-    base = rlimit_parts(key)[0] if kind_of(key) == "rlimit" else key
+    base = _knob(key)
     if base not in KERNEL_MAXIMA:
         return None
     if base == "net.core.somaxconn" and value > OLD_KERNEL_BACKLOG_MAX and (_kernel_release() or (99, 0)) < (4, 1):
@@ -340,8 +349,7 @@ def on_this_kernel(req):
     """req, or SpecError when no kernel could ever meet it (beyond the most the kernel takes for
     its key: fs.nr_open can be raised, so only nofile's absolute bound counts) or its key names
     no sysctl here (unknown_sysctl)."""
-    base = rlimit_parts(req.key)[0] if kind_of(req.key) == "rlimit" else req.key
-    most, why = KERNEL_MAXIMA.get(base, (None, ""))
+    most, why = KERNEL_MAXIMA.get(_knob(req.key), (None, ""))
     if req.op in (">=", "=") and most is not None and not isinstance(req.value, str) and req.value > most:
         raise SpecError(f"[{req.key}] is at most [{most}], {why}: [{req.op} {format_value(req.value)}] can "
                         "never be met, and no fix could set it")

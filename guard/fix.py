@@ -187,12 +187,12 @@ def merge(text, requirements, known=None):
     (the boot's lines in other files, the node's now); the file's own lines count too."""
     by_key, known = _by_key(requirements), known or {}
     lines, newline = sysctld.lines_of(text), sysctld.newline_of(text)
+    settings = [sysctld.setting(line) for line in lines]
     held = {}
-    for found in filter(None, map(sysctld.setting, lines)):
+    for found in filter(None, settings):
         held.setdefault(found.key, []).append(found.number)
     merged, kept = [], {}
-    for line in lines:
-        found = sysctld.setting(line)
+    for line, found in zip(lines, settings):
         if found and found.key in by_key:
             if found.key in kept:
                 continue

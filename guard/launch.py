@@ -61,15 +61,18 @@ def received_environ_block():
 
 
 def original_environ():
-    """The environment guard was started with: the list execve() was given, entry for entry, and
-    the sentence received_environ_block() says when it cannot be had exactly (else None).
+    """The environment guard was started with: the list execve() was given, entry for entry. When
+    it cannot be had exactly, the report says so (received_environ_block()'s sentence) and what
+    the program gets instead.
 
     os.environ would not do: it keeps one value per name (the last, where the program's getenv()
     finds the first) and drops entries without '='. The block keeps each NUL-terminated entry as
     it was given.
     """
     raw, caveat = received_environ_block()
-    return (raw[:-1].split(b"\0") if raw else []), caveat
+    if caveat:
+        report.write(f"{report.PREFIX}{caveat}\n")
+    return raw[:-1].split(b"\0") if raw else []
 
 
 def path_variable(envp):
@@ -156,9 +159,7 @@ def _path_text(envp):
 
 def exec_program(argv):
     """Become the program; on failure return (exit code, message)."""
-    envp, caveat = original_environ()
-    if caveat:
-        report.write(f"guard: {caveat}\n")
+    envp = original_environ()
     reset_signals()
     try:
         execvpe(argv[0], argv, envp)

@@ -49,10 +49,14 @@ KINDS = dict((kind.name, kind) for kind in (
 PLACES = tuple(KINDS)
 
 
-class Place(record("Place", "name in_container proc_sys_writable")):
+class Place(record("Place", "name proc_sys_writable")):
     """name: one of PLACES."""
 
     __slots__ = ()
+
+    @property
+    def in_container(self):
+        return KINDS[self.name].in_container
 
     @property
     def where_the_kernel_is(self):
@@ -320,11 +324,8 @@ class Detected:
             self._place = detect(self._environ, self._override)
         return self._place
 
-    name = property(lambda self: self._detected().name)
-    in_container = property(lambda self: self._detected().in_container)
-    proc_sys_writable = property(lambda self: self._detected().proc_sys_writable)
-    where_the_kernel_is = property(lambda self: self._detected().where_the_kernel_is)
-    engine = property(lambda self: self._detected().engine)
+    def __getattr__(self, name):  # each of Place's fields and properties, from the Place detected
+        return getattr(self._detected(), name)
 
 
 def detect(environ=None, override=None):
@@ -333,7 +334,5 @@ def detect(environ=None, override=None):
     if override and override != "auto":
         # A place named by the user is that place as it usually is: a container's /proc/sys is
         # read-only unless it was started privileged, which only detection can tell.
-        inside = KINDS[override].in_container
-        return Place(override, inside, writable and not inside)
-    name = decide(observe(environ))
-    return Place(name, KINDS[name].in_container, writable)
+        return Place(override, writable and not KINDS[override].in_container)
+    return Place(decide(observe(environ)), writable)

@@ -16,7 +16,7 @@ checking".
 
 import os
 
-from guard.checks import is_decimal
+from guard.checks import decimal_number
 
 CAP_SYS_PTRACE = 19  # include/uapi/linux/capability.h
 KEPT = 1 << CAP_SYS_PTRACE
@@ -28,11 +28,11 @@ def parse_user(text):
     """(uid, gid) from "UID" or "UID:GID", numbers only (a name would need the image's user
     database); None when text is not that."""
     uid, _, gid = text.partition(":")
-    if not is_decimal(uid) or not (is_decimal(gid) or (gid == "" and ":" not in text)):
+    if gid == "" and ":" in text:
         return None
-    uid, gid = int(uid), int(gid or uid)
-    valid = range(1, (1 << 32) - 1)  # not root, not (uid_t) -1
-    return (uid, gid) if uid in valid and gid in valid else None
+    # from 1 (not root) to 2**32 - 2 (not (uid_t) -1); more digits than that are refused, not parsed
+    uid, gid = decimal_number(uid, 1, (1 << 32) - 2), decimal_number(gid or uid, 1, (1 << 32) - 2)
+    return None if uid is None or gid is None else (uid, gid)
 
 
 class Unconfined(OSError):

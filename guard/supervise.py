@@ -124,9 +124,7 @@ def _owns_terminal():
 
 def _spawn(argv, saved_mask, inherited_ignores, foreground):
     """fork + exec as tini's spawn() does; exec failures exit the child with 127 or 126."""
-    envp, caveat = launch.original_environ()
-    if caveat:
-        report.write(f"{report.PREFIX}{caveat}\n")
+    envp = launch.original_environ()
     pid = os.fork()
     if pid:
         return pid
@@ -320,7 +318,7 @@ class MapWatch:
         self.root = root or os.getpid()
         self.level = 0
         self.complaints = set()  # problems already reported, each said once
-        self.where = where  # a guard.place.Place, detected on first need when not given
+        self.where = place.Detected() if where is None else where  # detected on first need when not given
         self.samples = 0
 
     def sample_safely(self):
@@ -369,8 +367,6 @@ class MapWatch:
         self.level = level
 
     def kernel_place(self):
-        if self.where is None:
-            self.where = place.detect()
         return self.where.where_the_kernel_is
 
     def complain(self, message):

@@ -45,11 +45,6 @@ def _number(match):
     return -number if match.group(1) else number
 
 
-def kernel_number(value):
-    """The number the kernel sets from value (text as procps writes it), or None when it sets none."""
-    return _number(_KERNEL_NUMBER.match(value))
-
-
 class Setting(record("Setting", "key value number start end")):
     """One assignment: key (dotted), value (the text written to the kernel), number (what the
     kernel sets from it, None when nothing), start and end: where the number is in the line (the

@@ -17,7 +17,7 @@ from guard.host import UNLIMITED
 
 def at(name, proc_sys_writable=False):
     """The place as detection gives it."""
-    return place.Place(name, place.KINDS[name].in_container, proc_sys_writable)
+    return place.Place(name, proc_sys_writable)
 
 
 MAPS = Requirement("vm.max_map_count", ">=", 262144)
@@ -156,7 +156,7 @@ def test_not_equal_on_a_sysctl_asks_for_another_value():
 
 
 def test_container_that_can_write_proc_sys_is_told_it_changes_the_host():
-    text = fix(MAPS, place.Place("container", True, True))
+    text = fix(MAPS, place.Place("container", True))
     assert "This container can write /proc/sys" in text and "cannot be set" not in text
     assert "on the Docker host run as root: sysctl -w vm.max_map_count=262144" in text
 

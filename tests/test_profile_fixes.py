@@ -11,8 +11,8 @@ from guard.profiles import Invocation
 from guard.profiles.plan import covering_fixes
 from support import crafted_proc, run_guard, text
 
-HOST = place.Place("host", False, True)
-CONTAINER = place.Place("container", True, False)
+HOST = place.Place("host", True)
+CONTAINER = place.Place("container", False)
 
 
 def test_the_lower_threshold_fixes_to_the_higher_and_says_why():

@@ -406,7 +406,7 @@ def test_level_goes_up_at_once_and_down_only_5_points_below(percent, before, aft
 
 
 def watcher(metrics_file=None):
-    return supervise.MapWatch(metrics_file, root=1, where=place.Place("container", True, False))
+    return supervise.MapWatch(metrics_file, root=1, where=place.Place("container", False))
 
 
 def test_one_line_per_upward_crossing_and_one_when_back(capsys):

@@ -5,7 +5,6 @@ client on connect ("Warnings: * Linux threads max count is too low. ..."), so th
 """
 
 from guard.checks import THP_KEY, Requirement
-from guard.profiles import CLICKHOUSE_SERVER
 from guard.profiles.plan import Plan
 
 # ClickHouse programs/server/Server.cpp, sanityChecks() and the RLIMIT_NPROC block of main().

@@ -9,7 +9,7 @@ import os
 import re
 
 from guard import host
-from guard.checks import KERNEL_RELEASE, Requirement, decimal_number, kernel_version
+from guard.checks import KERNEL_RELEASE, Requirement, decimal_number, running_kernel
 from guard.host import UNLIMITED, Unreadable
 from guard.profiles.plan import Plan, last_option
 
@@ -91,14 +91,19 @@ def flags(invocation):
     return get, notes, unread
 
 
-def cgroup_files(name):
-    """The paths Dragonfly reads a cgroup file at (GetCGroupPath, UpdateResourceLimitsIfInsideContainer):
-    under the process's own cgroup, from /proc/self/cgroup (v2, or v1's memory and cpu,cpuacct
-    hierarchies), and at the hierarchy's root, which is the container's own with a cgroup namespace."""
+def own_cgroups():
+    """The lines of /proc/self/cgroup (guard's, which the program it execs keeps); none when unreadable."""
     try:
-        lines = host.read_text(os.path.join(host.proc_root(), "self", "cgroup")).splitlines()
+        return host.read_text(os.path.join(host.proc_root(), "self", "cgroup")).splitlines()
     except Unreadable:
         return []
+
+
+def cgroup_files(name, lines):
+    """The paths Dragonfly reads a cgroup file at (GetCGroupPath, UpdateResourceLimitsIfInsideContainer):
+    under the process's own cgroup, from lines of /proc/self/cgroup (v2, or v1's memory and
+    cpu,cpuacct hierarchies), and at the hierarchy's root, which is the container's own with a
+    cgroup namespace."""
     root, paths = os.path.join(host.sys_root(), "fs", "cgroup"), []
     v1 = "memory" if name.startswith("memory.") else "cpu,cpuacct"
     for line in lines:
@@ -110,9 +115,9 @@ def cgroup_files(name):
     return list(dict.fromkeys(paths))
 
 
-def _cgroup_numbers(name):
+def _cgroup_numbers(name, own):
     values = []
-    for path in cgroup_files(name):
+    for path in cgroup_files(name, own):
         try:
             text = host.read_text(path).split()[0]
         except (Unreadable, IndexError):
@@ -121,11 +126,11 @@ def _cgroup_numbers(name):
     return [v for v in values if v is not None]
 
 
-def cpu_quota_threads():
+def cpu_quota_threads(own):
     """The threads the cgroup's CPU limit gives (UpdateResourceLimitsIfInsideContainer): cpu.max's
     quota / period rounded up; v1's cfs_quota_us / cfs_period_us rounded down, where a quota below
     one CPU gives 0, which Dragonfly takes as no limit. None without a limit."""
-    for path in cgroup_files("cpu.max"):
+    for path in cgroup_files("cpu.max", own):
         try:
             quota, period = host.read_text(path).split()[:2]
         except (Unreadable, ValueError):
@@ -133,13 +138,13 @@ def cpu_quota_threads():
         quota, period = decimal_number(quota, 1), decimal_number(period, 1)
         if quota and period:
             return math.ceil(quota / period)
-    quota, period = _cgroup_numbers("cpu.cfs_quota_us"), _cgroup_numbers("cpu.cfs_period_us")
+    quota, period = _cgroup_numbers("cpu.cfs_quota_us", own), _cgroup_numbers("cpu.cfs_period_us", own)
     if quota and period and quota[0] > 0 and period[0] > 0:
         return quota[0] // period[0] or None
     return None
 
 
-def threads(get, notes):
+def threads(get, notes, own):
     """(threads, why): --proactor_threads, else the cgroup's CPU limit, else the CPUs this process
     may run on (helio ProactorPool: sched_getaffinity), which guard, exec'ing the program, shares."""
     given = get("proactor_threads")
@@ -149,14 +154,14 @@ def threads(get, notes):
     if given is not None and given.strip() != "0":
         notes.append(f"--proactor_threads [{given}] is not a whole number from [0] to [{UINT32_MAX}]: Dragonfly "
                      "refuses it")
-    quota = cpu_quota_threads()
+    quota = cpu_quota_threads(own)
     if quota:
         return quota, f"the cgroup's CPU limit of [{quota}]"
     cpus = len(os.sched_getaffinity(0))
     return cpus, f"the [{cpus}] CPUs it may run on"
 
 
-def available_memory():
+def available_memory(own):
     """MemAvailable, capped by the cgroup's memory.max and memory.high (v1: limit_in_bytes)."""
     meminfo = host.read_text(os.path.join(host.proc_root(), "meminfo"))
     match = re.search(r"^MemAvailable:\s+([0-9]+) kB", meminfo, re.MULTILINE)
@@ -165,8 +170,8 @@ def available_memory():
     available_kb = decimal_number(match.group(1))
     if available_kb is None:
         raise Unreadable(f"MemAvailable [{match.group(1)[:20]}] in /proc/meminfo is not a number of 64 bits")
-    limits = _cgroup_numbers("memory.max") + _cgroup_numbers("memory.high") + \
-        _cgroup_numbers("memory.limit_in_bytes")
+    limits = _cgroup_numbers("memory.max", own) + _cgroup_numbers("memory.high", own) + \
+        _cgroup_numbers("memory.limit_in_bytes", own)
     return min([available_kb * 1024] + limits)
 
 
@@ -174,19 +179,21 @@ def memory_per_thread(get, notes, unread=()):
     """Dragonfly's maxmemory against 256 MiB per thread of its pool: a requirement judged on the
     value worked out here (the key is Dragonfly's flag, not a host knob). A flag file not read
     here may set either: then it is skipped."""
-    count, why = threads(get, notes)
+    own = own_cgroups()  # read once: the CPU limit and the memory limits are both under it
+    count, why = threads(get, notes, own)
     needed = count * DFLY_BYTES_PER_THREAD
     given = get("maxmemory")
+    size = None if given is None else parse_bytes(given)
     observed, source = None, f"Dragonfly dfly_main.cc RunEngine: 256 MiB x [{count}] threads ({why})"
     if unread:
         observed = Unreadable(f"--flagfile [{unread[0]}] not read here: the memory and threads it may set are unknown")
-    elif given is not None and parse_bytes(given) is None:
+    elif given is not None and size is None:
         observed = Unreadable(f"--maxmemory [{given}] is not a size Dragonfly reads: it refuses it")
-    elif given is not None and parse_bytes(given) > 0:
-        observed = parse_bytes(given)
+    elif given is not None and size > 0:
+        observed = size
     else:
         try:
-            observed = int(DFLY_SHARE_OF_AVAILABLE * available_memory())
+            observed = int(DFLY_SHARE_OF_AVAILABLE * available_memory(own))
         except (Unreadable, ValueError) as e:
             observed = Unreadable(f"no --maxmemory, and the memory Dragonfly would take 80 % of is unknown: {e}")
         else:
@@ -203,10 +210,7 @@ def memory_per_thread(get, notes, unread=()):
 def dragonfly_plan(invocation):
     get, notes, unread = flags(invocation)
     reqs = [memory_per_thread(get, notes, unread)]
-    try:
-        kernel = kernel_version(host.read_sysctl(KERNEL_RELEASE))
-    except Unreadable:
-        kernel = None
+    kernel = running_kernel()
     if (get("force_epoll") or "").lower() in ("", "false", "0", "no"):
         reqs.append(Requirement(KERNEL_RELEASE, ">=", DFLY_URING_KERNEL, False, name="io-uring-kernel",
                                 source="Dragonfly dfly_main.cc ShouldUseEpollAPI: \"Kernel is older than 5.10, "

@@ -5,9 +5,9 @@ import os
 import re
 
 from guard import host
-from guard.checks import INT_MAX, KERNEL_RELEASE, THP_KEY, Requirement, decimal_number, kernel_version
+from guard.checks import INT_MAX, KERNEL_RELEASE, THP_KEY, Requirement, decimal_number, kernel_version, running_kernel
 from guard.host import UNLIMITED
-from guard.profiles.plan import Plan
+from guard.profiles.plan import Plan, last_option
 
 # mongodb/mongo src/mongo/db/startup_warnings_mongod.cpp and docs "UNIX ulimit Settings".
 MONGODB_FILES = 64000  # soft rlimit warning threshold (log id 22184) and the docs' -n
@@ -45,12 +45,7 @@ def _mongod_max_conns(argv, soft_files, notes):
     limit, as mongod caps it (service_entry_point_impl.cpp getSupportedMax, log id 22941 "--maxConns
     too high"); the vm.max_map_count warning counts that capped number. A value that is not a
     positive whole number is refused by mongod itself, so guard notes it and uses the default."""
-    value = None
-    for i, arg in enumerate(argv):
-        if arg.startswith("--maxConns="):
-            value = arg.partition("=")[2]
-        elif arg == "--maxConns" and i + 1 < len(argv):
-            value = argv[i + 1]
+    value = last_option(argv, "--maxConns")
     default = int(min(soft_files, 1 << 20) * MONGODB_CONNECTIONS_SHARE_OF_FILES)
     if value is None:
         return default
@@ -102,10 +97,7 @@ def rseq_kernel(invocation, version, notes):
                      "apply; with an older glibc (RHEL 8's 2.28) the caches are on and it does: --require "
                      "kernel.osrelease<=6.18 to refuse then")
         return []
-    try:
-        have = kernel_version(host.read_sysctl(KERNEL_RELEASE))
-    except host.Unreadable:
-        have = None
+    have = running_kernel()
     if version is None:
         notes.append(f"mongod version unknown (no MONGO_VERSION): judged as 8.0 or later, which {RSEQ_TUNABLE}=0 is "
                      "set for; 7.0 and older do not refuse these kernels (--skip kernel-rseq)")

@@ -1,7 +1,6 @@
 """Qdrant: the open files its docs advise. It checks no host limit at start."""
 
 from guard.checks import Requirement
-from guard.profiles import QDRANT_IMAGE_ENTRYPOINT
 from guard.profiles.plan import Plan
 
 # Qdrant docs, Common errors, "Too many files open (OS error 24)": docker run --ulimit

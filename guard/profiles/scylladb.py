@@ -68,7 +68,11 @@ def cpuset_size(text):
     """The CPUs a cpuset(7) list names (0-3,5 -> 5), or None when it is not one: counted from its
     ranges, not listed (0-4294967295 names four billion)."""
     ranges = cpuset_ranges(text)
-    return None if ranges is None else sum(high - low + 1 for low, high in ranges)
+    return None if ranges is None else _cpus_in(ranges)
+
+
+def _cpus_in(ranges):
+    return sum(high - low + 1 for low, high in ranges)
 
 
 def shards(args, notes):
@@ -92,7 +96,7 @@ def shards(args, notes):
             if outside:
                 notes.append(f"--cpuset [{cpuset}] names [{outside}] CPUs this process may not run on: Seastar "
                              "refuses them (\"Bad value for --cpuset\")")
-            return cpuset_size(cpuset), f"--cpuset [{cpuset}]"
+            return _cpus_in(ranges), f"--cpuset [{cpuset}]"
         notes.append(f"--cpuset [{cpuset}] is not a cpuset(7) list guard reads; counted the CPUs instead")
     return len(cpus), f"the [{len(cpus)}] CPUs this process may run on"
 
