@@ -17,7 +17,7 @@ import pytest
 
 from guard import fix
 from hostsettings import THP_ENABLED, current_value, host_setting, sysctl, sysctl_path
-from support import crafted_proc, guard_executable, run_guard, text
+from support import crafted_files, crafted_proc, guard_executable, run_guard, text
 
 ROOT = os.geteuid() == 0
 as_root = pytest.mark.skipif(not ROOT, reason="writing the host's sysctls takes root")
@@ -329,17 +329,11 @@ def test_persist_reads_a_kept_value_as_the_kernel_does_and_never_writes_less(nod
         assert f.read() == after
 
 
-def write(path, content):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(content)
-
-
 def test_persist_never_keeps_less_than_a_file_the_boot_applies_before_it(node):
     # The node runs 65530 until its next boot, when 60-search.conf sets 1048576: keeping 262144 in a
     # file applied after it would lower the node then.
     root = node["GUARD_SYSCTL_ROOT"]
-    write(f"{root}/usr/lib/sysctl.d/60-search.conf", "vm.max_map_count = 1048576 # keep high\n")
+    crafted_files(root, {"usr/lib/sysctl.d/60-search.conf": "vm.max_map_count = 1048576 # keep high\n"})
     done = run_guard("fix", "--require", MAPS, "--persist", env=node)
     assert done.returncode == 0, text(done)
     assert f"guard: persisted vm.max_map_count=1048576 in {node['GUARD_SYSCTL_D']}/zz-guard.conf\n" in text(done)
@@ -348,10 +342,10 @@ def test_persist_never_keeps_less_than_a_file_the_boot_applies_before_it(node):
 
 def test_persist_file_sorts_after_debians_99_sysctl_conf_and_names_lower_lines_applied_after_it(node):
     root, folder = node["GUARD_SYSCTL_ROOT"], node["GUARD_SYSCTL_D"]
-    write(f"{root}/etc/sysctl.conf", "vm.max_map_count = 65530 # the default\n")
+    crafted_files(root, {"etc/sysctl.conf": "vm.max_map_count = 65530 # the default\n",
+                         "usr/lib/sysctl.d/zzz-tuning.conf": "vm.max_map_count = 100000\nvm.overcommit_memory = 0\n",
+                         "usr/lib/sysctl.d/zzz-masked.conf": "vm.max_map_count = 1\n"})
     os.symlink("../sysctl.conf", f"{folder}/99-sysctl.conf")  # as Debian and Ubuntu ship it
-    write(f"{root}/usr/lib/sysctl.d/zzz-tuning.conf", "vm.max_map_count = 100000\nvm.overcommit_memory = 0\n")
-    write(f"{root}/usr/lib/sysctl.d/zzz-masked.conf", "vm.max_map_count = 1\n")
     os.symlink(os.devnull, f"{folder}/zzz-masked.conf")  # systemd's mask: sets nothing
     done = run_guard("fix", "--require", MAPS, "--persist", env=node)
     path = f"{folder}/zz-guard.conf"
@@ -377,7 +371,7 @@ def test_persist_file_sorts_after_debians_99_sysctl_conf_and_names_lower_lines_a
 def test_persist_keeps_what_the_file_of_the_earlier_name_kept_and_says_it_may_go(node):
     # guard fix --persist wrote 99-PROFILE.conf before; it sorts before 99-sysctl.conf.
     earlier = os.path.join(node["GUARD_SYSCTL_D"], "99-redis.conf")
-    write(earlier, "vm.overcommit_memory=1\nnet.core.somaxconn=4096\n")
+    crafted_files(node["GUARD_SYSCTL_D"], {"99-redis.conf": "vm.overcommit_memory=1\nnet.core.somaxconn=4096\n"})
     done = run_guard("fix", "--profile", "redis", "--persist", env=node)
     path = os.path.join(node["GUARD_SYSCTL_D"], "zz-guard-redis.conf")
     assert f"guard: persisted vm.overcommit_memory=1, net.core.somaxconn=4096 in {path}\n" in text(done)

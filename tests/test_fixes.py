@@ -234,9 +234,15 @@ def test_docker_is_told_how_to_raise_its_daemons_limit_on_a_linux_docker_host_on
     ("kubernetes", "minikube ssh 'sudo sh -c \"echo madvise > /sys/kernel/mm/transparent_hugepage/enabled\"'"),
 ])
 def test_thp_in_a_vm_is_written_by_a_root_shell_there_not_by_the_callers(where, command):
-    assert command in fix(THP, at(where))
+    printed = fix(THP, at(where))
+    assert command in printed
+    line = next(line for line in printed.splitlines() if command in line)
+    # the words a shell makes of guard's line from the command on, up to the end of the line or
+    # the "(" or ";" that ends the command there
+    lexer = shlex.shlex(line[line.index(command):], posix=True, punctuation_chars=True)
+    words = list(itertools.takewhile(lambda word: word not in ("(", ";"), lexer))
+    assert words == shlex.split(command)  # the command ends where the user's shell ends it
     # what ssh hands the VM's shell is one word: sudo runs the shell, the shell the redirect
-    words = shlex.split(command)
     if words[-1].startswith("sudo "):
         assert shlex.split(words[-1]) == ["sudo", "sh", "-c", "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled"]
 

@@ -237,11 +237,14 @@ def test_a_fifo_or_a_folder_where_a_marker_file_should_be_is_never_opened_and_te
     where = Where(root={"run": None})
     roots = where.craft(tmp_path)
     os.mkfifo(os.path.join(roots["GUARD_ROOTFS"], "run", ".containerenv"))
-    os.mkdir(os.path.join(roots["GUARD_PROCFS"], "1", "cgroup.d"))
+    init_cgroup = os.path.join(roots["GUARD_PROCFS"], "1", "cgroup")
+    os.remove(init_cgroup)
+    os.mkdir(init_cgroup)
     for name, value in roots.items():
         monkeypatch.setenv(name, value)
     facts = place.observe({})
     assert facts.containerenv is None  # unknown: not read, and no sign of Podman
+    assert facts.init_cgroup is None  # unknown, not an empty cgroup nor a missing file
     assert place.decide(facts) == "host"
 
 

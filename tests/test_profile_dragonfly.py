@@ -24,8 +24,10 @@ def per_thread(p):
 
 @pytest.fixture
 def host(tmp_path, monkeypatch):
-    """A crafted host: 4 GiB available, kernel 6.1, in cgroup v2 with no limits; returns a setter
-    for the container's cgroup files."""
+    """A crafted host: 4 GiB available, kernel 6.1, in cgroup v2 with no limits, 8 CPUs to run on;
+    returns a setter for the container's cgroup files."""
+    # More CPUs than any cgroup limit the tests set: a limit that is not read shows.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     proc = crafted_proc(tmp_path / "proc", {}, osrelease="6.1.0-test")
     os.makedirs(os.path.join(proc, "self"))
     with open(os.path.join(proc, "self", "cgroup"), "w") as f:

@@ -12,6 +12,7 @@ import pytest
 
 from guard import sysctld
 from guard.checks import INT_MAX
+from support import crafted_files
 
 UNSHARE = shutil.which("unshare")
 SYSCTL = shutil.which("sysctl")
@@ -56,23 +57,16 @@ def test_comments_blanks_and_globs_set_no_key_of_their_own(line):
     assert sysctld.setting(line) is None
 
 
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def test_boot_order_is_by_name_across_folders_an_earlier_folder_masking_a_name_and_sysctl_conf_last(tmp_path):
     root = str(tmp_path)
-    write(f"{root}/etc/sysctl.conf", "vm.max_map_count = 1\n")
-    os.makedirs(f"{root}/etc/sysctl.d")
+    crafted_files(root, {"etc/sysctl.conf": "vm.max_map_count = 1\n",
+                         "usr/lib/sysctl.d/50-default.conf": "vm.max_map_count = 2\n",
+                         "usr/lib/sysctl.d/zzz-late.conf": "vm.max_map_count = 3\n",
+                         "run/sysctl.d/99-zzz-override.conf": "vm.max_map_count = 4\n",
+                         "usr/lib/sysctl.d/60-masked.conf": "vm.max_map_count = 5\n",
+                         "etc/sysctl.d/not-a-conf.txt": "vm.max_map_count = 6\n"})
     os.symlink("../sysctl.conf", f"{root}/etc/sysctl.d/99-sysctl.conf")  # as Debian and Ubuntu ship it
-    write(f"{root}/usr/lib/sysctl.d/50-default.conf", "vm.max_map_count = 2\n")
-    write(f"{root}/usr/lib/sysctl.d/zzz-late.conf", "vm.max_map_count = 3\n")
-    write(f"{root}/run/sysctl.d/99-zzz-override.conf", "vm.max_map_count = 4\n")
-    write(f"{root}/usr/lib/sysctl.d/60-masked.conf", "vm.max_map_count = 5\n")
     os.symlink(os.devnull, f"{root}/etc/sysctl.d/60-masked.conf")  # systemd's way to mask a vendor file
-    write(f"{root}/etc/sysctl.d/not-a-conf.txt", "vm.max_map_count = 6\n")
     before, after = sysctld.boot_order(f"{root}/etc/sysctl.d", "zz-guard.conf", root)
     assert [(os.path.relpath(s.path, root), [x.number for x in s.settings], s.trouble) for s in before] == [
         ("usr/lib/sysctl.d/50-default.conf", [2], None),
@@ -85,7 +79,7 @@ def test_boot_order_is_by_name_across_folders_an_earlier_folder_masking_a_name_a
 
 
 def test_without_a_root_only_the_folder_written_is_read(tmp_path):
-    write(f"{tmp_path}/d/10-a.conf", "vm.swappiness = 1\n")
+    crafted_files(tmp_path, {"d/10-a.conf": "vm.swappiness = 1\n"})
     before, after = sysctld.boot_order(f"{tmp_path}/d", "zz-guard.conf", None)
     assert [os.path.basename(s.path) for s in before] == ["10-a.conf"] and after == []
 
