@@ -58,8 +58,7 @@ def variants(bundle, conf):
 def built_bundle(work):
     """Build the bundle as users do and copy /opt/guard out of it (bench_bundle's steps)."""
     tag = f"{bench_bundle.TAG}-bundle"
-    bench_bundle.docker("build", "-q", "--network", "host", "--target", "bundle", "--build-arg",
-                        f"BASE={bench_bundle.BASE}", "-t", tag, bench_bundle.REPO)
+    bench_bundle.build_bundle(tag, bench_bundle.BASE)
     try:
         return bench_bundle.extract_bundle(tag, os.path.join(work, "amd64"))
     finally:
