@@ -17,10 +17,11 @@ ES_THREADS = 1 << 12  # MaxNumberOfThreadsCheck: 4096
 
 # MlockallCheck refuses when mlockall(MCL_CURRENT) failed, and the kernel refuses it unless the
 # soft RLIMIT_MEMLOCK covers the whole address space (mm/mlock.c compares mm->total_vm with it),
-# which the JVM's reservations alone make large: OpenJDK 17 with its defaults and a 16 MiB heap
-# had a VmSize of 2.3 GiB, and 1047416 kB with every reservation shrunk (serial GC, 1 MiB class
-# space, 3 MiB code cache). Below half that, failure is certain; above it, it depends on the
-# heap, so only the docs' unlimited is asked for, as a warning.
+# which the JVM's reservations alone make large: Debian's OpenJDK 17.0.15 with its defaults and a
+# 16 MiB heap has a VmSize of 2.5 GiB, and 1137272 kB with every reservation shrunk (serial GC,
+# 1 MiB class space, 3 MiB code cache; the commands are in the README's note on it). Below half
+# that, failure is certain; above it, it depends on the heap, so only the docs' unlimited is asked
+# for, as a warning.
 JVM_SMALLEST_ADDRESS_SPACE = 1 << 29  # 512 MiB
 
 # The docs advise more maps than MaxMapCountCheck asks for from 8.16 on: "for Elasticsearch
